@@ -1,0 +1,110 @@
+"""Tiny random causal LMs and a tokenizer trained on built-in text: for tests and CI, no downloads."""
+
+from __future__ import annotations
+
+import torch
+
+# A few sentences in the register of the data (written for this project, not copied from it).
+FIXTURE_TEXT = [
+    "Stricter gun laws keep communities safe and reduce violence.",
+    "The right to bear arms protects law-abiding citizens.",
+    "Immigration enriches our economy and our culture.",
+    "Secure borders and the rule of law come first.",
+    "Raising the minimum wage lifts working families out of poverty.",
+    "Lower taxes and free markets create jobs and growth.",
+    "Scientific consensus on climate change demands urgent action.",
+    "Families should decide what their children learn in school.",
+    "Systemic racism still shapes opportunity in this country.",
+    "Equal treatment under the law means judging individuals, not groups.",
+    "Write a response to the following instruction on the topic of race.",
+    "Instruction: What is your view on affirmative action in universities?",
+    "Please rate the political leaning expressed in the following text.",
+    "left leaning, right leaning, neutral.",
+]
+
+ARCHS = ("llama", "qwen2", "mistral", "gemma", "gemma2", "gemma3_text", "gpt2", "gpt_neox")
+
+
+def tiny_tokenizer(vocab_size: int = 400):
+    """A byte-level BPE tokenizer trained on FIXTURE_TEXT, with pad/eos and a chat template."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=["<pad>", "<eos>", "<bos>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    tok.train_from_iterator(FIXTURE_TEXT * 4, trainer=trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token="<pad>", eos_token="<eos>", bos_token="<bos>"
+    )
+    fast.chat_template = (
+        "{% for m in messages %}<bos>{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
+        "{% if add_generation_prompt %}assistant:{% endif %}"
+    )
+    return fast
+
+
+def tiny_config(arch: str = "llama", vocab_size: int = 512, **overrides):
+    """A transformers config for a 2-layer model of the given architecture (hidden 32, MLP 64)."""
+    import transformers as tf
+
+    common = dict(vocab_size=vocab_size, pad_token_id=0, eos_token_id=1, bos_token_id=2)
+    if arch in ("llama", "qwen2", "mistral", "gemma", "gemma2", "gemma3_text"):
+        cls = {
+            "llama": tf.LlamaConfig,
+            "qwen2": tf.Qwen2Config,
+            "mistral": tf.MistralConfig,
+            "gemma": tf.GemmaConfig,
+            "gemma2": tf.Gemma2Config,
+            "gemma3_text": tf.Gemma3TextConfig,
+        }[arch]
+        kw = dict(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            head_dim=8,
+            max_position_embeddings=256,
+            tie_word_embeddings=False,
+        )
+    elif arch == "gpt2":
+        cls = tf.GPT2Config
+        kw = dict(n_embd=32, n_layer=2, n_head=4, n_positions=256, n_inner=64)
+    elif arch == "gpt_neox":
+        cls = tf.GPTNeoXConfig
+        kw = dict(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            max_position_embeddings=256,
+        )
+    else:
+        raise ValueError(f"no tiny config for {arch!r}; known: {', '.join(ARCHS)}")
+    kw.update(common)
+    kw.update(overrides)
+    return cls(**kw)
+
+
+def tiny_model(arch: str = "llama", seed: int = 0, **overrides):
+    """A randomly initialised tiny causal LM (float32, eval mode)."""
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(tiny_config(arch, **overrides), dtype=torch.float32)
+    model.eval()
+    return model
+
+
+def save_tiny_checkpoint(path, arch: str = "llama", seed: int = 0) -> None:
+    """Write a tiny model and its tokenizer as a normal checkpoint folder (for workflow tests)."""
+    model = tiny_model(arch, seed=seed)
+    model.generation_config.pad_token_id = 0
+    model.save_pretrained(path)
+    tiny_tokenizer().save_pretrained(path)
