@@ -96,3 +96,25 @@ def load_torch_verified(path: str | os.PathLike, sha256: str | None):
             f"{path} cannot be read ({type(exc).__name__})",
             "delete the file's folder and rerun the workflow to recompute it",
         ) from None
+
+
+def write_jsonl(path: str | os.PathLike, rows) -> None:
+    with atomic_path(path) as tmp, open(tmp, "w") as f:
+        for row in rows:
+            f.write(json.dumps(row) + "\n")
+
+
+def read_jsonl(path: str | os.PathLike) -> list[dict]:
+    from polneurons.errors import DataError
+
+    rows = []
+    with open(path) as f:
+        for i, line in enumerate(f, 1):
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                raise DataError(
+                    f"{path} line {i} is not valid JSON (truncated?)",
+                    "delete the file so the workflow recomputes it",
+                ) from None
+    return rows

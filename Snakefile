@@ -1,0 +1,36 @@
+# polneurons: political stance cross-topic generalization, political neurons, patching, InhibitFT.
+# Run: snakemake --cores all   (embedded default, config.yaml); see README.md.
+import sys
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+sys.path.insert(0, str(Path(workflow.basedir) / "src"))
+
+from polneurons.config import validate_config
+from polneurons.errors import PolneuronsError
+
+
+configfile: "config.yaml"
+
+
+try:
+    config.update(validate_config(config))
+except PolneuronsError as exc:
+    sys.exit(f"polneurons config error: {exc}")
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/finetune.smk"
+include: "workflow/rules/stance.smk"
+include: "workflow/rules/neurons.smk"
+include: "workflow/rules/patching.smk"
+include: "workflow/rules/figures.smk"
+
+
+rule all:
+    input:
+        final_outputs(),
+    default_target: True

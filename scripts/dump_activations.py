@@ -1,0 +1,39 @@
+"""dump_activations: contrast M_s (adapter on) with M0 (adapter off) on one topic's prompts (METHOD 6)."""
+
+import json
+from pathlib import Path
+
+from polneurons import __version__
+from polneurons.activations import dump_activations
+from polneurons.models import adapter_sha256, load_contrast_pair
+from polneurons.prompts import adds_special_tokens, eval_items, eval_prompts
+from polneurons.rule import rule_context
+
+p = snakemake.params
+with rule_context(snakemake) as ctx:
+    record = json.loads(Path(snakemake.input.model).read_text())
+    model, tok = load_contrast_pair(record, snakemake.input.adapter, p.dtype, p.device)
+    items = eval_items(p.root, [snakemake.wildcards.topic], p.eval_prompts)
+    prompts = eval_prompts(p.root, tok, items, p.prompt_format)
+    meta = {
+        "model": record["source"],
+        "model_sha256": record["config_sha256"],
+        "adapter_sha256": adapter_sha256(Path(snakemake.input.adapter) / "adapter"),
+        "topic": snakemake.wildcards.topic,
+        "polneurons": __version__,
+    }
+    manifest = dump_activations(
+        model,
+        tok,
+        prompts,
+        [it["id"] for it in items],
+        snakemake.output.dump,
+        site=p.neurons["site"],
+        batch_size=p.neurons["batch_size"],
+        shard_size=p.neurons["shard_size"],
+        raw_tokens=p.neurons["raw_tokens"],
+        add_special_tokens=adds_special_tokens(p.prompt_format),
+        meta=meta,
+        progress=ctx.progress,
+    )
+    ctx.log.info("%d prompts in %d shards", len(items), len(manifest["shards"]))

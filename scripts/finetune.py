@@ -1,0 +1,39 @@
+"""finetune / inhibitft: train one (model, leaning, source topic) run, vanilla or inhibited."""
+
+import json
+from pathlib import Path
+
+from polneurons.models import load_base
+from polneurons.prompts import adds_special_tokens, train_examples
+from polneurons.rule import rule_context
+
+p = snakemake.params
+with rule_context(snakemake, seed=p.seed) as ctx:
+    from polneurons.finetune import finetune
+    from polneurons.neurons import inhibited_set
+
+    record = json.loads(Path(snakemake.input.model).read_text())
+    model, tok = load_base(record, p.dtype, p.device)
+    lean, src = snakemake.wildcards.lean, snakemake.wildcards.src
+    examples = train_examples(p.root, tok, src, lean, p.data, p.seed, p.prompt_format)
+    ctx.log.info("%d training examples for %s/%s", len(examples), lean, src)
+    inhibit = None
+    if p.inhibit:
+        neurons = inhibited_set(snakemake.input.neurons, **p.inhibit, seed=p.seed)
+        ctx.log.info("inhibiting %d neurons (%s)", len(neurons), p.inhibit)
+        inhibit = {
+            "strategy": p.inhibit["strategy"],
+            "site": p.inhibit["site"],
+            "neurons": neurons.by_layer(),
+        }
+    result = finetune(
+        model,
+        tok,
+        examples,
+        {**p.settings, "seed": p.seed},
+        snakemake.output.train,
+        inhibit=inhibit,
+        add_special_tokens=adds_special_tokens(p.prompt_format),
+        progress=ctx.progress,
+        log=ctx.log,
+    )

@@ -1,0 +1,34 @@
+"""generate: greedy answers of one run (base or fine-tuned) to every evaluation prompt (METHOD 4)."""
+
+import json
+from pathlib import Path
+
+from polneurons.generation import greedy_generate
+from polneurons.io import write_jsonl
+from polneurons.models import load_run
+from polneurons.prompts import adds_special_tokens, eval_items, eval_prompts
+from polneurons.rule import rule_context
+
+p = snakemake.params
+with rule_context(snakemake) as ctx:
+    record = json.loads(Path(snakemake.input.model).read_text())
+    model, tok = load_run(record, snakemake.input.adapter, p.dtype, p.device, merge=True)
+    items = eval_items(p.root, p.test_sets, p.eval_prompts)
+    prompts = eval_prompts(p.root, tok, items, p.prompt_format)
+    ctx.log.info("%d prompts over %s", len(prompts), ", ".join(p.test_sets))
+    responses = greedy_generate(
+        model,
+        tok,
+        prompts,
+        max_new_tokens=p.generation["max_new_tokens"],
+        batch_size=p.generation["batch_size"],
+        add_special_tokens=adds_special_tokens(p.prompt_format),
+        progress=ctx.progress,
+    )
+    write_jsonl(
+        snakemake.output.generations,
+        (
+            {**it, "prompt": pr, "response": r}
+            for it, pr, r in zip(items, prompts, responses, strict=True)
+        ),
+    )

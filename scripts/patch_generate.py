@@ -1,0 +1,41 @@
+"""patch_generate: lockstep generation, M_s's activations on a neuron set patched into M0 (METHOD 7)."""
+
+import json
+from pathlib import Path
+
+from polneurons.io import write_jsonl
+from polneurons.models import load_contrast_pair
+from polneurons.neuron_store import patch_set
+from polneurons.patching import patched_generate
+from polneurons.prompts import adds_special_tokens, eval_items, eval_prompts
+from polneurons.rule import rule_context
+
+p = snakemake.params
+condition = snakemake.wildcards.condition
+with rule_context(snakemake, seed=p.seed) as ctx:
+    record = json.loads(Path(snakemake.input.model).read_text())
+    model, tok = load_contrast_pair(record, snakemake.input.adapter, p.dtype, p.device)
+    # general and random are evaluated on every test set; S_t only on its own topic t
+    groups = [(t, [t]) for t in p.topics] if condition == "specific" else [(None, p.test_sets)]
+    rows = []
+    for topic, test_sets in groups:
+        neurons = patch_set(snakemake.input.neurons, condition, topic, site=p.site, seed=p.seed)
+        items = eval_items(p.root, test_sets, p.eval_prompts)
+        prompts = eval_prompts(p.root, tok, items, p.prompt_format)
+        ctx.log.info("%s: %d neurons, %d prompts", topic or condition, len(neurons), len(prompts))
+        responses = patched_generate(
+            model,
+            tok,
+            prompts,
+            neurons.by_layer(),
+            neurons.site,
+            max_new_tokens=p.generation["max_new_tokens"],
+            batch_size=p.generation["batch_size"],
+            add_special_tokens=adds_special_tokens(p.prompt_format),
+            progress=ctx.progress,
+        )
+        rows += [
+            {**it, "prompt": pr, "response": r, "n_patched": len(neurons)}
+            for it, pr, r in zip(items, prompts, responses, strict=True)
+        ]
+    write_jsonl(snakemake.output.generations, rows)

@@ -1,0 +1,361 @@
+"""Activation dumps of M_s vs M0 (METHOD 6): streamed .pt shards with a checksummed manifest,
+and the RMS contrast r_t computed from them.
+
+A dump folder holds ``shard-00000.pt``, ``shard-00001.pt``, ... (at most ``shard_size`` prompts
+each, in prompt order) and ``manifest.json``. Each shard is a dict:
+
+- ``first_prompt`` (int), ``prompt_ids`` (list of str);
+- ``n_tokens`` int64 [p]: prompt tokens of each prompt (padding excluded);
+- ``sq_diff_sum`` float32 [p, n_layers, width]: per prompt, the sum over its tokens of
+  (h_Ms - h_M0)^2. Kept in float32, not float16: these sums feed r_t exactly, and a float16
+  sum of squares loses precision (and overflows above 65504) where float32 does not;
+- ``last_m0``, ``last_ms`` float16 [p, n_layers, width]: activations at the last prompt token;
+- only with ``raw_tokens``: ``raw_m0``, ``raw_ms`` float16 [tokens, n_layers, width], every
+  prompt token of the shard's prompts, prompt after prompt.
+
+The manifest records the format, package version, site, n_layers, width, dtype and shape of
+each field, the prompt ids, every shard's file name, sha256 and prompt range, and the caller's
+``meta`` (model and adapter hashes). Readers refuse any shard that does not match it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+
+from polneurons import __version__
+from polneurons.errors import DataError, IntegrityError, ModelError
+from polneurons.io import atomic_path, load_torch_verified, save_torch, write_json
+from polneurons.sites import NeuronSite
+
+DUMP_FORMAT = "polneurons.activations/1"
+MANIFEST = "manifest.json"
+
+
+def _field_specs(n_layers: int, width: int, raw_tokens: bool) -> dict[str, dict]:
+    """dtype and shape of each shard field; the first dimension is named ("prompts" or "tokens")."""
+    neurons = [n_layers, width]
+    specs = {
+        "n_tokens": ("int64", ["prompts"]),
+        "sq_diff_sum": ("float32", ["prompts", *neurons]),
+        "last_m0": ("float16", ["prompts", *neurons]),
+        "last_ms": ("float16", ["prompts", *neurons]),
+    }
+    if raw_tokens:
+        specs["raw_m0"] = ("float16", ["tokens", *neurons])
+        specs["raw_ms"] = ("float16", ["tokens", *neurons])
+    return {name: {"dtype": dtype, "shape": shape} for name, (dtype, shape) in specs.items()}
+
+
+def _pad_right(
+    token_lists: list[list[int]], pad_id: int, device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right padding: real tokens keep positions 0..n-1, so no position ids are needed."""
+    longest = max(map(len, token_lists))
+    input_ids = torch.full((len(token_lists), longest), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros_like(input_ids)
+    for row, tokens in enumerate(token_lists):
+        input_ids[row, : len(tokens)] = torch.tensor(tokens)
+        attention_mask[row, : len(tokens)] = 1
+    return input_ids.to(device), attention_mask.to(device)
+
+
+def _contrast_batch(
+    model, neuron_site: NeuronSite, input_ids, attention_mask, raw_tokens: bool
+) -> dict:
+    """One teacher-forced pass of M0 (adapter disabled) and one of M_s over a padded batch."""
+    batch = len(input_ids)
+    n_layers, width = neuron_site.n_layers, neuron_site.width
+    rows = torch.arange(batch, device=input_ids.device)
+    last = attention_mask.sum(1) - 1
+    padding = ~attention_mask.bool()[..., None]
+    forward = dict(
+        input_ids=input_ids, attention_mask=attention_mask, use_cache=False, logits_to_keep=1
+    )
+    sq_diff_sum = torch.zeros(batch, n_layers, width, dtype=torch.float32, device=input_ids.device)
+    last_ms = torch.zeros(batch, n_layers, width, dtype=torch.float16, device=input_ids.device)
+    raw_ms = {}
+
+    with model.disable_adapter(), neuron_site.record() as base:
+        model(**forward)
+
+    def contrast(layer: int, act: torch.Tensor) -> None:
+        diff = (act.float() - base[layer].float()).masked_fill_(padding, 0)
+        sq_diff_sum[:, layer] = diff.square().sum(1)
+        last_ms[:, layer] = act[rows, last]
+        if raw_tokens:
+            raw_ms[layer] = act.half()
+
+    with neuron_site.record(callback=contrast):
+        model(**forward)
+    out = {
+        "n_tokens": (last + 1).cpu(),
+        "sq_diff_sum": sq_diff_sum.cpu(),
+        "last_m0": torch.stack([base[layer][rows, last] for layer in range(n_layers)], 1)
+        .half()
+        .cpu(),
+        "last_ms": last_ms.cpu(),
+    }
+    if raw_tokens:  # [batch, tokens, n_layers, width]
+        out["raw_m0"] = torch.stack([base[layer] for layer in range(n_layers)], 2).half().cpu()
+        out["raw_ms"] = torch.stack([raw_ms[layer] for layer in range(n_layers)], 2).cpu()
+    return out
+
+
+def dump_activations(
+    model,
+    tokenizer,
+    prompts: list[str],
+    prompt_ids: list[str],
+    out_dir,
+    site: str = "mlp_output",
+    batch_size: int = 8,
+    shard_size: int = 32,
+    raw_tokens: bool = False,
+    add_special_tokens: bool = True,
+    meta: dict | None = None,
+    progress=None,
+) -> dict:
+    """Dump the contrast of a peft model with its adapter on (M_s) and off (M0) over `prompts`.
+
+    Teacher-forced passes in inference mode over prompt tokens only, all positions, padding
+    masked out. Memory is bounded by one batch and one shard, whatever the number of prompts.
+    `out_dir` appears only when complete. `meta` (model and adapter hashes, ...) goes into the
+    manifest as given; `progress` is a stream for a tqdm bar. Returns the manifest.
+    """
+    from tqdm import tqdm
+
+    if len(prompts) != len(prompt_ids) or not prompts:
+        raise DataError(
+            f"{len(prompts)} prompts but {len(prompt_ids)} prompt ids", "give one id per prompt"
+        )
+    if len(set(prompt_ids)) != len(prompt_ids):
+        raise DataError("prompt ids are not unique", "give every prompt its own id")
+    if not hasattr(model, "disable_adapter"):
+        raise ModelError(
+            f"{type(model).__name__} has no adapter to disable",
+            "dump a peft model (base model + LoRA adapter)",
+        )
+    neuron_site = NeuronSite(model, site)
+    device = next(model.parameters()).device
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    manifest = {
+        "format": DUMP_FORMAT,
+        "package_version": __version__,
+        "site": site,
+        "n_layers": neuron_site.n_layers,
+        "width": neuron_site.width,
+        "raw_tokens": raw_tokens,
+        "add_special_tokens": add_special_tokens,
+        "padding": "right, masked",
+        "fields": _field_specs(neuron_site.n_layers, neuron_site.width, raw_tokens),
+        "prompt_ids": list(prompt_ids),
+        "shards": [],
+        "meta": meta or {},
+    }
+    pending: list[dict] = []  # per-prompt records of the shard being filled
+
+    def flush(folder: Path) -> None:
+        first = sum(entry["n_prompts"] for entry in manifest["shards"])
+        shard = {"first_prompt": first, "prompt_ids": prompt_ids[first : first + len(pending)]}
+        for name in manifest["fields"]:
+            shard[name] = torch.cat([record[name] for record in pending])
+        name = f"shard-{len(manifest['shards']):05d}.pt"
+        digest = save_torch(shard, folder / name)
+        manifest["shards"].append(
+            {"file": name, "sha256": digest, "first_prompt": first, "n_prompts": len(pending)}
+        )
+        pending.clear()
+
+    was_training = model.training
+    model.eval()  # LoRA dropout must be off
+    try:
+        with (
+            atomic_path(out_dir, is_dir=True) as folder,
+            torch.inference_mode(),
+            tqdm(total=len(prompts), file=progress, disable=progress is None, unit="prompt") as bar,
+        ):
+            for start in range(0, len(prompts), batch_size):
+                texts = prompts[start : start + batch_size]
+                tokens = tokenizer(texts, add_special_tokens=add_special_tokens)["input_ids"]
+                for offset, ids in enumerate(tokens):
+                    if not ids:
+                        raise DataError(
+                            f"prompt {prompt_ids[start + offset]!r} has no tokens",
+                            "drop empty prompts",
+                        )
+                batch = _contrast_batch(
+                    model, neuron_site, *_pad_right(tokens, pad_id, device), raw_tokens
+                )
+                for row, n in enumerate(batch["n_tokens"].tolist()):
+                    pending.append(
+                        {
+                            name: batch[name][row : row + 1]
+                            if spec["shape"][0] == "prompts"
+                            else batch[name][row, :n]
+                            for name, spec in manifest["fields"].items()
+                        }
+                    )
+                    if len(pending) == shard_size:
+                        flush(folder)
+                bar.update(len(texts))
+            if pending:
+                flush(folder)
+            write_json(folder / MANIFEST, manifest)
+    finally:
+        model.train(was_training)
+    return manifest
+
+
+def _malformed(out_dir: Path, what: str) -> IntegrityError:
+    return IntegrityError(
+        f"{out_dir / MANIFEST} is missing or malformed ({what})",
+        f"delete {out_dir} and rerun the dump",
+    )
+
+
+def _check_manifest(manifest, out_dir: Path) -> None:
+    def require(ok: bool, what: str) -> None:
+        if not ok:
+            raise _malformed(out_dir, what)
+
+    require(isinstance(manifest, dict), "not a JSON object")
+    require(manifest.get("format") == DUMP_FORMAT, f"format is not {DUMP_FORMAT}")
+    for key in ("n_layers", "width"):
+        require(isinstance(manifest.get(key), int) and manifest[key] > 0, f"bad {key}")
+    require(isinstance(manifest.get("site"), str), "bad site")
+    ids = manifest.get("prompt_ids")
+    require(isinstance(ids, list) and all(isinstance(i, str) for i in ids), "bad prompt_ids")
+    expected = _field_specs(
+        manifest["n_layers"], manifest["width"], manifest.get("raw_tokens") is True
+    )
+    require(manifest.get("fields") == expected, "fields do not match n_layers, width, raw_tokens")
+    shards = manifest.get("shards")
+    require(isinstance(shards, list) and bool(shards), "no shard list")
+    covered = 0
+    for entry in shards:
+        require(isinstance(entry, dict), "bad shard entry")
+        require(
+            isinstance(entry.get("file"), str) and re.fullmatch(r"shard-\d{5}\.pt", entry["file"]),
+            "bad shard file name",
+        )
+        require(
+            isinstance(entry.get("sha256"), str) and re.fullmatch(r"[0-9a-f]{64}", entry["sha256"]),
+            f"bad sha256 for {entry['file']}",
+        )
+        require(
+            entry.get("first_prompt") == covered,
+            f"{entry['file']} does not start where the previous shard ends",
+        )
+        require(
+            isinstance(entry.get("n_prompts"), int) and entry["n_prompts"] > 0,
+            f"bad n_prompts for {entry['file']}",
+        )
+        covered += entry["n_prompts"]
+    require(covered == len(ids), "shards do not cover the prompt ids")
+
+
+def _check_shard(shard, entry: dict, manifest: dict, path: Path, out_dir: Path) -> None:
+    def require(ok: bool, what: str) -> None:
+        if not ok:
+            raise IntegrityError(
+                f"{path} does not match its manifest ({what})",
+                f"delete {out_dir} and rerun the dump",
+            )
+
+    fields = manifest["fields"]
+    require(
+        isinstance(shard, dict) and set(shard) == {"first_prompt", "prompt_ids", *fields}, "fields"
+    )
+    first, count = entry["first_prompt"], entry["n_prompts"]
+    require(shard["first_prompt"] == first, "first prompt")
+    require(shard["prompt_ids"] == manifest["prompt_ids"][first : first + count], "prompt ids")
+    leading = {"prompts": count}
+    if "raw_m0" in fields:
+        leading["tokens"] = int(shard["n_tokens"].sum())
+    for name, spec in fields.items():
+        tensor = shard[name]
+        shape = [leading[spec["shape"][0]], *spec["shape"][1:]]
+        require(isinstance(tensor, torch.Tensor) and list(tensor.shape) == shape, f"{name} shape")
+        require(str(tensor.dtype).removeprefix("torch.") == spec["dtype"], f"{name} dtype")
+    require(bool((shard["n_tokens"] > 0).all()), "a prompt with no tokens")
+
+
+def read_dump(out_dir) -> tuple[dict, Iterator[dict]]:
+    """The manifest of a dump and an iterator over its shards, each verified (sha256, shapes).
+
+    The manifest is checked and every shard file's presence confirmed before returning; each
+    shard's checksum and contents are checked as the iterator reaches it. Any mismatch raises
+    IntegrityError naming the file.
+    """
+    out_dir = Path(out_dir)
+    try:
+        manifest = json.loads((out_dir / MANIFEST).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise _malformed(out_dir, type(exc).__name__) from None
+    _check_manifest(manifest, out_dir)
+    for entry in manifest["shards"]:
+        if not (out_dir / entry["file"]).is_file():
+            raise IntegrityError(
+                f"{out_dir / entry['file']} is missing", f"delete {out_dir} and rerun the dump"
+            )
+
+    def shards() -> Iterator[dict]:
+        for entry in manifest["shards"]:
+            path = out_dir / entry["file"]
+            shard = load_torch_verified(path, entry["sha256"])
+            _check_shard(shard, entry, manifest, path, out_dir)
+            yield shard
+
+    return manifest, shards()
+
+
+def contrast_sums(out_dir, weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Prompt-weighted totals of a dump, streamed shard by shard.
+
+    `weights` [n_sets, n_prompts] (e.g. how often a bootstrap draw picked each prompt) ->
+    (sum of squared differences [n_sets, n_layers, width], token count [n_sets]), float32.
+    """
+    manifest, shards = read_dump(out_dir)
+    n_prompts, n_layers, width = (
+        len(manifest["prompt_ids"]),
+        manifest["n_layers"],
+        manifest["width"],
+    )
+    if weights.dim() != 2 or weights.shape[1] != n_prompts:
+        raise ValueError(f"weights must be [n_sets, {n_prompts}], got {list(weights.shape)}")
+    weights = weights.float()
+    sq_diff_sum = torch.zeros(len(weights), n_layers * width)
+    n_tokens = torch.zeros(len(weights))
+    for shard in shards:
+        first = shard["first_prompt"]
+        shard_weights = weights[:, first : first + len(shard["n_tokens"])]
+        sq_diff_sum += shard_weights @ shard["sq_diff_sum"].flatten(1)
+        n_tokens += shard_weights @ shard["n_tokens"].float()
+    return sq_diff_sum.view(len(weights), n_layers, width), n_tokens
+
+
+def rms_from_sums(sq_diff_sum: torch.Tensor, n_tokens: torch.Tensor) -> torch.Tensor:
+    """r from summed squared differences [..., n_layers, width] and token counts [...]."""
+    # METHOD 6: r_t(layer, i) = sqrt( sum over prompts and tokens of (h_Ms - h_M0)^2 / number of tokens )
+    return torch.sqrt(sq_diff_sum / n_tokens[..., None, None])
+
+
+def rms_contrast(out_dir, prompt_index=None) -> torch.Tensor:
+    """r_t [n_layers, width] of a dump, over all prompts or over `prompt_index` (repeats count)."""
+    n_prompts = len(read_dump(out_dir)[0]["prompt_ids"])
+    if prompt_index is None:
+        weights = torch.ones(1, n_prompts)
+    else:
+        prompt_index = torch.as_tensor(prompt_index, dtype=torch.long).flatten()
+        if (
+            len(prompt_index) == 0
+            or not 0 <= int(prompt_index.min()) <= int(prompt_index.max()) < n_prompts
+        ):
+            raise ValueError(f"prompt_index must be non-empty, with entries in 0..{n_prompts - 1}")
+        weights = torch.bincount(prompt_index, minlength=n_prompts)[None]
+    return rms_from_sums(*contrast_sums(out_dir, weights))[0]

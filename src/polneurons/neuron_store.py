@@ -1,0 +1,81 @@
+"""The on-disk layout of one fine-tuned run's neuron sets, and the sets later stages draw from it.
+
+    neurons/general.pt          G, scored by the mean r_t over topics (METHOD 6)
+    neurons/specific/<t>.pt     S_t = N_t minus G, scored by r_t
+    neurons/contrast.pt         r_t of every topic (n_topics x n_layers x width)
+    neurons/summary.json        sizes, neurons per layer, k, site, topics, stability of G
+Each .pt has a sha256 sidecar checked on load.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from polneurons.errors import ConfigError, IntegrityError
+from polneurons.io import atomic_path, read_json, save_torch, write_json, write_text
+from polneurons.neurons import NeuronSet, random_like, summary, top_fraction
+
+
+def save_localization(out_dir, general, specific, r_by_topic, info: dict) -> None:
+    """Write the whole neurons folder atomically."""
+    with atomic_path(out_dir, is_dir=True) as tmp:
+        general.save(tmp / "general.pt")
+        (tmp / "specific").mkdir()
+        for topic, neuron_set in specific.items():
+            neuron_set.save(tmp / "specific" / f"{topic}.pt")
+        topics = list(r_by_topic)
+        digest = save_torch(
+            {"topics": topics, "r": torch.stack([r_by_topic[t] for t in topics])},
+            tmp / "contrast.pt",
+        )
+        write_text(tmp / "contrast.pt.sha256", f"{digest}  contrast.pt\n")
+        write_json(tmp / "summary.json", {**info, **summary(general, specific)})
+
+
+def _load(path: Path, site: str | None) -> NeuronSet:
+    if not path.exists():
+        raise IntegrityError(
+            f"{path} is missing", "delete the neurons folder and rerun localize_neurons"
+        )
+    neuron_set = NeuronSet.load(path)
+    if site is not None and neuron_set.site != site:
+        raise ConfigError(
+            f"{path} holds neurons at site {neuron_set.site}, the config asks {site}",
+            "delete the neurons folder so localize_neurons reruns at the new site",
+        )
+    return neuron_set
+
+
+def load_general(neurons_dir, site: str | None = None) -> NeuronSet:
+    return _load(Path(neurons_dir) / "general.pt", site)
+
+
+def load_specific(neurons_dir, topic: str, site: str | None = None) -> NeuronSet:
+    return _load(Path(neurons_dir) / "specific" / f"{topic}.pt", site)
+
+
+def load_summary(neurons_dir) -> dict:
+    return read_json(Path(neurons_dir) / "summary.json")
+
+
+def inhibited_set(
+    neurons_dir, *, strategy: str, n: float, of: str, random: bool, site: str, seed: int
+) -> NeuronSet:
+    """F_n: the top n% of G (METHOD 8), or as many random neurons with the same per-layer counts."""
+    chosen = top_fraction(load_general(neurons_dir, site), n, of=of)
+    return random_like(chosen, seed=seed) if random else chosen
+
+
+def patch_set(neurons_dir, condition: str, topic: str | None, *, site: str, seed: int) -> NeuronSet:
+    """The neurons a patching condition overwrites (METHOD 7): G, S_t, or random with G's layer counts."""
+    if condition == "general":
+        return load_general(neurons_dir, site)
+    if condition == "specific":
+        return load_specific(neurons_dir, topic, site)
+    if condition == "random":
+        return random_like(load_general(neurons_dir, site), seed=seed)
+    raise ConfigError(
+        f"unknown patching condition {condition!r}", "use general, specific or random"
+    )

@@ -1,0 +1,349 @@
+"""Neuron localization (PNLAC, METHOD 6): top-k% sets, general and topic-specific neurons, overlap
+and bootstrap stability, and the inhibited set F_n (METHOD 8).
+
+A neuron is a coordinate (layer, index) at one site; a NeuronSet keeps its neurons in canonical
+order (ascending layer, then index) with one score each. Ties in any ranking are broken by that
+canonical order, so every selection is deterministic.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from polneurons.errors import ConfigError, DataError, IntegrityError
+from polneurons.io import load_torch_verified, save_torch, write_text
+
+NEURON_SET_FORMAT = "polneurons.neuronset/1"
+
+
+@dataclass(eq=False)
+class NeuronSet:
+    layers: torch.Tensor  # int64 [n]
+    indices: torch.Tensor  # int64 [n], position at the site (< width)
+    scores: torch.Tensor  # float32 [n]
+    site: str
+    n_layers: int
+    width: int
+
+    def __post_init__(self):
+        self.layers = torch.as_tensor(self.layers, dtype=torch.long).flatten()
+        self.indices = torch.as_tensor(self.indices, dtype=torch.long).flatten()
+        self.scores = torch.as_tensor(self.scores, dtype=torch.float32).flatten()
+        n = len(self.layers)
+        if len(self.indices) != n or len(self.scores) != n:
+            raise ValueError("layers, indices and scores must have the same length")
+        if n and not (
+            0 <= self.layers.min() <= self.layers.max() < self.n_layers
+            and 0 <= self.indices.min() <= self.indices.max() < self.width
+        ):
+            raise ValueError(f"neuron outside a {self.n_layers} x {self.width} site")
+        flat, order = torch.sort(self.flat)
+        if n > 1 and not bool((flat[1:] != flat[:-1]).all()):
+            raise ValueError("a neuron appears twice in the set")
+        self.layers, self.indices, self.scores = (
+            self.layers[order],
+            self.indices[order],
+            self.scores[order],
+        )
+
+    @classmethod
+    def from_mask(cls, mask: torch.Tensor, scores: torch.Tensor, site: str) -> NeuronSet:
+        """The neurons where `mask` [n_layers, width] is true, each with its entry in `scores`."""
+        layers, indices = mask.nonzero(as_tuple=True)
+        n_layers, width = mask.shape
+        return cls(layers, indices, scores[mask], site, n_layers, width)
+
+    @property
+    def flat(self) -> torch.Tensor:
+        """layer * width + index: one integer per neuron."""
+        return self.layers * self.width + self.indices
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+    def by_layer(self) -> dict[int, torch.Tensor]:
+        """layer -> indices (ascending), for the layers that hold at least one neuron."""
+        return {
+            int(layer): self.indices[self.layers == layer]
+            for layer in self.layers.unique().tolist()
+        }
+
+    def per_layer_counts(self) -> torch.Tensor:
+        return torch.bincount(self.layers, minlength=self.n_layers)
+
+    def as_mask(self) -> torch.Tensor:
+        mask = torch.zeros(self.n_layers, self.width, dtype=torch.bool)
+        mask[self.layers, self.indices] = True
+        return mask
+
+    def to_frame(self):
+        import pandas as pd
+
+        return pd.DataFrame(
+            {
+                "layer": self.layers.numpy(),
+                "index": self.indices.numpy(),
+                "score": self.scores.numpy(),
+            }
+        )
+
+    def save(self, path) -> str:
+        """Write the set atomically to `path` (.pt) and its sha256 to `path`.sha256; returns it."""
+        path = Path(path)
+        digest = save_torch(
+            {
+                "format": NEURON_SET_FORMAT,
+                "layers": self.layers,
+                "indices": self.indices,
+                "scores": self.scores,
+                "site": self.site,
+                "n_layers": self.n_layers,
+                "width": self.width,
+            },
+            path,
+        )
+        write_text(_sidecar(path), f"{digest}  {path.name}\n")
+        return digest
+
+    @classmethod
+    def load(cls, path) -> NeuronSet:
+        """Read a set written by save(), refusing it unless it matches its sha256 sidecar."""
+        path = Path(path)
+        fix = f"delete {path} and rerun the rule that makes it"
+        try:
+            digest = _sidecar(path).read_text().split()[0]
+        except (FileNotFoundError, IndexError):
+            raise IntegrityError(f"{_sidecar(path)} is missing or empty", fix) from None
+        obj = load_torch_verified(path, digest)
+        try:
+            if obj["format"] != NEURON_SET_FORMAT:
+                raise ValueError(f"format {obj['format']!r}")
+            return cls(
+                obj["layers"],
+                obj["indices"],
+                obj["scores"],
+                obj["site"],
+                obj["n_layers"],
+                obj["width"],
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise IntegrityError(f"{path} is not a neuron set ({exc})", fix) from None
+
+
+def _sidecar(path: Path) -> Path:
+    return path.with_name(path.name + ".sha256")
+
+
+def _count_for_percent(total: int, percent: float) -> int:
+    """How many of `total` items make `percent`%: floor, but at least one (as the authors)."""
+    if not 0 < percent <= 100:
+        raise ConfigError(
+            f"a neuron percentage must be in (0, 100], got {percent}", "fix the config"
+        )
+    return max(1, math.floor(total * percent / 100))
+
+
+def _rank(scores: torch.Tensor) -> torch.Tensor:
+    """Positions sorted by descending score along the last dim; ties keep their original order."""
+    if scores.isnan().any():
+        raise ValueError("scores contain NaN")
+    return torch.sort(scores, dim=-1, descending=True, stable=True).indices
+
+
+def top_k_percent(r: torch.Tensor, k: float) -> torch.Tensor:
+    """Boolean mask of the top k% of all neurons of r [..., n_layers, width], layers pooled."""
+    # METHOD 6: N_t = top k% of all neurons by r_t (ties: lower layer, then lower index, first)
+    flat = r.flatten(-2)
+    n_top = _count_for_percent(flat.shape[-1], k)
+    top = _rank(flat)[..., :n_top]
+    mask = torch.zeros(flat.shape, dtype=torch.bool).scatter_(-1, top, True)
+    return mask.view(r.shape)
+
+
+def localize(
+    r_by_topic: dict[str, torch.Tensor], k: float, site: str = "mlp_output"
+) -> tuple[NeuronSet, dict[str, NeuronSet]]:
+    """General neurons G and topic-specific neurons S_t from the contrasts r_t [n_layers, width]."""
+    # METHOD 6: G = intersection of the N_t, scored by the mean r_t; S_t = N_t \ G, scored by r_t
+    if not r_by_topic:
+        raise ValueError("localize needs at least one topic")
+    topics = list(r_by_topic)
+    r = torch.stack([r_by_topic[t].float() for t in topics])  # stack refuses unequal shapes
+    if r.dim() != 3:
+        raise ValueError("each r_t must be [n_layers, width]")
+    in_top = top_k_percent(r, k)
+    general_mask = in_top.all(dim=0)
+    general = NeuronSet.from_mask(general_mask, r.mean(dim=0), site)
+    specific = {
+        t: NeuronSet.from_mask(in_top[i] & ~general_mask, r[i], site) for i, t in enumerate(topics)
+    }
+    return general, specific
+
+
+def _same_site(a: NeuronSet, b: NeuronSet) -> None:
+    if (a.site, a.n_layers, a.width) != (b.site, b.n_layers, b.width):
+        raise ValueError(
+            f"neuron sets from different sites: {a.site} {a.n_layers}x{a.width} "
+            f"vs {b.site} {b.n_layers}x{b.width}"
+        )
+
+
+def jaccard(a: NeuronSet, b: NeuronSet) -> float:
+    """|a & b| / |a | b| over neuron coordinates; 1.0 for two empty sets."""
+    _same_site(a, b)
+    shared = int(torch.isin(a.flat, b.flat).sum())
+    union = len(a) + len(b) - shared
+    return shared / union if union else 1.0
+
+
+def random_like(neuron_set: NeuronSet, seed: int, exclude: NeuronSet | None = None) -> NeuronSet:
+    """Random neurons with the same count in every layer (seeded), avoiding `exclude`; score 0."""
+    allowed = torch.ones(neuron_set.n_layers, neuron_set.width, dtype=torch.bool)
+    if exclude is not None:
+        _same_site(neuron_set, exclude)
+        allowed &= ~exclude.as_mask()
+    generator = torch.Generator().manual_seed(seed)
+    layers, indices = [], []
+    for layer, count in enumerate(neuron_set.per_layer_counts().tolist()):
+        if count == 0:
+            continue
+        candidates = allowed[layer].nonzero().flatten()
+        if len(candidates) < count:
+            raise ConfigError(
+                f"cannot draw {count} random neurons in layer {layer}: "
+                f"only {len(candidates)} are not excluded",
+                "lower the neuron percentage or drop the exclusion",
+            )
+        chosen = candidates[torch.randperm(len(candidates), generator=generator)[:count]]
+        layers.append(torch.full((count,), layer))
+        indices.append(chosen)
+    return NeuronSet(
+        torch.cat(layers) if layers else torch.zeros(0, dtype=torch.long),
+        torch.cat(indices) if indices else torch.zeros(0, dtype=torch.long),
+        torch.zeros(len(neuron_set)),
+        neuron_set.site,
+        neuron_set.n_layers,
+        neuron_set.width,
+    )
+
+
+def top_fraction(
+    general: NeuronSet, n_percent: float, of: str = "general", total_neurons: int | None = None
+) -> NeuronSet:
+    """F_n: the highest-scoring neurons of G, n% of |G| (of="general") or of all neurons (of="all")."""
+    # METHOD 8: F_n = top n% of G by score; "n% of all neurons" is the config option of="all"
+    if of == "general":
+        base = len(general)
+    elif of == "all":
+        base = general.n_layers * general.width if total_neurons is None else total_neurons
+    else:
+        raise ConfigError(f"unknown F_n base {of!r}", "use 'general' or 'all'")
+    count = _count_for_percent(base, n_percent)
+    if count > len(general):
+        raise ConfigError(
+            f"F_n needs {count} neurons ({n_percent}% of {base}) but G holds only {len(general)}",
+            "lower n or k, or take n% of G (of='general')",
+        )
+    top = _rank(general.scores)[:count]
+    return NeuronSet(
+        general.layers[top],
+        general.indices[top],
+        general.scores[top],
+        general.site,
+        general.n_layers,
+        general.width,
+    )
+
+
+def _mean_and_ci95(values: list[float]) -> tuple[float, list[float]]:
+    x = torch.tensor(values, dtype=torch.float64)
+    low, high = torch.quantile(x, torch.tensor([0.025, 0.975], dtype=torch.float64)).tolist()
+    return float(x.mean()), [low, high]
+
+
+def bootstrap_stability(
+    dump_dirs_by_topic: dict, k: float, n_boot: int = 100, seed: int = 0
+) -> dict:
+    """Stability of G when each topic's prompts are resampled with replacement (seeded).
+
+    Reports the share of the full-data G found again in each replicate's G (mean, 95% percentile
+    CI; None when the full G is empty), the Jaccard index of the two, and the replicate G sizes.
+    Holds n_topics x n_boot x n_layers x width float32 contrasts in memory.
+    """
+    from polneurons.activations import contrast_sums, read_dump, rms_from_sums
+
+    if n_boot < 1:
+        raise ConfigError(f"n_boot must be at least 1, got {n_boot}", "fix the config")
+    generator = torch.Generator().manual_seed(seed)
+    topics = sorted(dump_dirs_by_topic)
+    full_r, boot_r, sites = {}, {}, set()
+    for topic in topics:
+        manifest, _ = read_dump(dump_dirs_by_topic[topic])
+        sites.add((manifest["site"], manifest["n_layers"], manifest["width"]))
+        n_prompts = len(manifest["prompt_ids"])
+        resampled = torch.randint(n_prompts, (n_boot, n_prompts), generator=generator)
+        weights = torch.zeros(n_boot + 1, n_prompts)
+        weights[0] = 1  # row 0: the full data
+        weights[1:].scatter_add_(1, resampled, torch.ones(n_boot, n_prompts))
+        r = rms_from_sums(*contrast_sums(dump_dirs_by_topic[topic], weights))
+        full_r[topic], boot_r[topic] = r[0], r[1:]
+    if len(sites) != 1:
+        raise DataError(
+            f"the dumps of {', '.join(topics)} come from different sites or models: {sorted(sites)}",
+            "dump every topic of one fine-tuned model with the same neuron_site",
+        )
+    site = sites.pop()[0]
+    general, _ = localize(full_r, k, site)
+    recovered, overlap, sizes = [], [], []
+    for b in range(n_boot):
+        replicate, _ = localize({t: boot_r[t][b] for t in topics}, k, site)
+        if len(general):
+            recovered.append(float(torch.isin(general.flat, replicate.flat).float().mean()))
+        overlap.append(jaccard(general, replicate))
+        sizes.append(len(replicate))
+    recovered_mean, recovered_ci = _mean_and_ci95(recovered) if recovered else (None, None)
+    jaccard_mean, jaccard_ci = _mean_and_ci95(overlap)
+    size_mean, size_ci = _mean_and_ci95(sizes)
+    return {
+        "k": k,
+        "n_boot": n_boot,
+        "seed": seed,
+        "topics": topics,
+        "general_size": len(general),
+        "recovered_share_mean": recovered_mean,
+        "recovered_share_ci95": recovered_ci,
+        "jaccard_mean": jaccard_mean,
+        "jaccard_ci95": jaccard_ci,
+        "size_mean": size_mean,
+        "size_ci95": size_ci,
+        "size_min": min(sizes),
+        "size_max": max(sizes),
+    }
+
+
+def layer_histogram(neuron_set: NeuronSet):
+    """DataFrame with one row per layer (empty layers included): layer, count."""
+    import pandas as pd
+
+    counts = neuron_set.per_layer_counts()
+    return pd.DataFrame({"layer": range(neuron_set.n_layers), "count": counts.numpy()})
+
+
+def summary(general: NeuronSet, specific: dict[str, NeuronSet]) -> dict:
+    """Set sizes and neurons per layer of G and each S_t (JSON-ready)."""
+
+    def describe(neuron_set: NeuronSet) -> dict:
+        return {"size": len(neuron_set), "per_layer": neuron_set.per_layer_counts().tolist()}
+
+    return {
+        "site": general.site,
+        "n_layers": general.n_layers,
+        "width": general.width,
+        "total_neurons": general.n_layers * general.width,
+        "general": describe(general),
+        "specific": {topic: describe(s) for topic, s in specific.items()},
+    }

@@ -1,0 +1,97 @@
+"""Prompt construction: the authors' answer templates, optionally wrapped in the model's chat template."""
+
+from __future__ import annotations
+
+from polneurons.data import EXTRA_SETS, topic_name
+from polneurons.errors import ConfigError
+
+PROMPT_FORMATS = ("bare", "chat")
+
+
+def answer_prompt(templates: dict[str, str], test_set: str, text: str) -> str:
+    """answer_prompt.txt (slots: topic, topic, instruction) for the six topics; answer_prompt2.txt
+    (slot: statement) for pct and questionnaire (METHOD 4)."""
+    if test_set in EXTRA_SETS:
+        return templates["answer_prompt2"].format(text)
+    name = topic_name(test_set)
+    return templates["answer_prompt"].format(name, name, text)
+
+
+def render(tokenizer, text: str, prompt_format: str) -> str:
+    """The text as the model sees it: bare, or one user turn in the chat template."""
+    if prompt_format == "bare":
+        return text
+    if prompt_format == "chat":
+        if not getattr(tokenizer, "chat_template", None):
+            raise ConfigError(
+                "prompt_format is 'chat' but the tokenizer has no chat template",
+                "set prompt_format: bare for base (non-instruct) checkpoints",
+            )
+        return tokenizer.apply_chat_template(
+            [{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True
+        )
+    raise ConfigError(f"unknown prompt_format {prompt_format!r}", f"use one of {PROMPT_FORMATS}")
+
+
+def adds_special_tokens(prompt_format: str) -> bool:
+    """A chat-rendered prompt already holds its special tokens; a bare one gets the tokenizer's."""
+    return prompt_format == "bare"
+
+
+# ---------------------------------------------------------------- what each job feeds the model
+
+
+def load_templates(root) -> dict[str, str]:
+    from polneurons.data import load_template
+
+    names = ("answer_prompt", "answer_prompt2", "prompt_evaluation", "prompt_evaluation2")
+    return {name: load_template(root, name) for name in names}
+
+
+def eval_items(root, test_sets, limit: int | None) -> list[dict]:
+    """The evaluation prompts of each test set in the authors' order (first `limit` of each)."""
+    from polneurons.data import load_eval_set
+
+    items = []
+    for test_set in test_sets:
+        texts = load_eval_set(root, test_set)[:limit]
+        items += [
+            {"id": f"{test_set}-{i:03d}", "test_set": test_set, "text": t}
+            for i, t in enumerate(texts)
+        ]
+    return items
+
+
+def eval_prompts(root, tokenizer, items: list[dict], prompt_format: str) -> list[str]:
+    templates = load_templates(root)
+    return [
+        render(tokenizer, answer_prompt(templates, it["test_set"], it["text"]), prompt_format)
+        for it in items
+    ]
+
+
+def topic_split(root, topic: str, data_cfg: dict, seed: int, neutral_texts: int = 0):
+    from polneurons.data import load_eval_set, load_pairs, split_topic
+
+    return split_topic(
+        load_pairs(root, topic),
+        load_eval_set(root, topic),
+        loglik_pairs=data_cfg["loglik_pairs"],
+        holdout_eval=data_cfg["holdout_eval"],
+        seed=seed,
+        neutral_texts=neutral_texts,
+    )
+
+
+def train_examples(root, tokenizer, topic, leaning, data_cfg, seed, prompt_format):
+    """(prompt, completion) pairs: the bare instruction (METHOD 3), rendered in the prompt format."""
+    from polneurons.data import training_examples
+
+    pairs = training_examples(
+        topic_split(root, topic, data_cfg, seed),
+        leaning,
+        n_examples=data_cfg["train_examples"],
+        label_filter=data_cfg["label_filter"],
+        seed=seed,
+    )
+    return [(render(tokenizer, p.instruction, prompt_format), p.answer(leaning)) for p in pairs]

@@ -1,0 +1,53 @@
+"""What every rule script shares: logging to the rule's log, threads, seeds, one-line errors."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+import sys
+from dataclasses import dataclass
+from typing import TextIO
+
+from polneurons.errors import user_errors
+
+
+@dataclass
+class RuleContext:
+    log: logging.Logger
+    progress: TextIO  # tqdm writes here (the rule's log file)
+
+
+def seed_everything(seed: int) -> None:
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+@contextlib.contextmanager
+def rule_context(smk, seed: int | None = None):
+    """Log to the rule's log file, set torch threads and seeds, and turn user errors into one line."""
+    log_path = smk.log[0] if len(smk.log) else None
+    stream = open(log_path, "a", buffering=1) if log_path else sys.stderr  # noqa: SIM115
+    logger = logging.getLogger(f"polneurons.{smk.rule}")
+    logger.setLevel(logging.INFO)
+    logger.handlers[:] = [logging.StreamHandler(stream)]
+    logger.handlers[0].setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    logging.captureWarnings(True)
+    logging.getLogger("py.warnings").handlers[:] = [logging.StreamHandler(stream)]
+    try:
+        import torch
+
+        torch.set_num_threads(max(1, int(smk.threads)))
+        if seed is not None:
+            seed_everything(seed)
+        with user_errors(logger):
+            logger.info("rule %s, wildcards %s", smk.rule, dict(smk.wildcards.items()))
+            yield RuleContext(log=logger, progress=stream)
+            logger.info("done")
+    finally:
+        if stream is not sys.stderr:
+            stream.close()

@@ -1,0 +1,183 @@
+import json
+
+import pytest
+import torch
+from peft import LoraConfig, get_peft_model
+
+import polneurons.activations as activations
+from polneurons.activations import dump_activations, read_dump, rms_contrast
+from polneurons.errors import IntegrityError
+from polneurons.io import sha256_file
+from polneurons.tiny import FIXTURE_TEXT
+
+# Different lengths, so every batch of 3 is padded.
+PROMPTS = [FIXTURE_TEXT[i] for i in (0, 4, 10, 13, 2, 11, 7)]
+IDS = [f"p{i}" for i in range(len(PROMPTS))]
+
+
+@pytest.fixture
+def peft_llama(llama):
+    model = get_peft_model(llama, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_B" in name:  # peft starts B at zero: M_s would equal M0
+                param.copy_(0.5 * torch.randn(param.shape, generator=generator))
+    return model.eval()
+
+
+def brute_force(model, tokenizer, site):
+    """Per prompt, unpadded, with plain hooks: token counts, squared-difference sums, last tokens."""
+    layers = model.base_model.model.model.layers
+    captured = {}
+
+    def keep(layer):
+        def hook(module, args, output=None):
+            captured[layer] = (args[0] if site == "mlp_intermediate" else output)[0].detach()
+
+        return hook
+
+    handles = [
+        layer.mlp.down_proj.register_forward_pre_hook(keep(i))
+        if site == "mlp_intermediate"
+        else layer.mlp.register_forward_hook(keep(i))
+        for i, layer in enumerate(layers)
+    ]
+    results = []
+    with torch.no_grad():
+        for prompt in PROMPTS:
+            input_ids = torch.tensor([tokenizer(prompt)["input_ids"]])
+            with model.disable_adapter():
+                model(input_ids=input_ids)
+            base = torch.stack([captured[i] for i in range(len(layers))], 1)  # [tokens, L, W]
+            model(input_ids=input_ids)
+            tuned = torch.stack([captured[i] for i in range(len(layers))], 1)
+            results.append(
+                (input_ids.shape[1], ((tuned - base) ** 2).sum(0), base[-1], tuned[-1], base, tuned)
+            )
+    for handle in handles:
+        handle.remove()
+    return results
+
+
+def dump(model, tokenizer, out_dir, **kwargs):
+    kwargs = {"batch_size": 3, "shard_size": 2, **kwargs}
+    return dump_activations(model, tokenizer, PROMPTS, IDS, out_dir, **kwargs)
+
+
+def shards_of(out_dir):
+    return list(read_dump(out_dir)[1])
+
+
+@pytest.mark.parametrize("site", ["mlp_output", "mlp_intermediate"])
+def test_dump_matches_unpadded_prompt_by_prompt_brute_force(peft_llama, tokenizer, tmp_path, site):
+    expected = brute_force(peft_llama, tokenizer, site)
+    assert len({n for n, *_ in expected}) > 1  # prompts of different lengths: padding happens
+    manifest = dump(peft_llama, tokenizer, tmp_path / "dump", site=site)
+    assert (manifest["site"], manifest["n_layers"]) == (site, 2)
+    assert manifest["width"] == (64 if site == "mlp_intermediate" else 32)
+
+    records = [
+        {name: value[row] for name, value in shard.items() if isinstance(value, torch.Tensor)}
+        for shard in shards_of(tmp_path / "dump")
+        for row in range(len(shard["n_tokens"]))
+    ]
+    for record, (n, sq, last_base, last_tuned, _, _) in zip(records, expected, strict=True):
+        assert record["n_tokens"] == n
+        torch.testing.assert_close(record["sq_diff_sum"], sq, rtol=1e-4, atol=1e-6)
+        torch.testing.assert_close(record["last_m0"].float(), last_base, rtol=1e-3, atol=1e-3)
+        torch.testing.assert_close(record["last_ms"].float(), last_tuned, rtol=1e-3, atol=1e-3)
+
+    total_sq = sum(sq for _, sq, *_ in expected)
+    r_expected = torch.sqrt(total_sq / sum(n for n, *_ in expected))
+    r = rms_contrast(tmp_path / "dump")
+    assert r.shape == (manifest["n_layers"], manifest["width"]) and (r > 0).all()
+    torch.testing.assert_close(r, r_expected, rtol=1e-4, atol=1e-6)
+
+
+def test_raw_tokens_hold_every_prompt_token_of_both_models(peft_llama, tokenizer, tmp_path):
+    expected = brute_force(peft_llama, tokenizer, "mlp_output")
+    manifest = dump(peft_llama, tokenizer, tmp_path / "dump", raw_tokens=True)
+    assert manifest["fields"]["raw_m0"] == {"dtype": "float16", "shape": ["tokens", 2, 32]}
+    raw_m0 = torch.cat([shard["raw_m0"] for shard in shards_of(tmp_path / "dump")]).float()
+    raw_ms = torch.cat([shard["raw_ms"] for shard in shards_of(tmp_path / "dump")]).float()
+    torch.testing.assert_close(raw_m0, torch.cat([b for *_, b, _ in expected]), rtol=1e-3, atol=1e-3)
+    torch.testing.assert_close(raw_ms, torch.cat([t for *_, t in expected]), rtol=1e-3, atol=1e-3)
+
+
+def test_shards_respect_shard_size_and_manifest_lists_each_checksum(peft_llama, tokenizer, tmp_path):
+    meta = {"model_sha256": "m" * 8, "adapter_sha256": "a" * 8}
+    manifest = dump(peft_llama, tokenizer, tmp_path / "dump", meta=meta)
+    assert [(s["first_prompt"], s["n_prompts"]) for s in manifest["shards"]] == [
+        (0, 2), (2, 2), (4, 2), (6, 1)
+    ]  # fmt: skip
+    on_disk = json.loads((tmp_path / "dump" / "manifest.json").read_text())
+    assert on_disk == manifest and on_disk["meta"] == meta and on_disk["prompt_ids"] == IDS
+    assert on_disk["fields"]["sq_diff_sum"] == {"dtype": "float32", "shape": ["prompts", 2, 32]}
+    assert on_disk["fields"]["last_m0"]["dtype"] == "float16"
+    files = sorted(p.name for p in (tmp_path / "dump").iterdir())
+    assert files == ["manifest.json"] + [f"shard-{i:05d}.pt" for i in range(4)]
+    for entry in manifest["shards"]:
+        assert sha256_file(tmp_path / "dump" / entry["file"]) == entry["sha256"]
+    assert [s["prompt_ids"] for s in shards_of(tmp_path / "dump")] == [IDS[i : i + 2] for i in (0, 2, 4, 6)]
+
+
+def truncate(path):
+    path.write_bytes(path.read_bytes()[:-10])
+
+
+def flip_a_byte(path):
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("damage", [truncate, flip_a_byte, lambda path: path.unlink()])
+def test_a_damaged_or_missing_shard_is_refused(peft_llama, tokenizer, tmp_path, damage):
+    dump(peft_llama, tokenizer, tmp_path / "dump")
+    damage(tmp_path / "dump" / "shard-00001.pt")
+    with pytest.raises(IntegrityError, match="shard-00001.pt"):
+        rms_contrast(tmp_path / "dump")
+
+
+def test_a_malformed_manifest_is_refused(peft_llama, tokenizer, tmp_path):
+    dump(peft_llama, tokenizer, tmp_path / "dump")
+    path = tmp_path / "dump" / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest["shards"][2]["first_prompt"] = 3
+    path.write_text(json.dumps(manifest))
+    with pytest.raises(IntegrityError, match="manifest.json"):
+        read_dump(tmp_path / "dump")
+    path.write_text("{not json")
+    with pytest.raises(IntegrityError, match="manifest.json"):
+        read_dump(tmp_path / "dump")
+
+
+def test_no_dump_folder_when_the_dump_fails_midway(peft_llama, tokenizer, tmp_path, monkeypatch):
+    written = []
+
+    def save_then_fail(obj, path):
+        if written:
+            raise RuntimeError("disk full")
+        written.append(path)
+        return real_save(obj, path)
+
+    real_save = activations.save_torch
+    monkeypatch.setattr(activations, "save_torch", save_then_fail)
+    with pytest.raises(RuntimeError, match="disk full"):
+        dump(peft_llama, tokenizer, tmp_path / "dump")
+    assert written and list(tmp_path.iterdir()) == []
+
+
+def test_rms_contrast_over_resampled_prompts(peft_llama, tokenizer, tmp_path):
+    dump(peft_llama, tokenizer, tmp_path / "dump")
+    plain = rms_contrast(tmp_path / "dump")
+    assert torch.equal(rms_contrast(tmp_path / "dump", prompt_index=range(len(PROMPTS))), plain)
+    shards = shards_of(tmp_path / "dump")
+    sq = torch.cat([s["sq_diff_sum"] for s in shards])
+    n = torch.cat([s["n_tokens"] for s in shards])
+    resampled = [0, 0, 5, 3]
+    expected = torch.sqrt((2 * sq[0] + sq[5] + sq[3]) / (2 * n[0] + n[5] + n[3]))
+    torch.testing.assert_close(rms_contrast(tmp_path / "dump", prompt_index=resampled), expected)
+    with pytest.raises(ValueError):
+        rms_contrast(tmp_path / "dump", prompt_index=[len(PROMPTS)])

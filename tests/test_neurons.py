@@ -1,0 +1,202 @@
+import pytest
+import torch
+from peft import LoraConfig, get_peft_model
+
+from polneurons.activations import dump_activations, rms_contrast
+from polneurons.errors import ConfigError, IntegrityError
+from polneurons.neurons import (
+    NeuronSet,
+    bootstrap_stability,
+    jaccard,
+    layer_histogram,
+    localize,
+    random_like,
+    summary,
+    top_fraction,
+    top_k_percent,
+)
+
+
+def neuron_set(coords, scores=None, n_layers=3, width=4, site="mlp_output"):
+    layers = [layer for layer, _ in coords]
+    indices = [index for _, index in coords]
+    scores = scores if scores is not None else [0.0] * len(coords)
+    return NeuronSet(
+        torch.tensor(layers, dtype=torch.long),
+        torch.tensor(indices, dtype=torch.long),
+        torch.tensor(scores),
+        site,
+        n_layers,
+        width,
+    )
+
+
+def coords(s: NeuronSet) -> set[tuple[int, int]]:
+    return set(zip(s.layers.tolist(), s.indices.tolist(), strict=True))
+
+
+# Two topics on a 2 x 3 site (6 neurons); k = 50 -> 3 neurons per topic.
+R_A = torch.tensor([[9.0, 8.0, 1.0], [7.0, 2.0, 3.0]])  # top: (0,0) (0,1) (1,0)
+R_B = torch.tensor([[6.0, 1.0, 2.0], [5.0, 4.0, 0.0]])  # top: (0,0) (1,0) (1,1)
+
+
+def test_top_k_percent_pools_all_layers_and_breaks_ties_by_layer_then_index():
+    assert coords(NeuronSet.from_mask(top_k_percent(R_A, 50), R_A, "s")) == {(0, 0), (0, 1), (1, 0)}
+    tied = torch.ones(2, 3)
+    assert top_k_percent(tied, 50).tolist() == [[True, True, True], [False, False, False]]
+
+
+def test_top_k_percent_boundaries():
+    r = torch.rand(3, 7, generator=torch.Generator().manual_seed(0))
+    assert top_k_percent(r, 100).all()
+    tiny = top_k_percent(r, 1e-6)  # rounds down to zero: at least one neuron, the largest
+    assert tiny.sum() == 1 and r[tiny].item() == r.max().item()
+    assert top_k_percent(r, 50).sum() == 10  # floor(21 * 0.5)
+    for bad in (0, -1, 101):
+        with pytest.raises(ConfigError):
+            top_k_percent(r, bad)
+
+
+def test_top_k_percent_batched_equals_one_by_one():
+    r = torch.rand(4, 3, 5, generator=torch.Generator().manual_seed(1))
+    batched = top_k_percent(r, 30)
+    assert all(torch.equal(batched[b], top_k_percent(r[b], 30)) for b in range(4))
+
+
+def test_localize_general_is_intersection_scored_by_mean_and_specific_is_difference():
+    general, specific = localize({"a": R_A, "b": R_B}, k=50)
+    assert coords(general) == {(0, 0), (1, 0)}
+    scores = {(int(layer), int(i)): float(s) for layer, i, s in general.to_frame().values}
+    assert scores == {(0, 0): 7.5, (1, 0): 6.0}
+    assert coords(specific["a"]) == {(0, 1)} and specific["a"].scores.tolist() == [8.0]
+    assert coords(specific["b"]) == {(1, 1)} and specific["b"].scores.tolist() == [4.0]
+    assert general.site == "mlp_output" and (general.n_layers, general.width) == (2, 3)
+
+
+def test_localize_k100_makes_every_neuron_general_and_no_specific():
+    general, specific = localize({"a": R_A, "b": R_B}, k=100)
+    assert len(general) == 6 and all(len(s) == 0 for s in specific.values())
+
+
+def test_neuron_set_is_canonical_and_refuses_duplicates_and_out_of_range():
+    s = neuron_set([(2, 1), (0, 3), (0, 1)], [1.0, 2.0, 3.0])
+    assert s.layers.tolist() == [0, 0, 2] and s.indices.tolist() == [1, 3, 1]
+    assert s.scores.tolist() == [3.0, 2.0, 1.0]
+    assert {k: v.tolist() for k, v in s.by_layer().items()} == {0: [1, 3], 2: [1]}
+    assert s.per_layer_counts().tolist() == [2, 0, 1]
+    assert s.as_mask().nonzero().tolist() == [[0, 1], [0, 3], [2, 1]]
+    assert layer_histogram(s)["count"].tolist() == [2, 0, 1]
+    with pytest.raises(ValueError):
+        neuron_set([(0, 1), (0, 1)])
+    with pytest.raises(ValueError):
+        neuron_set([(3, 0)])
+    with pytest.raises(ValueError):
+        neuron_set([(0, 4)])
+
+
+def test_jaccard_on_hand_sets():
+    a = neuron_set([(0, 0), (0, 1), (1, 2)])
+    b = neuron_set([(0, 1), (1, 2), (2, 3), (2, 0)])
+    assert jaccard(a, b) == pytest.approx(2 / 5)
+    assert jaccard(a, a) == 1.0
+    assert jaccard(a, neuron_set([(2, 2)])) == 0.0
+    assert jaccard(neuron_set([]), neuron_set([])) == 1.0
+    with pytest.raises(ValueError):
+        jaccard(a, neuron_set([(0, 0)], width=5))
+
+
+def test_random_like_keeps_per_layer_counts_is_seeded_and_avoids_exclusion():
+    base = neuron_set([(0, 0), (0, 1), (2, 5), (2, 6), (2, 7)], n_layers=3, width=10)
+    first, again = random_like(base, seed=3), random_like(base, seed=3)
+    assert torch.equal(first.per_layer_counts(), base.per_layer_counts())
+    assert coords(first) == coords(again)
+    draws = {frozenset(coords(random_like(base, seed=s))) for s in range(10)}
+    assert len(draws) > 1
+    avoided = random_like(base, seed=0, exclude=base)
+    assert not coords(avoided) & coords(base)
+    assert torch.equal(avoided.per_layer_counts(), base.per_layer_counts())
+    full = neuron_set([(0, i) for i in range(10)], n_layers=3, width=10)
+    with pytest.raises(ConfigError):
+        random_like(neuron_set([(0, 0)], n_layers=3, width=10), seed=0, exclude=full)
+
+
+def test_top_fraction_picks_the_highest_scores():
+    general = neuron_set(
+        [(0, 0), (0, 1), (1, 0), (1, 1), (2, 0), (2, 1), (2, 2), (2, 3), (1, 3), (0, 3)],
+        [0.5, 9.0, 3.0, 7.0, 1.0, 8.0, 2.0, 4.0, 6.0, 5.0],
+    )
+    top = top_fraction(general, 30)
+    assert sorted(top.scores.tolist(), reverse=True) == [9.0, 8.0, 7.0]
+    assert coords(top) == {(0, 1), (2, 1), (1, 1)}
+    of_all = top_fraction(general, 50, of="all")  # 50% of 3 x 4 = 6 neurons
+    assert sorted(of_all.scores.tolist()) == [4.0, 5.0, 6.0, 7.0, 8.0, 9.0]
+    assert len(top_fraction(general, 10, of="all", total_neurons=40)) == 4
+    with pytest.raises(ConfigError):
+        top_fraction(general, 100, of="all")  # 12 neurons asked, G holds 10
+
+
+def test_save_load_round_trip(tmp_path):
+    s = neuron_set([(0, 1), (2, 3)], [0.25, 1.5], site="mlp_intermediate")
+    s.save(tmp_path / "g.pt")
+    back = NeuronSet.load(tmp_path / "g.pt")
+    assert coords(back) == coords(s) and torch.equal(back.scores, s.scores)
+    assert (back.site, back.n_layers, back.width) == ("mlp_intermediate", 3, 4)
+
+
+def test_load_refuses_a_corrupted_file_or_a_missing_checksum(tmp_path):
+    path = tmp_path / "g.pt"
+    neuron_set([(0, 1), (2, 3)]).save(path)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(IntegrityError, match="sha256"):
+        NeuronSet.load(path)
+    neuron_set([(0, 1)]).save(path)
+    (tmp_path / "g.pt.sha256").unlink()
+    with pytest.raises(IntegrityError, match="missing"):
+        NeuronSet.load(path)
+
+
+def test_summary_reports_sizes_and_per_layer_counts():
+    general, specific = localize({"a": R_A, "b": R_B}, k=50)
+    report = summary(general, specific)
+    assert report["general"] == {"size": 2, "per_layer": [1, 1]}
+    assert report["specific"]["a"] == {"size": 1, "per_layer": [1, 0]}
+    assert report["total_neurons"] == 6
+
+
+@pytest.fixture
+def topic_dumps(llama, tokenizer, tmp_path):
+    """Dumps of a LoRA'd tiny llama for two topics: varied prompts, and one prompt repeated."""
+    from polneurons.tiny import FIXTURE_TEXT
+
+    model = get_peft_model(llama, LoraConfig(r=4, target_modules=["q_proj", "v_proj"]))
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.copy_(torch.randn(param.shape, generator=torch.Generator().manual_seed(0)))
+    prompts = {"varied": FIXTURE_TEXT[:6], "repeated": [FIXTURE_TEXT[0]] * 6}
+    for topic, texts in prompts.items():
+        ids = [f"{topic}{i}" for i in range(len(texts))]
+        dump_activations(model.eval(), tokenizer, texts, ids, tmp_path / topic, shard_size=4)
+    return {topic: tmp_path / topic for topic in prompts}
+
+
+def test_bootstrap_of_identical_prompts_always_recovers_g(topic_dumps):
+    stable = bootstrap_stability({"t": topic_dumps["repeated"]}, k=30, n_boot=5, seed=0)
+    general, _ = localize({"t": rms_contrast(topic_dumps["repeated"])}, k=30)
+    assert stable["general_size"] == len(general) == 19  # floor(30% of 2 x 32)
+    assert stable["recovered_share_mean"] == pytest.approx(1.0)
+    assert stable["jaccard_ci95"] == pytest.approx([1.0, 1.0])
+    assert stable["size_min"] == stable["size_max"] == 19
+
+
+def test_bootstrap_is_seeded_and_reports_shares_of_the_full_data_g(topic_dumps):
+    first = bootstrap_stability(topic_dumps, k=30, n_boot=8, seed=1)
+    assert first == bootstrap_stability(topic_dumps, k=30, n_boot=8, seed=1)
+    general, _ = localize({t: rms_contrast(d) for t, d in topic_dumps.items()}, k=30)
+    assert first["general_size"] == len(general) > 0
+    low, high = first["recovered_share_ci95"]
+    assert 0 <= low <= first["recovered_share_mean"] <= high <= 1
+    assert first["size_min"] <= first["size_mean"] <= first["size_max"] <= 19
+    assert first["topics"] == ["repeated", "varied"] and first["n_boot"] == 8

@@ -1,0 +1,185 @@
+"""`snakemake --profile profiles/slurm` on a real single-node Slurm.
+
+Runs only with POLNEURONS_SLURM_TEST=1 (and as root): it installs and starts Slurm with
+tools/slurm/start_slurm.sh, copies the repository to a temporary folder and runs the
+workflow there with the Slurm profile, a tiny configuration and GPU requests turned off
+(this test cluster has no GPUs). Meanwhile a poller records `scontrol show job` of running
+jobs and cancels one of them with `scancel`; the profile's `retries: 1` must resubmit it
+and the run must still complete.
+
+The test cluster has no accounting, so sacct cannot report job states: the test passes
+`--slurm-status-command squeue` (the profile keeps the plugin's sacct default for real
+clusters).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from slurm_cluster import (
+    FINISHED_STATES,
+    REPO,
+    JobWatcher,
+    copy_repository,
+    run_bounded,
+    squeue_jobs,
+    start_cluster,
+    stop_cluster,
+    submitted_jobs,
+)
+
+pytestmark = pytest.mark.slurm
+
+MINI_WORKFLOW = REPO / "tests" / "fixtures" / "slurm_mini"
+REAL_TINY_CONFIG = "tests/configs/tiny.yaml"
+REAL_WORKFLOW_READY = (REPO / "Snakefile").is_file() and (REPO / REAL_TINY_CONFIG).is_file()
+# The real workflow once it exists; until then the stand-in under tests/fixtures/slurm_mini.
+WORKFLOW = "real" if REAL_WORKFLOW_READY else "mini"
+SNAKEMAKE_BOUND_S = 270
+# Seconds before the plugin's first status check (default 40), to keep the test short.
+STATUS_CHECK_START_S = 5
+# Turns GPU requests off: the rules read `gpu` from config `resources.gpu`.
+CPU_ONLY_CONFIG = "resources:\n  gpu: 0\n"
+
+
+@pytest.fixture(scope="module")
+def slurm():
+    started_here = start_cluster()
+    yield
+    if started_here:
+        stop_cluster()
+
+
+def _prepare_workflow(tmp_path: Path) -> tuple[Path, list[str], str]:
+    """Workflow folder, its --configfile list, and the job comment prefix to cancel."""
+    if WORKFLOW == "real":
+        workdir = copy_repository(tmp_path)
+        configs = [REAL_TINY_CONFIG]
+        cancel_prefix = "rule_"
+    else:
+        workdir = tmp_path / "main"
+        shutil.copytree(MINI_WORKFLOW, workdir)
+        shutil.copytree(REPO / "profiles", workdir / "profiles")
+        configs = ["config.yaml"]
+        cancel_prefix = "rule_score"  # its jobs sleep long enough to be cancelled mid-run
+    (workdir / "cpu_only.yaml").write_text(CPU_ONLY_CONFIG)
+    return workdir, [*configs, "cpu_only.yaml"], cancel_prefix
+
+
+def _timelimit_minutes(value: str) -> int:
+    """Slurm TimeLimit ([D-]HH:MM:SS or MM:SS) in whole minutes."""
+    days, _, clock = value.rpartition("-")
+    parts = [int(p) for p in clock.split(":")]
+    while len(parts) < 3:
+        parts.insert(0, 0)
+    hours, minutes, seconds = parts
+    return (int(days or 0) * 24 + hours) * 60 + minutes + (1 if seconds else 0)
+
+
+def _memory_mb(value: str) -> int:
+    """Slurm memory (e.g. 400M, 4G) in megabytes."""
+    number, unit = re.fullmatch(r"(\d+(?:\.\d+)?)([KMGT]?)", value).groups()
+    scale = {"K": 1 / 1024, "M": 1, "G": 1024, "T": 1024 * 1024, "": 1}[unit]
+    return round(float(number) * scale)
+
+
+def test_profile_runs_workflow_on_slurm_with_resources_and_retry(slurm, tmp_path):
+    workdir, configs, cancel_prefix = _prepare_workflow(tmp_path)
+    log_path = tmp_path / "snakemake.log"
+    command = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--profile",
+        "profiles/slurm",
+        "--slurm-status-command",
+        "squeue",
+        "--slurm-init-seconds-before-status-checks",
+        str(STATUS_CHECK_START_S),
+        "--slurm-keep-successful-logs",
+        "--slurm-no-account",
+        "--configfile",
+        *configs,
+    ]
+    watcher = JobWatcher(known_before=set(squeue_jobs()), cancel_comment_prefix=cancel_prefix)
+    started = time.monotonic()
+    watcher.start()
+    try:
+        returncode = run_bounded(command, workdir, log_path, SNAKEMAKE_BOUND_S)
+    finally:
+        watcher.stop()
+        watcher.cancel_leftovers()
+    elapsed_s = time.monotonic() - started
+    log = log_path.read_text()
+    tail = "\n".join(log.splitlines()[-40:])
+    print(f"snakemake on Slurm ({WORKFLOW} workflow) took {elapsed_s:.0f} s")
+
+    # The run completed, and nothing is left to do.
+    assert returncode == 0, f"snakemake exited {returncode} after {elapsed_s:.0f} s:\n{tail}"
+    dry_run = tmp_path / "dry_run.log"
+    assert (
+        run_bounded(
+            [sys.executable, "-m", "snakemake", "-n", "--configfile", *configs],
+            workdir,
+            dry_run,
+            120,
+        )
+        == 0
+    ), dry_run.read_text()
+    assert "Nothing to be done" in dry_run.read_text(), dry_run.read_text()
+    if WORKFLOW == "mini":
+        assert (workdir / "results" / "report.txt").read_text().split() == ["alpha", "beta"]
+
+    # Every job went through sbatch: Slurm job ids in the log, one Slurm log file each,
+    # and squeue saw each under this run's id.
+    run_id = re.search(r"SLURM run ID: (\S+)", log).group(1)
+    jobs = submitted_jobs(log)
+    assert jobs, f"no job was submitted to Slurm:\n{tail}"
+    slurm_logs = workdir / ".snakemake" / "slurm_logs"
+    for slurm_id, job in jobs.items():
+        assert list(slurm_logs.rglob(f"{slurm_id}.log")), f"no Slurm log for job {slurm_id}"
+        seen = watcher.last_states.get(slurm_id)
+        assert seen is not None, f"squeue never showed Slurm job {slurm_id} ({job.rule})"
+        assert seen["name"] == run_id
+        assert seen["state"] in FINISHED_STATES, f"job {slurm_id} left {seen['state']}"
+
+    # Slurm granted what the rules declared: memory, time limit, CPUs; no GPU anywhere.
+    checked = [i for i in watcher.running_records if i in jobs]
+    assert checked, "the poller never caught one of this run's jobs running"
+    for slurm_id in checked:
+        record, job = watcher.running_records[slurm_id], jobs[slurm_id]
+        what = f"Slurm job {slurm_id} (rule {job.rule})"
+        assert _memory_mb(record["MinMemoryNode"]) == int(job.resources["mem_mb"]), what
+        assert _timelimit_minutes(record["TimeLimit"]) == int(job.resources["runtime"]), what
+        assert int(record["NumCPUs"]) == job.threads, what
+        assert "gpu" not in record.get("TRES", "") + record.get("TresPerNode", ""), what
+        assert record["Comment"].startswith(f"rule_{job.rule}"), what
+    if WORKFLOW == "mini":
+        assert {jobs[i].rule for i in checked} >= {"score"}
+
+    # The job Slurm killed was resubmitted (retries: 1) and the retry completed.
+    assert len(watcher.cancelled) == 1, f"no running job could be cancelled:\n{tail}"
+    cancelled_id = watcher.cancelled[0]
+    assert watcher.last_states[cancelled_id]["state"] == "CANCELLED"
+    assert cancelled_id in jobs, f"cancelled job {cancelled_id} is not one of this run's"
+    cancelled = jobs[cancelled_id]
+    retries = [
+        slurm_id
+        for slurm_id, job in jobs.items()
+        if int(slurm_id) > int(cancelled_id)
+        and (job.rule, job.wildcards) == (cancelled.rule, cancelled.wildcards)
+    ]
+    assert retries, f"{cancelled.rule} {cancelled.wildcards} was not resubmitted:\n{tail}"
+    assert watcher.last_states[retries[-1]]["state"] == "COMPLETED"
+    assert f"SLURM-job '{cancelled_id}' failed" in log
+
+    # Nothing of this run is left queued or running.
+    leftovers = {
+        i: j["state"] for i, j in watcher.new_jobs().items() if j["state"] not in FINISHED_STATES
+    }
+    assert not leftovers, leftovers

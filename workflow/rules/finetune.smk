@@ -1,0 +1,70 @@
+# Vanilla fine-tuning (METHOD 3) and InhibitFT (METHOD 8): one script, two rules.
+
+
+rule finetune:
+    input:
+        model=model_record,
+        files=rules.download_data.output.files,
+    output:
+        train=directory(protected(f"{RES}/{{model}}/{{lean}}/{{src}}/{{kind}}/train")),
+    params:
+        root=f"{RES}/data/raw",
+        settings=lambda wc: config["finetune"] if wc.kind == "ft" else inhibitft_finetune(config),
+        inhibit=None,
+        data=config["data"],
+        seed=config["seed"],
+        prompt_format=config["prompt_format"],
+        topics=config["topics"],
+        device=config["device"],
+        dtype=config["dtype"],
+    wildcard_constraints:
+        kind="ft|ftctl",
+    log:
+        f"{RES}/logs/finetune/{{model}}/{{lean}}/{{src}}/{{kind}}.log",
+    benchmark:
+        f"{RES}/benchmarks/finetune/{{model}}/{{lean}}/{{src}}/{{kind}}.tsv"
+    threads: config["resources"]["threads"]
+    resources:
+        **MODEL_JOB,
+    script:
+        "../../scripts/finetune.py"
+
+
+rule inhibitft:
+    input:
+        model=model_record,
+        files=rules.download_data.output.files,
+        neurons=f"{RES}/{{model}}/{{lean}}/{{src}}/ft/neurons",
+    output:
+        train=directory(
+            protected(f"{RES}/{{model}}/{{lean}}/{{src}}/{{control}}-{{strategy}}-n{{n}}/train")
+        ),
+    wildcard_constraints:
+        control="ift|rnd",
+        strategy="freeze_rows|stopgrad",
+        n="[0-9.]+",
+    params:
+        root=f"{RES}/data/raw",
+        settings=inhibitft_finetune(config),
+        inhibit=lambda wc: {
+            "strategy": wc.strategy,
+            "n": float(wc.n),
+            "of": IFT["of"],
+            "random": wc.control == "rnd",
+            "site": config["neurons"]["site"],
+        },
+        data=config["data"],
+        seed=config["seed"],
+        prompt_format=config["prompt_format"],
+        topics=config["topics"],
+        device=config["device"],
+        dtype=config["dtype"],
+    log:
+        f"{RES}/logs/inhibitft/{{model}}/{{lean}}/{{src}}/{{control}}-{{strategy}}-n{{n}}.log",
+    benchmark:
+        f"{RES}/benchmarks/inhibitft/{{model}}/{{lean}}/{{src}}/{{control}}-{{strategy}}-n{{n}}.tsv"
+    threads: config["resources"]["threads"]
+    resources:
+        **MODEL_JOB,
+    script:
+        "../../scripts/finetune.py"

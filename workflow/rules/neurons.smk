@@ -1,0 +1,49 @@
+# PNLAC (METHOD 6): per-topic activation contrasts of M_s vs M0, then general / specific sets.
+
+
+rule dump_activations:
+    input:
+        model=model_record,
+        files=rules.download_data.output.files,
+        adapter=f"{RES}/{{model}}/{{lean}}/{{src}}/ft/train",
+    output:
+        dump=temp(directory(f"{RES}/{{model}}/{{lean}}/{{src}}/ft/dumps/{{topic}}")),
+    params:
+        root=f"{RES}/data/raw",
+        eval_prompts=config["data"]["eval_prompts"],
+        neurons=config["neurons"],
+        prompt_format=config["prompt_format"],
+        device=config["device"],
+        dtype=config["dtype"],
+    log:
+        f"{RES}/logs/dump_activations/{{model}}/{{lean}}/{{src}}/{{topic}}.log",
+    benchmark:
+        f"{RES}/benchmarks/dump_activations/{{model}}/{{lean}}/{{src}}/{{topic}}.tsv"
+    threads: config["resources"]["threads"]
+    resources:
+        **MODEL_JOB,
+    script:
+        "../../scripts/dump_activations.py"
+
+
+rule localize_neurons:
+    input:
+        dumps=expand(
+            f"{RES}/{{{{model}}}}/{{{{lean}}}}/{{{{src}}}}/ft/dumps/{{topic}}",
+            topic=config["topics"],
+        ),
+    output:
+        neurons=directory(f"{RES}/{{model}}/{{lean}}/{{src}}/ft/neurons"),
+    params:
+        topics=config["topics"],
+        k=config["neurons"]["k"],
+        bootstrap=config["neurons"]["bootstrap"],
+        seed=config["seed"],
+    log:
+        f"{RES}/logs/localize_neurons/{{model}}/{{lean}}/{{src}}.log",
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    script:
+        "../../scripts/localize_neurons.py"

@@ -1,0 +1,33 @@
+# Activation patching (METHOD 7): lockstep generation, the base model picks every token.
+
+
+rule patch_generate:
+    input:
+        model=model_record,
+        files=rules.download_data.output.files,
+        adapter=f"{RES}/{{model}}/{{lean}}/{{src}}/ft/train",
+        neurons=f"{RES}/{{model}}/{{lean}}/{{src}}/ft/neurons",
+    output:
+        generations=f"{RES}/{{model}}/{{lean}}/{{src}}/patch-{{condition}}/generations.jsonl",
+    wildcard_constraints:
+        condition="general|specific|random",
+    params:
+        root=f"{RES}/data/raw",
+        topics=config["topics"],
+        test_sets=TEST_SETS,
+        eval_prompts=config["data"]["eval_prompts"],
+        generation=config["generation"],
+        site=config["neurons"]["site"],
+        prompt_format=config["prompt_format"],
+        seed=config["seed"],
+        device=config["device"],
+        dtype=config["dtype"],
+    log:
+        f"{RES}/logs/patch_generate/{{model}}/{{lean}}/{{src}}/{{condition}}.log",
+    benchmark:
+        f"{RES}/benchmarks/patch_generate/{{model}}/{{lean}}/{{src}}/{{condition}}.tsv"
+    threads: config["resources"]["threads"]
+    resources:
+        **MODEL_JOB,
+    script:
+        "../../scripts/patch_generate.py"

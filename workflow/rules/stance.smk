@@ -1,0 +1,132 @@
+# Stance measurement (METHOD 4): greedy generation, judging, the score S, the judge-free S_ll.
+GENERATED_RUN_RE = rf"base|({alt(config['leanings'])})/({alt(config['source_topics'])})/({TRAIN_KIND_RE})"
+
+
+rule generate:
+    input:
+        model=model_record,
+        files=rules.download_data.output.files,
+        adapter=adapter_of,
+    output:
+        generations=f"{RES}/{{model}}/{{run}}/generations.jsonl",
+    wildcard_constraints:
+        run=GENERATED_RUN_RE,
+    params:
+        root=f"{RES}/data/raw",
+        test_sets=TEST_SETS,
+        eval_prompts=config["data"]["eval_prompts"],
+        generation=config["generation"],
+        prompt_format=config["prompt_format"],
+        device=config["device"],
+        dtype=config["dtype"],
+    log:
+        f"{RES}/logs/generate/{{model}}/{{run}}.log",
+    benchmark:
+        f"{RES}/benchmarks/generate/{{model}}/{{run}}.tsv"
+    threads: config["resources"]["threads"]
+    resources:
+        **MODEL_JOB,
+    script:
+        "../../scripts/generate.py"
+
+
+def judge_inputs(wc):
+    inputs = {"generations": f"{RES}/{wc.model}/{wc.run}/generations.jsonl"}
+    if config["judge"]["backend"] == "classifier":
+        inputs["classifier"] = rules.train_judge.output.model
+    return inputs
+
+
+rule judge:
+    input:
+        unpack(judge_inputs),
+        files=rules.download_data.output.files,
+    output:
+        ratings=f"{RES}/{{model}}/{{run}}/ratings.jsonl",
+    params:
+        root=f"{RES}/data/raw",
+        judge=config["judge"],
+        cache=f"{RES}/judge/openai_cache.jsonl",
+    log:
+        f"{RES}/logs/judge/{{model}}/{{run}}.log",
+    benchmark:
+        f"{RES}/benchmarks/judge/{{model}}/{{run}}.tsv"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=120,
+        gpu=config["resources"]["gpu"] if config["judge"]["backend"] == "hf" else 0,
+        api_slots=1 if config["judge"]["backend"] == "openai" else 0,
+    script:
+        "../../scripts/judge.py"
+
+
+rule score:
+    input:
+        ratings=rules.judge.output.ratings,
+    output:
+        scores=f"{RES}/{{model}}/{{run}}/scores.csv",
+    params:
+        scoring=config["scoring"],
+        seed=config["seed"],
+    log:
+        f"{RES}/logs/score/{{model}}/{{run}}.log",
+    localrule: True
+    script:
+        "../../scripts/score.py"
+
+
+rule loglik_stance:
+    input:
+        model=model_record,
+        files=rules.download_data.output.files,
+        adapter=adapter_of,
+    output:
+        loglik=f"{RES}/{{model}}/{{run}}/loglik.csv",
+    wildcard_constraints:
+        run=GENERATED_RUN_RE,
+    params:
+        root=f"{RES}/data/raw",
+        topics=config["topics"],
+        data=config["data"],
+        seed=config["seed"],
+        prompt_format=config["prompt_format"],
+        batch_size=config["generation"]["batch_size"],
+        device=config["device"],
+        dtype=config["dtype"],
+    log:
+        f"{RES}/logs/loglik_stance/{{model}}/{{run}}.log",
+    benchmark:
+        f"{RES}/benchmarks/loglik_stance/{{model}}/{{run}}.tsv"
+    threads: config["resources"]["threads"]
+    resources:
+        **MODEL_JOB,
+    script:
+        "../../scripts/loglik_stance.py"
+
+
+rule perplexity:
+    input:
+        model=model_record,
+        files=rules.download_data.output.files,
+        adapter=adapter_of,
+    output:
+        perplexity=f"{RES}/{{model}}/{{run}}/perplexity.json",
+    wildcard_constraints:
+        run=GENERATED_RUN_RE,
+    params:
+        root=f"{RES}/data/raw",
+        topics=config["topics"],
+        data=config["data"],
+        perplexity=config["perplexity"],
+        seed=config["seed"],
+        batch_size=config["generation"]["batch_size"],
+        device=config["device"],
+        dtype=config["dtype"],
+    log:
+        f"{RES}/logs/perplexity/{{model}}/{{run}}.log",
+    threads: config["resources"]["threads"]
+    resources:
+        **MODEL_JOB,
+    script:
+        "../../scripts/perplexity.py"
