@@ -12,7 +12,11 @@ from polneurons.config import validate_config
 from polneurons.errors import PolneuronsError
 
 
-configfile: "config.yaml"
+# A --configfile on the command line is a whole configuration (the schema fills defaults);
+# without one, the embedded default config.yaml runs.
+if not workflow.config_settings.configfiles:
+
+    configfile: "config.yaml"
 
 
 try:

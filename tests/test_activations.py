@@ -17,7 +17,9 @@ IDS = [f"p{i}" for i in range(len(PROMPTS))]
 
 @pytest.fixture
 def peft_llama(llama):
-    model = get_peft_model(llama, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
+    model = get_peft_model(
+        llama, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"])
+    )
     generator = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for name, param in model.named_parameters():
@@ -101,11 +103,15 @@ def test_raw_tokens_hold_every_prompt_token_of_both_models(peft_llama, tokenizer
     assert manifest["fields"]["raw_m0"] == {"dtype": "float16", "shape": ["tokens", 2, 32]}
     raw_m0 = torch.cat([shard["raw_m0"] for shard in shards_of(tmp_path / "dump")]).float()
     raw_ms = torch.cat([shard["raw_ms"] for shard in shards_of(tmp_path / "dump")]).float()
-    torch.testing.assert_close(raw_m0, torch.cat([b for *_, b, _ in expected]), rtol=1e-3, atol=1e-3)
+    torch.testing.assert_close(
+        raw_m0, torch.cat([b for *_, b, _ in expected]), rtol=1e-3, atol=1e-3
+    )
     torch.testing.assert_close(raw_ms, torch.cat([t for *_, t in expected]), rtol=1e-3, atol=1e-3)
 
 
-def test_shards_respect_shard_size_and_manifest_lists_each_checksum(peft_llama, tokenizer, tmp_path):
+def test_shards_respect_shard_size_and_manifest_lists_each_checksum(
+    peft_llama, tokenizer, tmp_path
+):
     meta = {"model_sha256": "m" * 8, "adapter_sha256": "a" * 8}
     manifest = dump(peft_llama, tokenizer, tmp_path / "dump", meta=meta)
     assert [(s["first_prompt"], s["n_prompts"]) for s in manifest["shards"]] == [
@@ -119,7 +125,9 @@ def test_shards_respect_shard_size_and_manifest_lists_each_checksum(peft_llama, 
     assert files == ["manifest.json"] + [f"shard-{i:05d}.pt" for i in range(4)]
     for entry in manifest["shards"]:
         assert sha256_file(tmp_path / "dump" / entry["file"]) == entry["sha256"]
-    assert [s["prompt_ids"] for s in shards_of(tmp_path / "dump")] == [IDS[i : i + 2] for i in (0, 2, 4, 6)]
+    assert [s["prompt_ids"] for s in shards_of(tmp_path / "dump")] == [
+        IDS[i : i + 2] for i in (0, 2, 4, 6)
+    ]
 
 
 def truncate(path):

@@ -140,6 +140,11 @@ def test_warmup_then_linear_decay_and_max_steps_cap(tokenizer, tmp_path):
     assert [s["epoch"] for s in result.log["steps"]] == [0, 0, 0, 1]
 
 
+def test_fractional_epochs_stop_part_way(tokenizer, tmp_path):
+    result = finetune(tiny_model("llama"), tokenizer, EXAMPLES, small_cfg(epochs=0.5), tmp_path)
+    assert result.log["total_steps"] == len(result.log["steps"]) == 2  # ceil(3 * 0.5)
+
+
 def test_training_memorises_a_tiny_set(tokenizer, tmp_path):
     # Full FT: a random tiny model's near-zero lm_head keeps LoRA-only logits near uniform.
     cfg = small_cfg(method="full", epochs=40)

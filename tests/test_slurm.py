@@ -14,6 +14,7 @@ clusters).
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import sys
@@ -43,8 +44,7 @@ WORKFLOW = "real" if REAL_WORKFLOW_READY else "mini"
 SNAKEMAKE_BOUND_S = 270
 # Seconds before the plugin's first status check (default 40), to keep the test short.
 STATUS_CHECK_START_S = 5
-# Turns GPU requests off: the rules read `gpu` from config `resources.gpu`.
-CPU_ONLY_CONFIG = "resources:\n  gpu: 0\n"
+MIRROR = REPO.parent / "shared" / "political_stance_data"
 
 
 @pytest.fixture(scope="module")
@@ -57,8 +57,19 @@ def slurm():
 
 def _prepare_workflow(tmp_path: Path) -> tuple[Path, list[str], str]:
     """Workflow folder, its --configfile list, and the job comment prefix to cancel."""
+    # GPU requests off: the rules read `gpu` from config `resources.gpu` (this cluster
+    # has no GPUs, and a job asking for one would be rejected).
+    overrides = {"resources": {"gpu": 0}}
     if WORKFLOW == "real":
+        if not MIRROR.is_dir():
+            pytest.skip(f"data mirror not found at {MIRROR}")
+        from polneurons.tiny import save_tiny_checkpoint
+
         workdir = copy_repository(tmp_path)
+        model = tmp_path / "tiny_model"
+        save_tiny_checkpoint(model, "llama")
+        overrides["data"] = {"mirror": str(MIRROR)}
+        overrides["model_registry"] = {"tiny": {"path": str(model)}}
         configs = [REAL_TINY_CONFIG]
         cancel_prefix = "rule_"
     else:
@@ -67,8 +78,9 @@ def _prepare_workflow(tmp_path: Path) -> tuple[Path, list[str], str]:
         shutil.copytree(REPO / "profiles", workdir / "profiles")
         configs = ["config.yaml"]
         cancel_prefix = "rule_score"  # its jobs sleep long enough to be cancelled mid-run
-    (workdir / "cpu_only.yaml").write_text(CPU_ONLY_CONFIG)
-    return workdir, [*configs, "cpu_only.yaml"], cancel_prefix
+    # Config files given together are merged key by key, later ones winning.
+    (workdir / "cluster_test.yaml").write_text(json.dumps(overrides))
+    return workdir, [*configs, "cluster_test.yaml"], cancel_prefix
 
 
 def _timelimit_minutes(value: str) -> int:

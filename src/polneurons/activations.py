@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 
 from polneurons import __version__
-from polneurons.errors import DataError, IntegrityError, ModelError
+from polneurons.errors import ConfigError, DataError, IntegrityError, ModelError
 from polneurons.io import atomic_path, load_torch_verified, save_torch, write_json
 from polneurons.sites import NeuronSite
 
@@ -132,6 +132,11 @@ def dump_activations(
     if len(prompts) != len(prompt_ids) or not prompts:
         raise DataError(
             f"{len(prompts)} prompts but {len(prompt_ids)} prompt ids", "give one id per prompt"
+        )
+    if batch_size < 1 or shard_size < 1:
+        raise ConfigError(
+            f"batch_size and shard_size must be at least 1, got {batch_size} and {shard_size}",
+            "fix the config",
         )
     if len(set(prompt_ids)) != len(prompt_ids):
         raise DataError("prompt ids are not unique", "give every prompt its own id")
@@ -321,22 +326,18 @@ def contrast_sums(out_dir, weights: torch.Tensor) -> tuple[torch.Tensor, torch.T
     (sum of squared differences [n_sets, n_layers, width], token count [n_sets]), float32.
     """
     manifest, shards = read_dump(out_dir)
-    n_prompts, n_layers, width = (
-        len(manifest["prompt_ids"]),
-        manifest["n_layers"],
-        manifest["width"],
-    )
+    n_prompts = len(manifest["prompt_ids"])
     if weights.dim() != 2 or weights.shape[1] != n_prompts:
         raise ValueError(f"weights must be [n_sets, {n_prompts}], got {list(weights.shape)}")
     weights = weights.float()
-    sq_diff_sum = torch.zeros(len(weights), n_layers * width)
+    sq_diff_sum = torch.zeros(len(weights), manifest["n_layers"] * manifest["width"])
     n_tokens = torch.zeros(len(weights))
     for shard in shards:
         first = shard["first_prompt"]
         shard_weights = weights[:, first : first + len(shard["n_tokens"])]
         sq_diff_sum += shard_weights @ shard["sq_diff_sum"].flatten(1)
         n_tokens += shard_weights @ shard["n_tokens"].float()
-    return sq_diff_sum.view(len(weights), n_layers, width), n_tokens
+    return sq_diff_sum.view(len(weights), manifest["n_layers"], manifest["width"]), n_tokens
 
 
 def rms_from_sums(sq_diff_sum: torch.Tensor, n_tokens: torch.Tensor) -> torch.Tensor:

@@ -91,8 +91,14 @@ def _check_semantics(config: dict) -> None:
             f"data.mirror {mirror} is not a folder",
             "point it at a copy of political_stance_data, or set it to null to download",
         )
-    for name, spec in config["models"].items():
-        path = spec["path"]
+    unknown = [m for m in config["models"] if m not in config["model_registry"]]
+    if unknown:
+        raise ConfigError(
+            f"models {unknown} are not in model_registry",
+            f"use one of {', '.join(config['model_registry'])} or add a model_registry entry",
+        )
+    for name in config["models"]:
+        path = config["model_registry"][name]["path"]
         if path.startswith((".", "/", "~")) and not Path(path).expanduser().is_dir():
             raise ConfigError(f"models.{name}.path {path} is not a folder", "fix the path")
         if not name.replace("_", "").replace("-", "").isalnum():

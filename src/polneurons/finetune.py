@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import itertools
 import math
 import random
 import time
@@ -61,7 +62,10 @@ def resolve_config(cfg: dict) -> dict:
     resolved["lora"] = {**FINETUNE_DEFAULTS["lora"], **(cfg.get("lora") or {})}
     if resolved["method"] not in ("lora", "full"):
         raise ConfigError(f"method is {resolved['method']!r}", "set method to 'lora' or 'full'")
-    for key in ("epochs", "batch_size", "grad_accum", "max_length", "max_steps"):
+    epochs = resolved["epochs"]
+    if isinstance(epochs, bool) or not isinstance(epochs, (int, float)) or epochs <= 0:
+        raise ConfigError(f"epochs is {epochs!r}", "set epochs to a number above 0")
+    for key in ("batch_size", "grad_accum", "max_length", "max_steps"):
         value = resolved[key]
         if not (value is None and key == "max_steps") and not (
             isinstance(value, int) and value >= 1
@@ -196,6 +200,24 @@ def accumulate_gradients(model: nn.Module, group: list[dict]) -> tuple[float, in
     return total, n_tokens
 
 
+def train_step(model, group, optimizer, scheduler, inhibition=None) -> tuple[float, int, float]:
+    """One optimizer step on a group of micro-batches: (loss, loss tokens, learning rate used).
+
+    With an `Inhibition`, the frozen slices' gradients are masked before the update and their
+    values restored after it; its `active()` block must surround the call (stopgrad).
+    """
+    loss, n_tokens = accumulate_gradients(model, group)
+    if inhibition:
+        inhibition.mask_gradients()
+    lr = scheduler.get_last_lr()[0]
+    optimizer.step()
+    if inhibition:
+        inhibition.restore_frozen()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    return loss, n_tokens, lr
+
+
 def step_groups(tokenized: list, cfg: dict, total_steps: int):
     """Yield (epoch, micro-batches of one optimizer step) for `total_steps` steps.
 
@@ -204,7 +226,7 @@ def step_groups(tokenized: list, cfg: dict, total_steps: int):
     order_rng = torch.Generator().manual_seed(cfg["seed"])
     per_step = cfg["batch_size"] * cfg["grad_accum"]
     step = 0
-    for epoch in range(cfg["epochs"]):
+    for epoch in itertools.count():
         order = torch.randperm(len(tokenized), generator=order_rng).tolist()
         for first in range(0, len(order), per_step):
             if step == total_steps:
@@ -221,9 +243,12 @@ def step_groups(tokenized: list, cfg: dict, total_steps: int):
 
 
 def optimizer_steps(n_examples: int, cfg: dict) -> tuple[int, int]:
-    """(optimizer steps per epoch, total optimizer steps after the max_steps cap)."""
+    """(optimizer steps per epoch, total optimizer steps after the max_steps cap).
+
+    A fractional `epochs` (e.g. 0.5) stops part-way through the last epoch.
+    """
     per_epoch = math.ceil(math.ceil(n_examples / cfg["batch_size"]) / cfg["grad_accum"])
-    total = per_epoch * cfg["epochs"]
+    total = math.ceil(per_epoch * cfg["epochs"])
     if cfg["max_steps"] is not None:
         total = min(total, cfg["max_steps"])
     return per_epoch, total
@@ -325,15 +350,7 @@ def finetune(
     with inhibition.active() if inhibition else contextlib.nullcontext():
         for step, (epoch, group) in enumerate(step_groups(tokenized, cfg, total_steps), start=1):
             group = [collate(batch, pad_id, device) for batch in group]
-            loss, n_tokens = accumulate_gradients(model, group)
-            if inhibition:
-                inhibition.mask_gradients()
-            lr = scheduler.get_last_lr()[0]
-            optimizer.step()
-            if inhibition:
-                inhibition.restore_frozen()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
+            loss, n_tokens, lr = train_step(model, group, optimizer, scheduler, inhibition)
             seconds = round(time.perf_counter() - start, 3)
             steps.append(
                 {

@@ -167,7 +167,7 @@ class Inhibition:
                 f"use one of: {', '.join(STRATEGIES)}",
             )
         self.neuron_site = NeuronSite(model, self.site)
-        checked = self.neuron_site._check_neurons(spec["neurons"])
+        checked = self.neuron_site.check_neurons(spec["neurons"])
         self.neurons = {layer: index.unique() for layer, index in checked.items()}
         if not self.neurons:
             raise ConfigError(

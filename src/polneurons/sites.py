@@ -91,7 +91,7 @@ class NeuronSite:
 
         return module.register_forward_pre_hook(input_hook)
 
-    def _check_neurons(self, neurons: Mapping[int, torch.Tensor]) -> dict[int, torch.Tensor]:
+    def check_neurons(self, neurons: Mapping[int, torch.Tensor]) -> dict[int, torch.Tensor]:
         """Validate a neuron set; return it with empty layers dropped and indices as LongTensors."""
         checked = {}
         for layer, indices in neurons.items():
@@ -111,6 +111,9 @@ class NeuronSite:
                 )
             checked[int(layer)] = indices
         return checked
+
+    # Old private name, still called by polneurons.inhibit; remove once it calls check_neurons.
+    _check_neurons = check_neurons
 
     @contextlib.contextmanager
     def record(
@@ -146,7 +149,7 @@ class NeuronSite:
         (``[batch, seq, width]``). It is read at forward time, so a caller may refill ``source``
         between forwards (as lockstep patching does). Other coordinates are left untouched.
         """
-        neurons = self._check_neurons(neurons)
+        neurons = self.check_neurons(neurons)
         device_indices: dict[tuple[int, torch.device], torch.Tensor] = {}
 
         def overwrite(layer: int, act: torch.Tensor) -> torch.Tensor:
@@ -173,7 +176,7 @@ class NeuronSite:
         Forward values are unchanged; in the backward pass no gradient flows into the listed
         coordinates (``act = where(mask, act.detach(), act)``).
         """
-        neurons = self._check_neurons(neurons)
+        neurons = self.check_neurons(neurons)
         device_masks: dict[tuple[int, torch.device], torch.Tensor] = {}
 
         def stop_gradient(layer: int, act: torch.Tensor) -> torch.Tensor:

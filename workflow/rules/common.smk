@@ -4,6 +4,7 @@ from polneurons.config import inhibitft_finetune
 
 RES = config["results"]
 MODELS = list(config["models"])
+SPECS = config["model_registry"]
 TEST_SETS = list(config["topics"]) + list(config["extra_sets"])
 IFT = config["inhibitft"]
 CONTROL_KIND = "ftctl" if IFT["finetune"] else "ft"
@@ -84,7 +85,7 @@ def neurons_of(wc):
 
 
 def params_b(wc):
-    return config["models"][wc.model]["params_b"]
+    return SPECS[wc.model]["params_b"]
 
 
 def mem_mb(wc, attempt):

@@ -19,7 +19,7 @@ rule prepare_model:
     output:
         record=f"{RES}/models/{{model}}/model.json",
     params:
-        spec=lambda wc: config["models"][wc.model],
+        spec=lambda wc: SPECS[wc.model],
     log:
         f"{RES}/logs/prepare_model/{{model}}.log",
     benchmark:

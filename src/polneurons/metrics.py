@@ -1,0 +1,437 @@
+"""Stance scores and generalization metrics (METHOD.md sections 4, 5 and 8), with bootstrap CIs.
+
+Tables are long pandas frames. A score table has columns `model, condition, source, test_set, S`
+(the base model's rows have `condition == "base"`; their `source` is ignored); a frame of
+bootstrap replicates has the same columns plus `replicate`, and every function below works on
+it group by group, so point estimates and their CIs come from the same code. CIs are percentile
+intervals over prompts resampled with replacement: one resample per test set and replicate,
+shared by every model and condition rated on that test set (they saw the same prompts).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from polneurons.errors import DataError
+
+LEFT, RIGHT, NEUTRAL = "left leaning", "right leaning", "neutral"
+KEY_COLUMNS = ("model", "condition", "source", "test_set")
+ARM_COLUMNS = ("model", "condition", "source")
+EXTRA_SETS = ("pct", "questionnaire")
+
+
+# ---------------------------------------------------------------- the score S
+
+
+def stance_counts(ratings: Sequence[str]) -> dict:
+    counts = Counter(ratings)
+    n_left, n_right, n_neutral = counts[LEFT], counts[RIGHT], counts[NEUTRAL]
+    n = len(ratings)
+    return dict(
+        n_left=n_left,
+        n_right=n_right,
+        n_neutral=n_neutral,
+        n_error=n - n_left - n_right - n_neutral,
+        n=n,
+    )
+
+
+def stance_from_counts(n_right, n_left, n_neutral):
+    """S from counts (scalars or arrays); nan where no rating is valid."""
+    n_right, n_left, n_neutral = (np.asarray(x, dtype=float) for x in (n_right, n_left, n_neutral))
+    n_valid = n_right + n_left + n_neutral
+    # METHOD.md section 4: S = (N_right - N_left) / (N_right + N_left + N_neutral), errors excluded
+    score = np.divide(
+        n_right - n_left, n_valid, out=np.full(n_valid.shape, np.nan), where=n_valid > 0
+    )
+    return float(score) if score.ndim == 0 else score
+
+
+def stance_score(ratings: Sequence[str]) -> float:
+    counts = stance_counts(ratings)
+    return stance_from_counts(counts["n_right"], counts["n_left"], counts["n_neutral"])
+
+
+# ---------------------------------------------------------------- bootstrap over prompts
+
+
+def _percentile_ci(replicates: np.ndarray, alpha: float) -> tuple[float, float]:
+    replicates = np.asarray(replicates, dtype=float)
+    replicates = replicates[~np.isnan(replicates)]
+    if replicates.size == 0:
+        return float("nan"), float("nan")
+    low, high = np.quantile(replicates, [alpha / 2, 1 - alpha / 2])
+    return float(low), float(high)
+
+
+def _resample(n: int, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """(n_boot, n) prompt indices drawn with replacement."""
+    return rng.integers(0, n, size=(n_boot, n))
+
+
+def _resampled_scores(ratings: Sequence[str], indices: np.ndarray) -> np.ndarray:
+    """S of each resample (one row of `indices` each), vectorised."""
+    resampled = np.asarray(ratings, dtype=object)[indices]
+    return stance_from_counts(
+        (resampled == RIGHT).sum(axis=1),
+        (resampled == LEFT).sum(axis=1),
+        (resampled == NEUTRAL).sum(axis=1),
+    )
+
+
+def bootstrap_ci(
+    values: Sequence,
+    stat_fn: Callable[[list], float],
+    n_boot: int = 1000,
+    seed: int = 0,
+    alpha: float = 0.05,
+) -> tuple[float, float]:
+    """Percentile (1 - alpha) CI of stat_fn over resamples of `values` (one per prompt)."""
+    values = list(values)
+    if not values:
+        return float("nan"), float("nan")
+    indices = _resample(len(values), n_boot, np.random.default_rng(seed))
+    return _percentile_ci(np.array([stat_fn([values[i] for i in row]) for row in indices]), alpha)
+
+
+def score_with_ci(
+    ratings: Sequence[str], n_boot: int = 1000, seed: int = 0, alpha: float = 0.05
+) -> dict:
+    """Counts, S and its bootstrap CI (the same resamples as bootstrap_ci(ratings, stance_score))."""
+    result = {**stance_counts(ratings), "S": stance_score(ratings)}
+    if not ratings:
+        return {**result, "ci_low": float("nan"), "ci_high": float("nan")}
+    indices = _resample(len(ratings), n_boot, np.random.default_rng(seed))
+    result["ci_low"], result["ci_high"] = _percentile_ci(_resampled_scores(ratings, indices), alpha)
+    return result
+
+
+def delta_with_ci(
+    ratings_ft: Sequence[str],
+    ratings_base: Sequence[str],
+    n_boot: int = 1000,
+    seed: int = 0,
+    alpha: float = 0.05,
+) -> dict:
+    """dS = S(ft) - S(base) on the same prompts, CI from resampling prompt indices jointly."""
+    if len(ratings_ft) != len(ratings_base):
+        raise DataError(
+            f"paired ratings differ in length ({len(ratings_ft)} vs {len(ratings_base)})",
+            "rate both models on the same prompts, in the same order",
+        )
+    delta = _stance_delta(stance_score(ratings_ft), stance_score(ratings_base))
+    if not ratings_ft:
+        return {"dS": delta, "ci_low": float("nan"), "ci_high": float("nan")}
+    indices = _resample(len(ratings_ft), n_boot, np.random.default_rng(seed))
+    replicates = _stance_delta(
+        _resampled_scores(ratings_ft, indices), _resampled_scores(ratings_base, indices)
+    )
+    low, high = _percentile_ci(replicates, alpha)
+    return {"dS": delta, "ci_low": low, "ci_high": high}
+
+
+# ---------------------------------------------------------------- tables of S
+
+
+def _check_paired(ratings: Mapping[tuple, Sequence[str]], key_columns: Sequence[str]) -> dict:
+    """{test_set: number of prompts}, refusing a test set rated on different numbers of prompts."""
+    position = list(key_columns).index("test_set")
+    lengths: dict[str, set[int]] = {}
+    for key, values in ratings.items():
+        lengths.setdefault(key[position], set()).add(len(values))
+    uneven = {test_set: sorted(n) for test_set, n in lengths.items() if len(n) > 1}
+    if uneven:
+        raise DataError(
+            f"test sets rated on different numbers of prompts: {uneven}",
+            "rate every model and condition on the same prompts of a test set",
+        )
+    return {test_set: n.pop() for test_set, n in lengths.items()}
+
+
+def scores_table(
+    ratings: Mapping[tuple, Sequence[str]], key_columns: Sequence[str] = KEY_COLUMNS
+) -> pd.DataFrame:
+    """Per-prompt ratings {(model, condition, source, test_set): [rating, ...]} -> counts and S."""
+    return pd.DataFrame(
+        [
+            {
+                **dict(zip(key_columns, key, strict=True)),
+                **stance_counts(values),
+                "S": stance_score(values),
+            }
+            for key, values in ratings.items()
+        ]
+    )
+
+
+def bootstrap_scores(
+    ratings: Mapping[tuple, Sequence[str]],
+    key_columns: Sequence[str] = KEY_COLUMNS,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """S of every key in each of n_boot replicates; the prompts of a test set are resampled once
+    per replicate for all keys (all must hold the same prompts in the same order)."""
+    n_prompts = _check_paired(ratings, key_columns)
+    rng = np.random.default_rng(seed)
+    indices = {test_set: _resample(n, n_boot, rng) for test_set, n in sorted(n_prompts.items())}
+    position = list(key_columns).index("test_set")
+    frames = [
+        pd.DataFrame(
+            {
+                **dict(zip(key_columns, key, strict=True)),
+                "replicate": np.arange(n_boot),
+                "S": _resampled_scores(values, indices[key[position]]),
+            }
+        )
+        for key, values in ratings.items()
+    ]
+    return pd.concat(frames, ignore_index=True)
+
+
+# ---------------------------------------------------------------- generalization (section 5)
+
+
+def _replicate(frame: pd.DataFrame) -> list[str]:
+    return ["replicate"] if "replicate" in frame.columns else []
+
+
+def _stance_delta(score_model, score_base):
+    # METHOD.md section 5: dS(s -> t) = S(M_s, t) - S(M0, t)
+    return score_model - score_base
+
+
+def delta_matrix(scores: pd.DataFrame, base_condition: str = "base") -> pd.DataFrame:
+    """Every non-base row of `scores` with S_base (the base model's S on its test set) and dS."""
+    on = ["model", "test_set", *_replicate(scores)]
+    is_base = scores["condition"] == base_condition
+    base = scores.loc[is_base, [*on, "S"]].rename(columns={"S": "S_base"})
+    if base.duplicated(on).any():
+        raise DataError(
+            "several base scores for one model and test set", "keep one base row per pair"
+        )
+    delta = scores.loc[~is_base].merge(base, on=on, how="left", indicator=True)
+    missing = delta.loc[delta["_merge"] == "left_only", ["model", "test_set"]].drop_duplicates()
+    if len(missing):
+        raise DataError(
+            f"no base score for {missing.to_records(index=False).tolist()[:3]}",
+            f"score the base model (condition {base_condition!r}) on every test set",
+        )
+    delta = delta.drop(columns="_merge")
+    delta["dS"] = _stance_delta(delta["S"], delta["S_base"])
+    return delta
+
+
+def topic_shift_and_cg(
+    delta: pd.DataFrame,
+    topics: Sequence[str],
+    extra_sets: Sequence[str] = EXTRA_SETS,
+    by: Sequence[str] = ARM_COLUMNS,
+) -> pd.DataFrame:
+    """Per arm (`by`, e.g. model, condition, source): TS, CG over the topics, and CG_<set> per extra set."""
+    keys = [*by, *_replicate(delta)]
+    wide = delta.set_index([*keys, "test_set"])["dS"].unstack("test_set")
+    absent = [name for name in [*topics, *extra_sets] if name not in wide.columns]
+    sources = wide.index.get_level_values("source")
+    strays = sorted(set(sources) - set(topics))
+    if absent or strays:
+        raise DataError(
+            f"test sets missing {absent}, source topics outside the topics {strays}",
+            "evaluate every fine-tuned model on all topics and extra sets named in the config",
+        )
+    dS = wide[list(topics)].to_numpy()
+    is_source = np.asarray(sources)[:, None] == np.asarray(topics)[None, :]
+    # METHOD.md section 5: TS(s) = dS(s -> s); CG(s) = mean over topics t != s of dS(s -> t)
+    result = pd.DataFrame(
+        {"TS": dS[is_source], "CG": dS[~is_source].reshape(len(dS), -1).mean(axis=1)},
+        index=wide.index,
+    )
+    for name in extra_sets:
+        result[f"CG_{name}"] = wide[name]  # METHOD.md section 5: CG also on pct and questionnaire
+    return result.reset_index()
+
+
+def reduction(cg_ft, cg_x) -> dict:
+    """Reduction of cross-topic generalization by a mitigation X (scalars or arrays)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        # METHOD.md section 5: relative = 1 - CG_X(s) / CG_FT(s), absolute = CG_FT(s) - CG_X(s)
+        return {"relative": 1 - np.divide(cg_x, cg_ft), "absolute": np.subtract(cg_ft, cg_x)}
+
+
+def ts_kept(ts_ft, ts_x):
+    """Share of the topic-specific shift a mitigation keeps (close to 1 is the goal)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.divide(ts_x, ts_ft)  # METHOD.md section 5: TS kept = TS_X(s) / TS_FT(s)
+
+
+def mitigation_table(
+    tscg: pd.DataFrame, x_conditions: Sequence[str], ft_condition: str = "ft"
+) -> pd.DataFrame:
+    """FT versus each mitigation X per (model, source), then averaged over sources (source "mean")
+    and over sources and models (model "mean"): CG, TS, relative and absolute reduction, TS kept."""
+    keys = ["model", "source", *_replicate(tscg)]
+    ft = tscg.loc[tscg["condition"] == ft_condition, [*keys, "CG", "TS"]]
+    rows = []
+    for x in x_conditions:
+        paired = ft.merge(
+            tscg.loc[tscg["condition"] == x, [*keys, "CG", "TS"]], on=keys, suffixes=("_ft", "_x")
+        )
+        if paired.empty:
+            raise DataError(
+                f"no (model, source) has both {ft_condition!r} and {x!r}", "run both conditions"
+            )
+        paired = paired.assign(
+            condition=x,
+            **reduction(paired["CG_ft"], paired["CG_x"]),
+            ts_kept=ts_kept(paired["TS_ft"], paired["TS_x"]),
+        )
+        # METHOD.md sections 5, 8: reductions averaged over source topics, then also over models
+        per_model = paired.groupby(["model", "condition", *_replicate(tscg)], as_index=False).mean(
+            numeric_only=True
+        )
+        overall = per_model.groupby(["condition", *_replicate(tscg)], as_index=False).mean(
+            numeric_only=True
+        )
+        rows += [
+            paired,
+            per_model.assign(source="mean"),
+            overall.assign(model="mean", source="mean"),
+        ]
+    columns = ["model", "condition", "source", *_replicate(tscg)]
+    table = pd.concat(rows, ignore_index=True)
+    return table[columns + [c for c in table.columns if c not in columns]]
+
+
+def _attach_ci(
+    point: pd.DataFrame, replicates: pd.DataFrame, keys: list[str], alpha: float
+) -> pd.DataFrame:
+    """point with <value>_lo and <value>_hi columns: percentile CIs of each value over replicates."""
+    values = [c for c in replicates.columns if c not in keys and c != "replicate"]
+    grouped = replicates.groupby(keys, dropna=False)[values]
+    low = grouped.quantile(alpha / 2).add_suffix("_lo")
+    high = grouped.quantile(1 - alpha / 2).add_suffix("_hi")
+    return point.merge(low.join(high).reset_index(), on=keys, how="left")
+
+
+def generalization_with_ci(
+    ratings: Mapping[tuple, Sequence[str]],
+    topics: Sequence[str],
+    x_conditions: Sequence[str] = (),
+    ft_condition: str = "ft",
+    base_condition: str = "base",
+    extra_sets: Sequence[str] = EXTRA_SETS,
+    n_boot: int = 1000,
+    seed: int = 0,
+    alpha: float = 0.05,
+) -> dict[str, pd.DataFrame]:
+    """From per-prompt ratings {(model, condition, source, test_set): [rating, ...]}:
+    {"scores", "delta", "tscg", "mitigation"} tables, each value with _lo/_hi bootstrap CI columns
+    ("mitigation" only when x_conditions are given)."""
+
+    def tables(scores: pd.DataFrame) -> dict[str, pd.DataFrame]:
+        delta = delta_matrix(scores, base_condition)
+        tscg = topic_shift_and_cg(delta, topics, extra_sets)
+        result = {"scores": scores, "delta": delta, "tscg": tscg}
+        if x_conditions:
+            result["mitigation"] = mitigation_table(tscg, x_conditions, ft_condition)
+        return result
+
+    point = tables(scores_table(ratings))
+    replicates = tables(bootstrap_scores(ratings, n_boot=n_boot, seed=seed))
+    keys = {
+        "scores": KEY_COLUMNS,
+        "delta": KEY_COLUMNS,
+        "tscg": ARM_COLUMNS,
+        "mitigation": ARM_COLUMNS,
+    }
+    return {
+        name: _attach_ci(point[name], replicates[name], list(keys[name]), alpha) for name in point
+    }
+
+
+# ---------------------------------------------------------------- judge-free stance (section 4)
+
+
+def loglik_stance(
+    model,
+    tokenizer,
+    pairs: Sequence[tuple[str, str, str]],
+    batch_size: int = 8,
+    add_special_tokens: bool = True,
+) -> np.ndarray:
+    """Per (instruction, right answer, left answer) pair: tanh(mean per-token log p(right answer |
+    instruction) - mean per-token log p(left answer | instruction)).
+
+    The instruction and the answer are tokenized separately and concatenated; only the answer's
+    tokens are scored, padding excluded. `batch_size` counts sequences (two per pair).
+    """
+    mean_logp = _completion_mean_logprobs(
+        model,
+        tokenizer,
+        [(prompt, answer) for prompt, right, left in pairs for answer in (right, left)],
+        batch_size,
+        add_special_tokens,
+    )
+    right, left = mean_logp[0::2], mean_logp[1::2]
+    return np.tanh(
+        right - left
+    )  # METHOD.md section 4: tanh(logp(right|instr) - logp(left|instr)), per token
+
+
+def loglik_score_with_ci(
+    values: Sequence[float], n_boot: int = 1000, seed: int = 0, alpha: float = 0.05
+) -> dict:
+    """S_ll and its bootstrap CI over pairs, from loglik_stance's per-pair values."""
+    values = np.asarray(values, dtype=float)
+    low, high = bootstrap_ci(values, np.mean, n_boot, seed, alpha)
+    s_ll = (
+        float(values.mean()) if values.size else float("nan")
+    )  # METHOD.md section 4: S_ll = mean_i
+    return {"S_ll": s_ll, "ci_low": low, "ci_high": high, "n": int(values.size)}
+
+
+def _completion_mean_logprobs(
+    model, tokenizer, texts, batch_size, add_special_tokens
+) -> np.ndarray:
+    """Mean per-token log-probability of each completion given its prompt."""
+    import torch
+
+    sequences = []
+    for prompt, completion in texts:
+        prompt_ids = tokenizer(prompt, add_special_tokens=add_special_tokens)["input_ids"]
+        completion_ids = tokenizer(completion, add_special_tokens=False)["input_ids"]
+        if not prompt_ids or not completion_ids:
+            raise DataError(
+                "a log-likelihood pair has an empty prompt or answer", "drop empty pairs"
+            )
+        sequences.append((prompt_ids, completion_ids))
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    device = next(model.parameters()).device
+    means = []
+    for start in range(0, len(sequences), batch_size):
+        batch = sequences[start : start + batch_size]
+        width = max(len(p) + len(c) for p, c in batch)
+        input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+        attention = torch.zeros((len(batch), width), dtype=torch.long)
+        scored = torch.zeros(
+            (len(batch), width), dtype=torch.bool
+        )  # positions holding answer tokens
+        for row, (prompt_ids, completion_ids) in enumerate(batch):
+            ids = prompt_ids + completion_ids
+            input_ids[row, : len(ids)] = torch.tensor(ids)
+            attention[row, : len(ids)] = 1
+            scored[row, len(prompt_ids) : len(ids)] = True
+        with torch.inference_mode():
+            logits = model(
+                input_ids=input_ids.to(device), attention_mask=attention.to(device)
+            ).logits.float()
+        # the token at position p is predicted by the logits at p - 1 (right padding: no shift of real tokens)
+        targets, mask = input_ids[:, 1:].to(device), scored[:, 1:].to(device)
+        logp = logits[:, :-1].log_softmax(-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+        logp = torch.where(mask, logp, 0.0)
+        means.append((logp.sum(1) / mask.sum(1)).double().cpu().numpy())
+    return np.concatenate(means)

@@ -1,0 +1,93 @@
+"""Lockstep activation patching: the base model generates with the fine-tuned model's neurons.
+
+METHOD.md section 7. ``model`` is a peft model: the fine-tuned model ``M_s`` is the model with
+its adapter enabled, the base model ``M0`` the same weights inside ``model.disable_adapter()``.
+At every prompt position and every generated step both run on the same prefix, each with its
+own KV cache; ``M0``'s site activations at the patched coordinates are overwritten with
+``M_s``'s, and the patched ``M0`` picks the next token (greedy), which is appended for both.
+The returned text is the patched ``M0``'s.
+
+Unlike the authors' released script (METHOD.md section 10), indices are applied in the space
+of the site they were found in (`NeuronSite` checks the width), the MLP is run unchanged
+(activation included), and the answer is the patched base model's tokens, never ``M_s``'s.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import IO
+
+import torch
+from torch import nn
+
+from polneurons.errors import ModelError
+from polneurons.generation import StepFn, cached_step, generate_batches, new_cache
+from polneurons.sites import NeuronSite
+
+
+def lockstep_step(
+    model: nn.Module, site: NeuronSite, neurons: dict[int, torch.Tensor], tuned_cache, base_cache
+) -> StepFn:
+    """A `greedy_decode` step for one batch: ``M_s`` then patched ``M0`` on the same new tokens.
+
+    METHOD.md section 7: ``M0``'s activations at ``neurons`` are overwritten with ``M_s``'s on
+    the same positions; the logits returned are the patched ``M0``'s. With no neurons, ``M_s``
+    is not run (the patched model is ``M0`` itself).
+    """
+    tuned_step = cached_step(model, tuned_cache)
+    base_step = cached_step(model, base_cache)
+
+    def step(input_ids, attention_mask, position_ids):
+        tuned_acts: dict[int, torch.Tensor] = {}
+        if neurons:
+            with site.record(layers=neurons) as tuned_acts:
+                tuned_step(input_ids, attention_mask, position_ids)
+        with model.disable_adapter(), site.patch(neurons, tuned_acts):
+            return base_step(input_ids, attention_mask, position_ids)
+
+    return step
+
+
+def patched_generate(
+    model: nn.Module,
+    tokenizer,
+    prompts: list[str],
+    neurons: Mapping[int, torch.Tensor],
+    site: str,
+    max_new_tokens: int,
+    batch_size: int = 8,
+    add_special_tokens: bool = True,
+    progress: IO | None = None,
+) -> list[str]:
+    """Greedy continuations of the base model patched with the fine-tuned model's ``neurons``.
+
+    ``model``: a peft model (fine-tuned = adapter enabled, base = adapter disabled).
+    ``neurons``: layer -> LongTensor of coordinates of ``site`` (``"mlp_output"`` or
+    ``"mlp_intermediate"``) to patch. Batching, padding, decoding and stopping are those of
+    `polneurons.generation.greedy_generate`, so an empty set gives the base model's greedy text.
+    """
+    from peft import PeftModel
+
+    if not isinstance(model, PeftModel):
+        raise ModelError(
+            f"activation patching needs the fine-tuned model as a peft adapter, got "
+            f"{type(model).__name__}",
+            "load the base model and attach the fine-tuned LoRA adapter (peft.PeftModel)",
+        )
+    neuron_site = NeuronSite(model, site)
+    checked = neuron_site.check_neurons(neurons)
+
+    def make_step() -> StepFn:
+        return lockstep_step(model, neuron_site, checked, new_cache(model), new_cache(model))
+
+    return generate_batches(
+        model,
+        tokenizer,
+        prompts,
+        make_step,
+        max_new_tokens,
+        batch_size,
+        add_special_tokens,
+        progress,
+        desc=f"patched generate ({sum(len(v) for v in checked.values())} neurons)",
+    )
