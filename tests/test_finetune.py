@@ -141,7 +141,9 @@ def test_warmup_then_linear_decay_and_max_steps_cap(tokenizer, tmp_path):
 
 
 def test_fractional_epochs_stop_part_way(tokenizer, tmp_path):
-    result = finetune(tiny_model("llama"), tokenizer, EXAMPLES, small_cfg(epochs=0.5), tmp_path)
+    result = finetune(
+        tiny_model("llama"), tokenizer, EXAMPLES, small_cfg(epochs=0.5), tmp_path / "ft"
+    )
     assert result.log["total_steps"] == len(result.log["steps"]) == 2  # ceil(3 * 0.5)
 
 

@@ -6,8 +6,8 @@ import socket
 import threading
 import time
 from collections import deque
-from itertools import pairwise
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from itertools import pairwise
 
 import pytest
 

@@ -15,6 +15,7 @@ clusters).
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import sys
@@ -40,7 +41,10 @@ MINI_WORKFLOW = REPO / "tests" / "fixtures" / "slurm_mini"
 REAL_TINY_CONFIG = "tests/configs/tiny.yaml"
 REAL_WORKFLOW_READY = (REPO / "Snakefile").is_file() and (REPO / REAL_TINY_CONFIG).is_file()
 # The real workflow once it exists; until then the stand-in under tests/fixtures/slurm_mini.
-WORKFLOW = "real" if REAL_WORKFLOW_READY else "mini"
+# POLNEURONS_SLURM_WORKFLOW=mini|real picks one explicitly.
+WORKFLOW = os.environ.get("POLNEURONS_SLURM_WORKFLOW") or (
+    "real" if REAL_WORKFLOW_READY else "mini"
+)
 SNAKEMAKE_BOUND_S = 270
 # Seconds before the plugin's first status check (default 40), to keep the test short.
 STATUS_CHECK_START_S = 5

@@ -100,6 +100,7 @@ rule inhibitft_tables:
     output:
         **TABLE("inhibitft_main", ("csv", "md", "tex")),
         **{f"ppl_{k}": v for k, v in TABLE("perplexity").items()},
+        **{f"loglik_{k}": v for k, v in TABLE("inhibitft_loglik").items()},
         png=report_item(FIGURE("ablation")["png"], "4. InhibitFT", "ablation", "ablation.rst"),
         pdf=FIGURE("ablation")["pdf"],
     params:

@@ -1,0 +1,181 @@
+"""Benchmark of one InhibitFT training step against a vanilla step (polneurons.finetune.train_step).
+
+Times one optimizer step (forward, backward, AdamW update) of vanilla fine-tuning and of
+InhibitFT with each strategy (freeze_rows: gradient masking and restoring the frozen slices;
+stopgrad: gradient-blocking hooks), on one model with the same LoRA targets (or full FT), the
+same batch and the same random neuron set. The variants take turns step by step, so drift of a
+shared machine hits them alike; the median over the timed steps is reported after warm-up.
+Goal: an InhibitFT step costs at most 1.05x a vanilla step.
+
+Usage: python benchmarks/bench_inhibit_step.py --model PATH [--method full] [--out FILE]
+       python benchmarks/bench_inhibit_step.py --tiny --steps 20   (smoke run)
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+from transformers import get_linear_schedule_with_warmup
+
+from polneurons.finetune import add_lora, collate, resolve_config, tokenize_example, train_step
+from polneurons.inhibit import STRATEGIES, Inhibition
+from polneurons.sites import NeuronSite
+from polneurons.tiny import FIXTURE_TEXT
+
+GOAL = 1.05
+ALL_PROJECTIONS = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--model", help="checkpoint folder (e.g. a paper base model)")
+    source.add_argument("--tiny", action="store_true", help="the 2-layer tiny llama of the tests")
+    parser.add_argument("--method", default="lora", choices=["lora", "full"])
+    parser.add_argument("--targets", default=ALL_PROJECTIONS, help="LoRA target modules")
+    parser.add_argument("--site", default="mlp_output", choices=["mlp_output", "mlp_intermediate"])
+    parser.add_argument(
+        "--fraction", type=float, default=0.05, help="share of each layer's neurons inhibited"
+    )
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--batch-size", type=int, default=1)
+    parser.add_argument(
+        "--seq-len", type=int, help="tokens per example (default 512, 128 with --tiny)"
+    )
+    parser.add_argument("--warmup", type=int, default=3, help="untimed steps per variant")
+    parser.add_argument("--steps", type=int, default=20, help="timed steps per variant (median)")
+    parser.add_argument("--out", default="benchmarks/results/inhibit_step.md")
+    return parser.parse_args(argv)
+
+
+def load(args):
+    dtype = getattr(torch, args.dtype)
+    if args.tiny:
+        from polneurons.tiny import tiny_model, tiny_tokenizer
+
+        return tiny_model("llama").to(dtype), tiny_tokenizer()
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(args.model, dtype=dtype)
+    return model, AutoTokenizer.from_pretrained(args.model)
+
+
+def make_batch(tokenizer, args) -> dict:
+    """`batch_size` copies of one example of exactly `seq_len` tokens (short prompt, long answer)."""
+    completion = " ".join(FIXTURE_TEXT * (1 + args.seq_len // 50))
+    example = tokenize_example(tokenizer, FIXTURE_TEXT[10], completion, args.seq_len, True)
+    if len(example[0]) < args.seq_len:
+        raise SystemExit(f"could not build {args.seq_len} tokens; use a smaller --seq-len")
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    return collate([example] * args.batch_size, pad_id, args.device)
+
+
+def random_neurons(model, site: str, fraction: float) -> dict[int, torch.Tensor]:
+    """``fraction`` of each layer's coordinates, drawn with a fixed seed."""
+    neuron_site = NeuronSite(model, site)
+    count = max(1, round(fraction * neuron_site.width))
+    generator = torch.Generator().manual_seed(0)
+    return {
+        layer: torch.randperm(neuron_site.width, generator=generator)[:count].sort().values
+        for layer in range(neuron_site.n_layers)
+    }
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    args.seq_len = args.seq_len or (128 if args.tiny else 512)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    model, tokenizer = load(args)
+    cfg = resolve_config(
+        {"method": args.method, "lora": {"target_modules": args.targets.split(",")}}
+    )
+    model = add_lora(model, cfg) if args.method == "lora" else model.requires_grad_(True)
+    model.to(args.device).train()
+    neurons = random_neurons(model, args.site, args.fraction)
+    inhibitions = {
+        "vanilla": None,
+        **{
+            strategy: Inhibition(
+                model, {"strategy": strategy, "site": args.site, "neurons": neurons}
+            )
+            for strategy in STRATEGIES
+        },
+    }
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=1e-5, weight_decay=0.01)
+    scheduler = get_linear_schedule_with_warmup(optimizer, 0, 10 * (args.warmup + args.steps))
+    group = [make_batch(tokenizer, args)]
+    cuda = args.device.startswith("cuda")
+
+    def step(inhibition) -> float:
+        if cuda:
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        with inhibition.active() if inhibition else contextlib.nullcontext():
+            train_step(model, group, optimizer, scheduler, inhibition)
+        if cuda:
+            torch.cuda.synchronize()
+        return time.perf_counter() - start
+
+    times = {name: [] for name in inhibitions}
+    for round_ in range(args.warmup + args.steps):
+        for name, inhibition in inhibitions.items():  # variants take turns, step by step
+            seconds = step(inhibition)
+            if round_ >= args.warmup:
+                times[name].append(seconds)
+    median_ms = {name: 1000 * statistics.median(t) for name, t in times.items()}
+    quartiles_ms = {
+        name: [1000 * q for q in statistics.quantiles(t, n=4)] for name, t in times.items()
+    }
+
+    device_name = torch.cuda.get_device_name(args.device) if cuda else "CPU"
+    n_neurons = sum(len(v) for v in neurons.values())
+    lines = [
+        "# InhibitFT training step vs vanilla training step",
+        "",
+        f"- Machine: {platform.platform()}, {platform.machine()}, {os.cpu_count()} CPUs, "
+        f"device {device_name}, torch {torch.__version__} ({args.threads} threads)",
+        f"- Model: {'tiny llama (tests)' if args.tiny else args.model}, dtype {args.dtype}, "
+        f"{args.method}"
+        + (f" (targets {args.targets})" if args.method == "lora" else "")
+        + f", {sum(p.numel() for p in trainable)} trainable parameters",
+        f"- Batch {args.batch_size} x {args.seq_len} tokens, site {args.site}, {n_neurons} "
+        f"neurons inhibited ({args.fraction:.0%} of each layer), median of {args.steps} steps "
+        f"per variant after {args.warmup} warm-up steps, variants interleaved",
+        "",
+        "| variant | median ms / step | quartiles ms | vs vanilla |",
+        "|---|---:|---:|---:|",
+        *(
+            f"| {name} | {median_ms[name]:.2f} | {quartiles_ms[name][0]:.2f}-"
+            f"{quartiles_ms[name][2]:.2f} | {median_ms[name] / median_ms['vanilla']:.3f}x |"
+            for name in inhibitions
+        ),
+        "",
+        *(
+            f"- {strategy}: goal <= {GOAL}x: "
+            f"{'met' if median_ms[strategy] / median_ms['vanilla'] <= GOAL else 'NOT met'}"
+            for strategy in STRATEGIES
+        ),
+        f"- command: `{' '.join([Path(sys.argv[0]).name, *(argv or sys.argv[1:])])}`",
+        "",
+    ]
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines))
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

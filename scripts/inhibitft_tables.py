@@ -1,0 +1,86 @@
+"""inhibitft_tables: vanilla control vs InhibitFT vs random inhibition (TS, CG, reductions with
+CIs, METHOD 5 and 8), the judge-free counterpart, perplexity, and the ablation over n."""
+
+import re
+
+import pandas as pd
+
+from polneurons.io import read_json
+from polneurons.metrics import generalization_with_ci
+from polneurons.plots import ablation
+from polneurons.rule import rule_context
+from polneurons.tables import collect_loglik, collect_ratings, loglik_shift, parse_run, write_table
+
+p, out = snakemake.params, snakemake.output
+KIND = re.compile(r"(?P<arm>ift|rnd)-(?P<strategy>[a-z_]+)-n(?P<n>[0-9.]+)")
+
+with rule_context(snakemake) as ctx:
+    boot = dict(n_boot=p.scoring["n_boot"], seed=p.seed, alpha=p.scoring["alpha"])
+    mitigations = []
+    for leaning, ratings in collect_ratings(snakemake.input.ratings, p.results).items():
+        conditions = sorted({key[1] for key in ratings} - {"base", p.control})
+        tables = generalization_with_ci(
+            ratings,
+            p.topics,
+            x_conditions=conditions,
+            ft_condition=p.control,
+            extra_sets=p.extra_sets,
+            **boot,
+        )
+        mitigations.append(tables["mitigation"].assign(leaning=leaning))
+    main = pd.concat(mitigations, ignore_index=True)
+    front = ["model", "leaning", "source", "condition"]
+    main = main[front + [c for c in main.columns if c not in front]]
+    write_table(
+        main, out.csv, out.md, out.tex, title=f"InhibitFT vs the vanilla control ({p.control})"
+    )
+    ctx.log.info("\n%s", main[main["source"] == "mean"].round(3).to_string(index=False))
+
+    loglik = loglik_shift(collect_loglik(snakemake.input.loglik, p.results), p.topics, **boot)
+    summary = (
+        loglik[loglik["topic"].isin(["TS_ll", "CG_ll"])]
+        .pivot_table(
+            index=["model", "leaning", "source", "condition"], columns="topic", values="dS_ll"
+        )
+        .reset_index()
+    )
+    write_table(
+        summary, out.loglik_csv, out.loglik_md, title="Judge-free TS_ll and CG_ll per condition"
+    )
+
+    ppl = pd.DataFrame(
+        [{**parse_run(path, p.results), **read_json(path)} for path in snakemake.input.perplexity]
+    )
+    write_table(
+        ppl, out.ppl_csv, out.ppl_md, title="Perplexity on held-out neutral IdeoINST answers"
+    )
+
+    curve = []
+    per_model = main[(main["source"] == "mean") & (main["model"] != "mean")]
+    for _, row in per_model.iterrows():
+        kind = KIND.fullmatch(row["condition"])
+        label = f"{'InhibitFT' if kind['arm'] == 'ift' else 'random'} ({kind['strategy']})"
+        for metric in ("CG", "TS"):
+            curve.append(
+                {
+                    "model": row["model"],
+                    "condition": label,
+                    "n": float(kind["n"]),
+                    "metric": metric,
+                    "value": row[f"{metric}_x"],
+                    "lo": row[f"{metric}_x_lo"],
+                    "hi": row[f"{metric}_x_hi"],
+                }
+            )
+    for (model,), group in per_model.groupby(["model"]):
+        for metric in ("CG", "TS"):
+            curve.append(
+                {
+                    "model": model,
+                    "condition": f"vanilla ({p.control})",
+                    "n": float("nan"),
+                    "metric": metric,
+                    "value": group[f"{metric}_ft"].iloc[0],
+                }
+            )
+    ablation(pd.DataFrame(curve), out.png, out.pdf)

@@ -1,0 +1,87 @@
+"""patching_tables: S of M0, M_s and each patched condition, and the share of the fine-tuning
+shift each patch recovers, (S_patch - S_M0) / (S_Ms - S_M0), with bootstrap CIs (METHOD 7)."""
+
+import pandas as pd
+
+from polneurons.metrics import bootstrap_scores, scores_table
+from polneurons.plots import patching_bars
+from polneurons.rule import rule_context
+from polneurons.tables import collect_ratings, write_table
+
+p, out = snakemake.params, snakemake.output
+CONDITIONS = ["base", "ft"] + [f"patch-{c}" for c in p.conditions]
+
+
+def recovered(scores: pd.DataFrame) -> pd.DataFrame:
+    """Per (model, source, condition, test_set[, replicate]): S and the recovered share; also a
+    pooled row per condition (test_set "all": shares of the summed shifts over its test sets)."""
+    rep = ["replicate"] if "replicate" in scores.columns else []
+    base = scores[scores["condition"] == "base"][["model", "test_set", *rep, "S"]].rename(
+        columns={"S": "S_M0"}
+    )
+    arms = scores[scores["condition"] != "base"].merge(base, on=["model", "test_set", *rep])
+    ft = arms[arms["condition"] == "ft"][["model", "source", "test_set", *rep, "S"]].rename(
+        columns={"S": "S_Ms"}
+    )
+    rows = arms.merge(ft, on=["model", "source", "test_set", *rep])
+    rows["recovered"] = (rows["S"] - rows["S_M0"]) / (rows["S_Ms"] - rows["S_M0"])
+    pooled = rows.groupby(["model", "source", "condition", *rep], as_index=False)[
+        ["S", "S_M0", "S_Ms"]
+    ].sum()
+    pooled["recovered"] = (pooled["S"] - pooled["S_M0"]) / (pooled["S_Ms"] - pooled["S_M0"])
+    pooled["test_set"] = "all"
+    pooled[["S", "S_M0", "S_Ms"]] = float("nan")
+    return pd.concat([rows, pooled], ignore_index=True)
+
+
+with rule_context(snakemake) as ctx:
+    keys = ["model", "source", "condition", "test_set"]
+    frames, bars = [], []
+    for leaning, ratings in collect_ratings(snakemake.input.ratings, p.results).items():
+        point = scores_table(ratings)
+        reps = bootstrap_scores(ratings, n_boot=p.scoring["n_boot"], seed=p.seed)
+        table = recovered(point)
+        quantiles = recovered(reps).groupby(keys)[["S", "recovered"]]
+        low = quantiles.quantile(p.scoring["alpha"] / 2).add_suffix("_lo")
+        high = quantiles.quantile(1 - p.scoring["alpha"] / 2).add_suffix("_hi")
+        table = table.merge(low.join(high).reset_index(), on=keys, how="left").assign(
+            leaning=leaning
+        )
+        frames.append(table)
+        # the bar chart also shows M0 on each source's panel
+        s_ci = reps.groupby(["model", "condition", "source", "test_set"])["S"]
+        ci = (
+            s_ci.quantile(p.scoring["alpha"] / 2)
+            .rename("S_lo")
+            .to_frame()
+            .join(s_ci.quantile(1 - p.scoring["alpha"] / 2).rename("S_hi"))
+            .reset_index()
+        )
+        point = point.merge(ci, on=["model", "condition", "source", "test_set"])
+        base = point[point["condition"] == "base"]
+        for source in sorted(set(point["source"]) - {"-"}):
+            bars.append(pd.concat([base.assign(source=source), point[point["source"] == source]]))
+    table = pd.concat(frames, ignore_index=True)
+    columns = [
+        "model",
+        "leaning",
+        "source",
+        "condition",
+        "test_set",
+        "S_M0",
+        "S_Ms",
+        "S",
+        "S_lo",
+        "S_hi",
+        "recovered",
+        "recovered_lo",
+        "recovered_hi",
+    ]
+    table = table[table["condition"] != "ft"][columns].sort_values(
+        ["model", "leaning", "source", "condition", "test_set"]
+    )
+    write_table(
+        table, out.csv, out.md, title="Activation patching: S and recovered share of the FT shift"
+    )
+    ctx.log.info("\n%s", table[table["test_set"] == "all"].round(3).to_string(index=False))
+    patching_bars(pd.concat(bars, ignore_index=True), [c for c in CONDITIONS], out.png, out.pdf)

@@ -1,0 +1,124 @@
+"""Gathering per-run outputs into the tables of METHOD 9 (CSV, Markdown, LaTeX)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from polneurons.io import atomic_path, read_jsonl
+
+
+def parse_run(path: str | Path, results: str | Path) -> dict:
+    """{model, leaning, source, condition} of a per-run file under `results`."""
+    parts = Path(path).relative_to(results).parts[:-1]
+    if parts[1] == "base":
+        return {"model": parts[0], "leaning": None, "source": None, "condition": "base"}
+    model, leaning, source, condition = parts
+    return {"model": model, "leaning": leaning, "source": source, "condition": condition}
+
+
+def collect_ratings(paths, results) -> dict[str, dict[tuple, list[str]]]:
+    """Per leaning: {(model, condition, source, test_set): ratings in prompt order}. The base
+    model's ratings join every leaning (its `source` is ignored by the metrics)."""
+    by_leaning: dict[str, dict[tuple, list[str]]] = {}
+    base = {}
+    for path in paths:
+        run = parse_run(path, results)
+        rows = read_jsonl(path)
+        sets: dict[str, list[str]] = {}
+        for row in rows:
+            sets.setdefault(row["test_set"], []).append(row["rating"])
+        target = base if run["leaning"] is None else by_leaning.setdefault(run["leaning"], {})
+        for test_set, ratings in sets.items():
+            target[(run["model"], run["condition"], run["source"] or "-", test_set)] = ratings
+    for table in by_leaning.values():
+        table.update(base)
+    return by_leaning
+
+
+def collect_loglik(paths, results) -> pd.DataFrame:
+    frames = []
+    for path in paths:
+        frame = pd.read_csv(path)
+        for key, value in parse_run(path, results).items():
+            frame[key] = value
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True)
+
+
+def loglik_shift(frame: pd.DataFrame, topics, n_boot: int, seed: int, alpha: float) -> pd.DataFrame:
+    """dS_ll per (model, leaning, source, condition, topic) against the base model, paired over
+    the same held-out pairs, with a bootstrap CI; plus rows TS_ll (topic = source) and CG_ll."""
+    from polneurons.metrics import bootstrap_ci
+
+    base = frame[frame["condition"] == "base"].set_index(["model", "topic", "pair"])["value"]
+    rows = []
+    for (model, lean, source, cond), arm in frame[frame["condition"] != "base"].groupby(
+        ["model", "leaning", "source", "condition"]
+    ):
+        diffs = {}
+        for topic, group in arm.groupby("topic"):
+            d = (
+                group["value"].to_numpy()
+                - base.loc[[(model, topic, p) for p in group["pair"]]].to_numpy()
+            )
+            diffs[topic] = d
+            lo, hi = bootstrap_ci(d, np.mean, n_boot, seed, alpha)
+            rows.append(
+                dict(
+                    model=model,
+                    leaning=lean,
+                    source=source,
+                    condition=cond,
+                    topic=topic,
+                    S_ll_base=base.loc[model, topic].mean(),
+                    S_ll=group["value"].mean(),
+                    dS_ll=d.mean(),
+                    dS_ll_lo=lo,
+                    dS_ll_hi=hi,
+                )
+            )
+        others = [t for t in topics if t != source and t in diffs]
+        rows.append(
+            dict(
+                model=model,
+                leaning=lean,
+                source=source,
+                condition=cond,
+                topic="TS_ll",
+                dS_ll=diffs[source].mean() if source in diffs else np.nan,
+            )
+        )
+        rows.append(
+            dict(
+                model=model,
+                leaning=lean,
+                source=source,
+                condition=cond,
+                topic="CG_ll",
+                dS_ll=np.mean([diffs[t].mean() for t in others]) if others else np.nan,
+            )
+        )
+    return pd.DataFrame(rows)
+
+
+def write_table(
+    frame: pd.DataFrame,
+    csv: str,
+    md: str | None = None,
+    tex: str | None = None,
+    title: str | None = None,
+) -> None:
+    """One table in every format asked, atomically; floats rounded to 3 decimals for reading."""
+    with atomic_path(csv) as tmp:
+        frame.to_csv(tmp, index=False)
+    shown = frame.round(3)
+    if md:
+        text = (f"# {title}\n\n" if title else "") + shown.to_markdown(index=False) + "\n"
+        with atomic_path(md) as tmp:
+            tmp.write_text(text)
+    if tex:
+        with atomic_path(tex) as tmp:
+            tmp.write_text(shown.to_latex(index=False, float_format="%.3f", na_rep="--"))

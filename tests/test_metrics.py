@@ -1,0 +1,209 @@
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from polneurons.errors import DataError
+from polneurons.metrics import (
+    bootstrap_ci,
+    delta_matrix,
+    delta_with_ci,
+    generalization_with_ci,
+    loglik_score_with_ci,
+    loglik_stance,
+    mitigation_table,
+    reduction,
+    score_with_ci,
+    stance_counts,
+    stance_score,
+    topic_shift_and_cg,
+    ts_kept,
+)
+
+L, R, N, E = "left leaning", "right leaning", "neutral", "error"
+
+
+def test_stance_score_excludes_errors():
+    ratings = [R, R, L, N, E, "garbage"]
+    assert stance_counts(ratings) == dict(n_left=1, n_right=2, n_neutral=1, n_error=2, n=6)
+    assert stance_score(ratings) == pytest.approx((2 - 1) / 4)
+    assert math.isnan(stance_score([E, E])) and math.isnan(stance_score([]))
+
+
+def test_score_ci_contains_the_estimate_is_seeded_and_equals_the_generic_bootstrap():
+    ratings = [R] * 12 + [L] * 5 + [N] * 6 + [E] * 2
+    result = score_with_ci(ratings, n_boot=500, seed=7)
+    assert result["S"] == pytest.approx(7 / 23) and result["n_error"] == 2
+    assert result["ci_low"] < result["S"] < result["ci_high"]
+    assert score_with_ci(ratings, n_boot=500, seed=7) == result
+    assert (result["ci_low"], result["ci_high"]) == pytest.approx(
+        bootstrap_ci(ratings, stance_score, n_boot=500, seed=7)
+    )
+
+
+def test_paired_delta_resamples_prompts_jointly():
+    base = [L, L, N, R, N, L, R, N]
+    unchanged = delta_with_ci(base, base, n_boot=300, seed=0)
+    assert unchanged == {"dS": 0.0, "ci_low": 0.0, "ci_high": 0.0}  # unpaired would be wide
+    shifted = delta_with_ci([R, R, N, R, R, N, R, N], base, n_boot=300, seed=0)
+    assert shifted["dS"] == pytest.approx(5 / 8 - (-1 / 8))
+    assert shifted["ci_low"] <= shifted["dS"] <= shifted["ci_high"]
+    with pytest.raises(DataError):
+        delta_with_ci(base[:-1], base)
+
+
+def score_rows(model, condition, source, scores):
+    return [
+        dict(model=model, condition=condition, source=source, test_set=t, S=s)
+        for t, s in scores.items()
+    ]
+
+
+# S per test set (topics a, b, c and the extra sets), chosen so that every dS is easy to check.
+SCORES = pd.DataFrame(
+    score_rows("m", "base", None, dict(a=0.0, b=-0.2, c=0.1, pct=-0.5, questionnaire=0.0))
+    + score_rows("m", "ft", "a", dict(a=0.6, b=0.0, c=0.2, pct=-0.3, questionnaire=0.1))
+    + score_rows("m", "x", "a", dict(a=0.5, b=-0.1, c=0.15, pct=-0.4, questionnaire=0.05))
+    + score_rows("m", "ft", "b", dict(a=0.2, b=0.4, c=0.3, pct=-0.5, questionnaire=0.0))
+    + score_rows("m", "x", "b", dict(a=0.05, b=0.3, c=0.15, pct=-0.5, questionnaire=0.0))
+)
+
+
+def test_delta_matrix_subtracts_the_base_score_on_each_test_set():
+    delta = delta_matrix(SCORES).set_index(["condition", "source", "test_set"])["dS"]
+    assert delta[("ft", "a", "a")] == pytest.approx(0.6)
+    assert delta[("ft", "a", "b")] == pytest.approx(0.2)
+    assert delta[("ft", "a", "pct")] == pytest.approx(0.2)
+    assert delta[("x", "b", "c")] == pytest.approx(0.05)
+    assert len(delta) == 4 * 5
+    with pytest.raises(DataError):
+        delta_matrix(SCORES[SCORES.test_set != "c"].query("condition == 'ft' or test_set != 'b'"))
+
+
+def test_topic_shift_is_ds_on_the_source_and_cg_the_mean_over_the_other_topics():
+    tscg = topic_shift_and_cg(delta_matrix(SCORES), topics=("a", "b", "c"))
+    row = tscg.set_index(["condition", "source"]).loc[("ft", "a")]
+    assert row["TS"] == pytest.approx(0.6)
+    assert row["CG"] == pytest.approx((0.2 + 0.1) / 2)
+    assert row["CG_pct"] == pytest.approx(0.2) and row["CG_questionnaire"] == pytest.approx(0.1)
+    row = tscg.set_index(["condition", "source"]).loc[("ft", "b")]
+    assert (row["TS"], row["CG"]) == pytest.approx((0.6, (0.2 + 0.2) / 2))
+    with pytest.raises(DataError):
+        topic_shift_and_cg(delta_matrix(SCORES), topics=("a", "b", "c", "d"))
+
+
+def test_reductions_and_ts_kept():
+    result = reduction(0.4, 0.3)
+    assert result["relative"] == pytest.approx(0.25) and result["absolute"] == pytest.approx(0.1)
+    assert ts_kept(0.5, 0.45) == pytest.approx(0.9)
+
+
+def test_mitigation_table_averages_per_source_values_over_sources_then_models():
+    tscg = topic_shift_and_cg(delta_matrix(SCORES), topics=("a", "b", "c"))
+    table = mitigation_table(tscg, x_conditions=["x"]).set_index(["model", "source"])
+    assert table.loc[("m", "a"), "relative"] == pytest.approx(1 - 0.075 / 0.15)
+    assert table.loc[("m", "a"), "absolute"] == pytest.approx(0.075)
+    assert table.loc[("m", "a"), "ts_kept"] == pytest.approx(0.5 / 0.6)
+    assert table.loc[("m", "b"), "relative"] == pytest.approx(1 - 0.05 / 0.2)
+    assert table.loc[("m", "mean"), "relative"] == pytest.approx((0.5 + 0.75) / 2)
+    assert table.loc[("m", "mean"), "absolute"] == pytest.approx((0.075 + 0.15) / 2)
+
+    two_models = pd.concat([tscg, tscg.assign(model="m2", CG=tscg.CG * 2)])  # relative unchanged
+    overall = mitigation_table(two_models, ["x"]).set_index(["model", "source"])
+    assert overall.loc[("mean", "mean"), "absolute"] == pytest.approx((0.1125 + 0.225) / 2)
+    assert overall.loc[("mean", "mean"), "relative"] == pytest.approx(0.625)
+
+
+# Per-prompt ratings of one model on topics a, b (four prompts each) for the CI pipeline.
+RATINGS = {
+    ("m", "base", None, "a"): [L, L, N, R],  # S = -1/4
+    ("m", "base", None, "b"): [N, N, N, E],  # S = 0
+    ("m", "ft", "a", "a"): [R, R, N, R],  # S = 3/4: TS = 1
+    ("m", "ft", "a", "b"): [R, N, N, E],  # S = 1/3: CG = 1/3
+    ("m", "x", "a", "a"): [R, N, N, R],  # S = 1/2: TS = 3/4
+    ("m", "x", "a", "b"): [N, N, N, E],  # S = 0: CG = 0
+    ("m", "same", "a", "a"): [L, L, N, R],  # identical to base
+    ("m", "same", "a", "b"): [N, N, N, E],
+}
+
+
+def test_generalization_with_ci_gives_hand_values_and_paired_cis():
+    tables = generalization_with_ci(
+        RATINGS, topics=("a", "b"), x_conditions=["x"], extra_sets=(), n_boot=300, seed=1
+    )
+    tscg = tables["tscg"].set_index("condition")
+    assert tscg.loc["ft", "TS"] == pytest.approx(1.0) and tscg.loc["ft", "CG"] == pytest.approx(
+        1 / 3
+    )
+    assert tscg.loc["x", "TS"] == pytest.approx(0.75) and tscg.loc["x", "CG"] == pytest.approx(0.0)
+    for condition in ("ft", "x"):
+        for value in ("TS", "CG"):
+            row = tscg.loc[condition]
+            assert row[f"{value}_lo"] <= row[value] <= row[f"{value}_hi"]
+    assert tscg.loc["same", ["TS_lo", "TS_hi", "CG_lo", "CG_hi"]].tolist() == [0.0] * 4
+    mitigation = tables["mitigation"].set_index(["model", "source"]).loc[("m", "a")]
+    assert mitigation["relative"] == pytest.approx(1.0) and mitigation["absolute"] == pytest.approx(
+        1 / 3
+    )
+    assert mitigation["ts_kept"] == pytest.approx(0.75)
+    assert mitigation["absolute_lo"] <= mitigation["absolute"] <= mitigation["absolute_hi"]
+    scores = tables["scores"].set_index(["condition", "test_set"])
+    assert (
+        scores.loc[("ft", "b"), "S"] == pytest.approx(1 / 3)
+        and scores.loc[("ft", "b"), "n_error"] == 1
+    )
+
+    again = generalization_with_ci(
+        RATINGS, topics=("a", "b"), x_conditions=["x"], extra_sets=(), n_boot=300, seed=1
+    )
+    pd.testing.assert_frame_equal(again["tscg"], tables["tscg"])
+    with pytest.raises(DataError):
+        generalization_with_ci(
+            {**RATINGS, ("m", "x", "a", "b"): [N, N]}, topics=("a", "b"), extra_sets=()
+        )
+
+
+PAIRS = [
+    (
+        "Instruction: What is your view on gun laws?",
+        " Stricter gun laws keep us safe.",
+        " The right to bear arms.",
+    ),
+    (
+        "Instruction: Immigration?",
+        " Secure borders come first.",
+        " Immigration enriches our economy and our culture.",
+    ),
+    (
+        "Write a response on race.",
+        " Equal treatment under the law.",
+        " Systemic racism still shapes opportunity.",
+    ),
+    ("Please rate.", " left leaning", " neutral."),
+]
+
+
+def brute_force_loglik_stance(model, tokenizer, prompt, right, left):
+    def mean_logp(completion):
+        prompt_ids = tokenizer(prompt)["input_ids"]
+        ids = prompt_ids + tokenizer(completion, add_special_tokens=False)["input_ids"]
+        logits = model(torch.tensor([ids])).logits[0]
+        logps = [
+            torch.log_softmax(logits[p - 1], -1)[ids[p]].item()
+            for p in range(len(prompt_ids), len(ids))
+        ]
+        return sum(logps) / len(logps)
+
+    return math.tanh(mean_logp(right) - mean_logp(left))
+
+
+def test_loglik_stance_matches_one_example_at_a_time_with_padded_batches(llama, tokenizer):
+    expected = [brute_force_loglik_stance(llama, tokenizer, *pair) for pair in PAIRS]
+    for batch_size in (1, 3, 8):  # 3: batches of mixed lengths with padding; 8: all at once
+        values = loglik_stance(llama, tokenizer, PAIRS, batch_size=batch_size)
+        np.testing.assert_allclose(values, expected, atol=1e-5)
+    summary = loglik_score_with_ci(values, n_boot=200, seed=0)
+    assert summary["S_ll"] == pytest.approx(np.mean(expected), abs=1e-5) and summary["n"] == 4
+    assert summary["ci_low"] <= summary["S_ll"] <= summary["ci_high"]
