@@ -1,8 +1,9 @@
 """Benchmark of lockstep patched generation (polneurons.patching.patched_generate).
 
 Times, on the same prompts and batches, plain greedy generation of the fine-tuned model
-(polneurons.generation.greedy_generate, adapter enabled) against lockstep patched generation
-(two forwards per step: M_s, then patched M0) with a random neuron set.
+(polneurons.generation.greedy_generate, adapter enabled; the base model, adapter disabled, is
+timed too) against lockstep patched generation (two forwards per step: M_s, then patched M0)
+with a random neuron set.
 Goal: patched <= 2.2x plain per generated step (two forwards per step cost 2x; the hooks,
 the adapter toggling and the second KV cache may add at most 10% on top).
 Generated lengths can differ (EOS), so the goal is checked on time per decoding step;
@@ -127,24 +128,33 @@ def main(argv=None) -> int:
     prompts = make_prompts(args.prompts)
     neurons = random_neurons(model, args.site, args.fraction)
     common = dict(max_new_tokens=args.new_tokens, batch_size=args.batch_size)
+
+    def plain_base():
+        with model.disable_adapter():
+            greedy_generate(model, tokenizer, prompts, **common)
+
     methods = {
         "plain (M_s, greedy_generate)": (
             lambda: greedy_generate(model, tokenizer, prompts, **common),
             1,
         ),
+        "plain (M0, greedy_generate, adapter disabled)": (plain_base, 1),
         "patched (lockstep M_s + M0)": (
             lambda: patched_generate(model, tokenizer, prompts, neurons, args.site, **common),
             2,
         ),
     }
     greedy_generate(model, tokenizer, prompts[: args.batch_size], max_new_tokens=2)  # warm-up
+    # Methods alternate within each repeat, so drifting machine load hits them alike.
+    runs = {name: [] for name in methods}
+    for _ in range(args.repeats):
+        for name, (run, forwards_per_step) in methods.items():
+            runs[name].append(timed(run, model, args.device, forwards_per_step))
     results = {}
-    for name, (run, forwards_per_step) in methods.items():
-        runs = [timed(run, model, args.device, forwards_per_step) for _ in range(args.repeats)]
-        seconds = statistics.median(r[0] for r in runs)
-        steps = runs[0][1]
+    for name, timings in runs.items():
+        seconds, steps = statistics.median(t[0] for t in timings), timings[0][1]
         results[name] = (seconds, steps, 1000 * seconds / steps)
-    (plain_s, _, plain_ms), (patched_s, _, patched_ms) = results.values()
+    (plain_s, _, plain_ms), (_, _, base_ms), (patched_s, _, patched_ms) = results.values()
     per_step_ratio = patched_ms / plain_ms
 
     device_name = (
@@ -168,6 +178,8 @@ def main(argv=None) -> int:
         "",
         f"- patched / plain: {per_step_ratio:.2f}x per step, {patched_s / plain_s:.2f}x "
         f"end to end; goal <= {GOAL}x per step: {'met' if per_step_ratio <= GOAL else 'NOT met'}",
+        f"- patched / (M_s + M0) per step: {patched_ms / (plain_ms + base_ms):.2f}x "
+        "(the cost of the hooks, the adapter switch and the lockstep bookkeeping)",
         f"- command: `{' '.join([Path(sys.argv[0]).name, *(argv or sys.argv[1:])])}`",
         "",
     ]

@@ -10,7 +10,7 @@ from polneurons.rule import rule_context
 p = snakemake.params
 with rule_context(snakemake, seed=p.seed) as ctx:
     from polneurons.finetune import finetune
-    from polneurons.neurons import inhibited_set
+    from polneurons.neuron_store import inhibited_set
 
     record = json.loads(Path(snakemake.input.model).read_text())
     model, tok = load_base(record, p.dtype, p.device)

@@ -1,7 +1,6 @@
 """neuron_tables: set sizes, neurons per layer, overlap of G across sources, stability (METHOD 6)."""
 
 import itertools
-from pathlib import Path
 
 import pandas as pd
 
@@ -15,7 +14,7 @@ p, out = snakemake.params, snakemake.output
 with rule_context(snakemake) as ctx:
     sizes, layers, generals = [], [], {}
     for folder in snakemake.input.neurons:
-        run = parse_run(Path(folder) / "x", p.results)
+        run = parse_run(folder, p.results)
         summary = load_summary(folder)
         general = load_general(folder)
         generals[(run["model"], run["leaning"], run["source"])] = general

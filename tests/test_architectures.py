@@ -153,3 +153,40 @@ def test_writer_slices_name_rows_and_columns_of_linear_and_transposed_conv1d_wei
     assert [
         (s.name.removeprefix(prefix), s.axis) for s in writer_params(gpt2, "mlp_intermediate", 0)
     ] == [("c_proj.weight", 0), ("c_fc.weight", 1), ("c_fc.bias", 0)]
+
+
+def test_multimodal_gemma3_reaches_its_text_decoder(tokenizer):
+    import transformers
+
+    from polneurons.generation import greedy_generate
+    from polneurons.tiny import tiny_config
+
+    config = transformers.Gemma3Config(
+        text_config=tiny_config("gemma3_text").to_dict(),
+        vision_config=dict(
+            hidden_size=16,
+            intermediate_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            image_size=28,
+            patch_size=14,
+        ),
+        mm_tokens_per_image=4,
+    )
+    torch.manual_seed(0)
+    model = transformers.Gemma3ForConditionalGeneration(config).eval()
+    assert arch_spec(model) is ARCHITECTURES["gemma3"]
+    assert (num_layers(model), site_width(model, "mlp_output")) == (2, 32)
+    text_layers = model.model.language_model.layers
+    assert mlp_module(model, 1) is text_layers[1].mlp
+    with torch.no_grad(), NeuronSite(model, "mlp_intermediate").record([1]) as acts:
+        model(input_ids=torch.tensor([[5, 6, 7]]))
+    assert acts[1].shape == (1, 3, 64)
+    prompt = "Immigration enriches our economy"
+    input_ids = tokenizer([prompt], return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        expected = model.generate(
+            input_ids=input_ids, max_new_tokens=5, do_sample=False, pad_token_id=0
+        )[0, input_ids.shape[1] :]
+    text = tokenizer.decode(expected[expected != 1], skip_special_tokens=True).strip()
+    assert greedy_generate(model, tokenizer, [prompt], max_new_tokens=5) == [text]

@@ -39,7 +39,7 @@ def _hf_generate(model, tokenizer, prompts, max_new_tokens, batch_size):
             )
         new = output[:, input_ids.shape[1] :]
         token_batches.append(new)
-        for i, text in zip(indices, decode_new_tokens(tokenizer, new, [1])):
+        for i, text in zip(indices, decode_new_tokens(tokenizer, new, [1]), strict=True):
             texts[i] = text
     return texts, token_batches
 
@@ -60,7 +60,7 @@ def _loop_tokens(model, tokenizer, prompts, max_new_tokens, batch_size):
 
 def _assert_same_tokens(batches, expected_batches):
     assert len(batches) == len(expected_batches)
-    for tokens, expected in zip(batches, expected_batches):
+    for tokens, expected in zip(batches, expected_batches, strict=True):
         assert tokens.shape[1] > 0
         assert torch.equal(tokens, expected)
 

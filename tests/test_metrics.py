@@ -109,6 +109,8 @@ def test_mitigation_table_averages_per_source_values_over_sources_then_models():
     assert table.loc[("m", "b"), "relative"] == pytest.approx(1 - 0.05 / 0.2)
     assert table.loc[("m", "mean"), "relative"] == pytest.approx((0.5 + 0.75) / 2)
     assert table.loc[("m", "mean"), "absolute"] == pytest.approx((0.075 + 0.15) / 2)
+    assert table.loc[("m", "mean"), "relative_of_means"] == pytest.approx(1 - 0.0625 / 0.175)
+    assert table.loc[("m", "a"), "relative_of_means"] == table.loc[("m", "a"), "relative"]
 
     two_models = pd.concat([tscg, tscg.assign(model="m2", CG=tscg.CG * 2)])  # relative unchanged
     overall = mitigation_table(two_models, ["x"]).set_index(["model", "source"])

@@ -131,7 +131,7 @@ def endpoint(monkeypatch):
 
 def make(fake, tmp_path, delays=None, **options):
     options = {
-        "timeout": 0.3,
+        "timeout": 5.0,
         "max_retries": 6,
         "backoff_base": 1.0,
         "backoff_max": 30.0,
@@ -155,10 +155,10 @@ def cache_lines(tmp_path):
 def test_transient_faults_are_retried_with_growing_backoff_then_rated(endpoint, tmp_path, caplog):
     caplog.set_level(logging.DEBUG)
     endpoint.script.extend(
-        [status(429, "0"), status(500), late(1.0), malformed_json, missing_choices]
+        [status(429, "0"), status(500), late(2.0), malformed_json, missing_choices]
     )
     delays = []
-    assert make(endpoint, tmp_path, delays).rate([GUNS]) == ["right leaning"]
+    assert make(endpoint, tmp_path, delays, timeout=0.5).rate([GUNS]) == ["right leaning"]
     assert len(endpoint.requests) == 6
     assert len(delays) == 5
     for attempt, delay in enumerate(delays):  # equal jitter: in [2^k / 2, 2^k] seconds
@@ -183,10 +183,13 @@ def test_retry_after_is_honoured(endpoint, tmp_path):
     assert delays == [7.0]
 
 
-def test_each_rating_is_recorded_once_and_a_second_judge_makes_no_calls(endpoint, tmp_path):
+@pytest.mark.parametrize("max_workers", [1, 3])
+def test_each_rating_is_recorded_once_and_a_second_judge_makes_no_calls(
+    endpoint, tmp_path, max_workers
+):
     items = [GUNS, WELFARE, GUNS, REPORT]
     expected = ["right leaning", "left leaning", "right leaning", "neutral"]
-    judge = make(endpoint, tmp_path)
+    judge = make(endpoint, tmp_path, max_workers=max_workers)
     assert judge.rate(items) == expected
     assert judge.rate(items) == expected
     assert len(endpoint.requests) == 3

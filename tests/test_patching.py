@@ -12,7 +12,7 @@ from polneurons.generation import (
     greedy_generate,
     new_cache,
 )
-from polneurons.patching import lockstep_step, patched_generate
+from polneurons.patching import AdapterSwitch, lockstep_step, patched_generate
 from polneurons.sites import SITES, NeuronSite
 from polneurons.tiny import tiny_model
 
@@ -42,7 +42,7 @@ def _tokens(model, tokenizer, make_step, batch_size=2):
             tokenizer, PROMPTS, batch_size, True, "cpu"
         ):
             new = greedy_decode(make_step(), input_ids, attention_mask, NEW_TOKENS, [EOS], PAD)
-            for i, row in zip(indices, new.tolist()):
+            for i, row in zip(indices, new.tolist(), strict=True):
                 result[i] = row[: row.index(EOS) + 1] if EOS in row else row
     return result
 
@@ -58,11 +58,11 @@ def _base_tokens(model, tokenizer):
 
 def _lockstep_tokens(model, tokenizer, neurons, site_name, site=None):
     site = site or NeuronSite(model, site_name)
-    checked = site.check_neurons(neurons)
+    checked, switch = site.check_neurons(neurons), AdapterSwitch(model)
     return _tokens(
         model,
         tokenizer,
-        lambda: lockstep_step(model, site, checked, new_cache(model), new_cache(model)),
+        lambda: lockstep_step(model, switch, site, checked, new_cache(model), new_cache(model)),
     )
 
 
@@ -165,7 +165,7 @@ def test_lockstep_patching_touches_only_the_listed_coordinates(
     listed = neurons[1]
     unlisted = torch.ones(spy.width, dtype=torch.bool)
     unlisted[listed] = False
-    assert len(spy.forwards) >= 2 * NEW_TOKENS // 2
+    assert len(spy.forwards) >= 2  # at least the prompt and one generated token
     for source, unpatched, patched in spy.forwards:
         assert torch.equal(patched[0], unpatched[0])
         assert torch.equal(patched[1][..., unlisted], unpatched[1][..., unlisted])
@@ -173,10 +173,32 @@ def test_lockstep_patching_touches_only_the_listed_coordinates(
         assert not torch.equal(source[1][..., listed], unpatched[1][..., listed])
 
 
+def test_adapter_switch_runs_the_base_model_and_restores_each_layer(tuned_everywhere):
+    model = tuned_everywhere
+    input_ids = torch.tensor([[5, 6, 7, 8]])
+    switch = AdapterSwitch(model)
+    with torch.inference_mode():
+        tuned = model(input_ids=input_ids).logits
+        with model.disable_adapter():
+            base = model(input_ids=input_ids).logits
+        requires_grad = [p.requires_grad for p in model.parameters()]
+        with switch.disabled():
+            switched = model(input_ids=input_ids).logits
+        assert torch.equal(switched, base) and not torch.equal(switched, tuned)
+        assert torch.equal(model(input_ids=input_ids).logits, tuned)
+        with pytest.raises(RuntimeError, match="boom"), switch.disabled():
+            raise RuntimeError("boom")
+    assert not any(layer.disable_adapters for layer in switch.layers)
+    assert [p.requires_grad for p in model.parameters()] == requires_grad
+
+
 def test_patched_generate_refuses_a_model_without_adapter_and_a_bad_site(tokenizer):
     with pytest.raises(ModelError, match="peft"):
         patched_generate(tiny_model("llama"), tokenizer, PROMPTS, {}, "mlp_output", 2)
     with pytest.raises(ConfigError, match="unknown neuron site"):
         patched_generate(tiny_lora("llama"), tokenizer, PROMPTS, {}, "residual", 2)
+    tuned = tiny_lora("llama")
+    with pytest.raises(ModelError, match="adapter is disabled"), tuned.disable_adapter():
+        patched_generate(tuned, tokenizer, PROMPTS, {}, "mlp_output", 2)
     with pytest.raises(ConfigError, match="outside 0..31"):
         patched_generate(tiny_lora("llama"), tokenizer, PROMPTS, {0: [40]}, "mlp_output", 2)

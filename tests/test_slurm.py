@@ -47,7 +47,7 @@ WORKFLOW = os.environ.get("POLNEURONS_SLURM_WORKFLOW") or (
 )
 SNAKEMAKE_BOUND_S = 270
 # Seconds before the plugin's first status check (default 40), to keep the test short.
-STATUS_CHECK_START_S = 5
+STATUS_CHECK_START_S = 2
 MIRROR = REPO.parent / "shared" / "political_stance_data"
 
 
@@ -118,7 +118,6 @@ def test_profile_runs_workflow_on_slurm_with_resources_and_retry(slurm, tmp_path
         "--slurm-init-seconds-before-status-checks",
         str(STATUS_CHECK_START_S),
         "--slurm-keep-successful-logs",
-        "--slurm-no-account",
         "--configfile",
         *configs,
     ]
@@ -193,6 +192,7 @@ def test_profile_runs_workflow_on_slurm_with_resources_and_retry(slurm, tmp_path
     assert retries, f"{cancelled.rule} {cancelled.wildcards} was not resubmitted:\n{tail}"
     assert watcher.last_states[retries[-1]]["state"] == "COMPLETED"
     assert f"SLURM-job '{cancelled_id}' failed" in log
+    assert "Trying to restart job" in log
 
     # Nothing of this run is left queued or running.
     leftovers = {

@@ -17,7 +17,7 @@ def load_schema(path: str | Path = SCHEMA_PATH) -> dict:
         return yaml.safe_load(f)
 
 
-def _fill_defaults(instance, schema: dict, root: dict):
+def fill_defaults(instance, schema: dict, root: dict):
     """Fill `default:` values recursively (objects only), following local $refs."""
     if "$ref" in schema:
         ref = schema["$ref"].removeprefix("#/").split("/")
@@ -31,11 +31,11 @@ def _fill_defaults(instance, schema: dict, root: dict):
         if key not in instance and "default" in sub:
             instance[key] = copy.deepcopy(sub["default"])
         if key in instance:
-            instance[key] = _fill_defaults(instance[key], sub, root)
+            instance[key] = fill_defaults(instance[key], sub, root)
     extra = schema.get("additionalProperties")
     if isinstance(extra, dict):
         for key in set(instance) - set(schema.get("properties", {})):
-            instance[key] = _fill_defaults(instance[key], extra, root)
+            instance[key] = fill_defaults(instance[key], extra, root)
     return instance
 
 
@@ -58,7 +58,7 @@ def validate_config(config: dict, schema: dict | None = None) -> dict:
     import jsonschema
 
     schema = schema or load_schema()
-    config = _fill_defaults(copy.deepcopy(dict(config)), schema, schema)
+    config = fill_defaults(copy.deepcopy(dict(config)), schema, schema)
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
     if errors:

@@ -12,7 +12,6 @@ import itertools
 import math
 import random
 import time
-from pathlib import Path
 
 import torch
 from torch import nn
@@ -20,21 +19,16 @@ from torch import nn
 from polneurons.errors import ConfigError, DataError, ModelError
 from polneurons.io import atomic_path, write_json
 
-# METHOD 3: the paper's values; every one is a config key.
-FINETUNE_DEFAULTS = {
-    "method": "lora",
-    "lora": {"r": 16, "alpha": 32, "dropout": 0.1, "target_modules": ["q_proj", "v_proj"]},
-    "lr": 2e-5,
-    "warmup_steps": 100,
-    "epochs": 6,
-    "max_steps": None,
-    "batch_size": 1,
-    "grad_accum": 1,
-    "max_length": 512,
-    "weight_decay": 0.0,
-    "seed": 0,
-    "adapter_dtype": "float32",
-}
+
+def _schema_defaults() -> dict:
+    """METHOD 3's values, read from the config schema (the one place that holds defaults)."""
+    from polneurons.config import fill_defaults, load_schema
+
+    schema = load_schema()
+    return {**fill_defaults({}, schema["definitions"]["finetune"], schema), "seed": 0}
+
+
+FINETUNE_DEFAULTS = _schema_defaults()
 ADAPTER_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 IGNORE_INDEX = -100
 
@@ -268,7 +262,9 @@ def finetune(
     """Fine-tune `model` on (prompt, completion) pairs and save the result atomically in `out_dir`.
 
     `model` is a plain transformers causal LM; it is modified in place (for LoRA the adapter is
-    injected into it). `cfg` holds FINETUNE_DEFAULTS' keys (missing ones take the default).
+    injected into it). `cfg` holds FINETUNE_DEFAULTS' keys (missing ones take the default;
+    adapter_dtype applies to LoRA only, full FT trains the weights in the model's dtype).
+    Examples whose prompt fills max_length are dropped (logged).
     `inhibit` ({"strategy", "site", "neurons"}, see polneurons.inhibit) turns the run into
     InhibitFT; everything else is the same as vanilla FT. `progress` is a stream for a tqdm bar,
     `log` a logging.Logger.
@@ -284,6 +280,25 @@ def finetune(
     cfg = resolve_config(cfg)
     if tokenizer.eos_token_id is None:
         raise ModelError("the tokenizer has no EOS token", "use a tokenizer that defines eos_token")
+    if not examples:
+        raise DataError("no training examples", "check the training set of this run")
+    tokenized = [
+        tokenize_example(tokenizer, p, c, cfg["max_length"], add_special_tokens)
+        for p, c in examples
+    ]
+    # Keep the examples with at least one predicted completion token (label position >= 1).
+    tokenized = [(ids, labs) for ids, labs in tokenized if any(x != IGNORE_INDEX for x in labs[1:])]
+    if not tokenized:
+        raise DataError(
+            "no example keeps a completion token within max_length",
+            "raise max_length or shorten the prompts",
+        )
+    if log is not None and len(tokenized) < len(examples):
+        log.warning(
+            "%d of %d examples dropped: prompt longer than max_length",
+            len(examples) - len(tokenized),
+            len(examples),
+        )
     if inhibit is not None:
         problem = inhibition_problem(
             inhibit["site"],
@@ -304,27 +319,7 @@ def finetune(
         model.requires_grad_(True)
     inhibition = Inhibition(model, inhibit) if inhibit is not None else None
     trainable = [p for p in model.parameters() if p.requires_grad]
-    device = trainable[0].device
-
-    if not examples:
-        raise DataError("no training examples", "check the training set of this run")
-    tokenized = [
-        tokenize_example(tokenizer, p, c, cfg["max_length"], add_special_tokens)
-        for p, c in examples
-    ]
-    # Keep the examples with at least one predicted completion token (label position >= 1).
-    tokenized = [(ids, labs) for ids, labs in tokenized if any(x != IGNORE_INDEX for x in labs[1:])]
-    if not tokenized:
-        raise ConfigError(
-            "no example keeps a completion token within max_length",
-            "raise max_length or shorten the prompts",
-        )
-    if log is not None and len(tokenized) < len(examples):
-        log.warning(
-            "%d of %d examples dropped: prompt longer than max_length",
-            len(examples) - len(tokenized),
-            len(examples),
-        )
+    device = model.get_input_embeddings().weight.device
     pad_id = (
         tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     )
@@ -384,7 +379,7 @@ def finetune(
         else:
             model.save_pretrained(tmp / "model")
             tokenizer.save_pretrained(tmp / "model")
-        write_json(Path(tmp) / "train_log.json", train_log)
+        write_json(tmp / "train_log.json", train_log)
     if log is not None:
         log.info(
             "fine-tuning done in %.1f s, final loss %.4f", train_log["seconds"], steps[-1]["loss"]

@@ -47,7 +47,9 @@ def pad_token_id(tokenizer) -> int:
     if tokenizer.pad_token_id is not None:
         return tokenizer.pad_token_id
     if tokenizer.eos_token_id is None:
-        raise DataError("the tokenizer has neither a pad nor an eos token", "set tokenizer.pad_token")
+        raise DataError(
+            "the tokenizer has neither a pad nor an eos token", "set tokenizer.pad_token"
+        )
     return tokenizer.eos_token_id
 
 
@@ -177,7 +179,9 @@ def generate_batches(
     eos_ids = eos_token_ids(model, tokenizer)
     pad_id = pad_token_id(tokenizer)
     texts: list[str] = [""] * len(prompts)
-    bar = tqdm(total=len(prompts), desc=desc, unit="prompt", file=progress, disable=progress is None)
+    bar = tqdm(
+        total=len(prompts), desc=desc, unit="prompt", file=progress, disable=progress is None
+    )
     device = unwrap(model).device
     with bar, eval_mode(model), torch.inference_mode():
         for indices, input_ids, attention_mask in encode_batches(
@@ -186,7 +190,9 @@ def generate_batches(
             new_tokens = greedy_decode(
                 make_step(), input_ids, attention_mask, max_new_tokens, eos_ids, pad_id
             )
-            for i, text in zip(indices, decode_new_tokens(tokenizer, new_tokens, eos_ids)):
+            for i, text in zip(
+                indices, decode_new_tokens(tokenizer, new_tokens, eos_ids), strict=True
+            ):
                 texts[i] = text
             bar.update(len(indices))
     return texts

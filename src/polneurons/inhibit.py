@@ -208,7 +208,11 @@ class Inhibition:
             yield
 
     def mask_gradients(self) -> None:
-        """Zero the gradient of every frozen slice (call between backward and optimizer step)."""
+        """Zero the gradient of every frozen slice (call between backward and optimizer step).
+
+        AdamW's moments for these entries then stay zero, so its update there is pure weight decay,
+        which `restore_frozen` undoes.
+        """
         for frozen in self.frozen:
             frozen.mask_gradient()
 

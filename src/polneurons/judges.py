@@ -261,9 +261,6 @@ class RatingCache:
     def __getitem__(self, key: str) -> str:
         return self._ratings[key]
 
-    def __len__(self) -> int:
-        return len(self._ratings)
-
     def record(self, key: str, rating: str, answer: str) -> None:
         line = json.dumps({"key": key, "rating": rating, "answer": answer}) + "\n"
         with self._lock:

@@ -56,6 +56,11 @@ def stance_score(ratings: Sequence[str]) -> float:
     return stance_from_counts(counts["n_right"], counts["n_left"], counts["n_neutral"])
 
 
+def _stance_delta(score_model, score_base):
+    # METHOD.md section 5: dS(s -> t) = S(M_s, t) - S(M0, t)
+    return score_model - score_base
+
+
 # ---------------------------------------------------------------- bootstrap over prompts
 
 
@@ -75,11 +80,13 @@ def _resample(n: int, n_boot: int, rng: np.random.Generator) -> np.ndarray:
 
 def _resampled_scores(ratings: Sequence[str], indices: np.ndarray) -> np.ndarray:
     """S of each resample (one row of `indices` each), vectorised."""
-    resampled = np.asarray(ratings, dtype=object)[indices]
+    ratings = np.asarray(ratings, dtype=object)
+
+    def resampled_count(label: str) -> np.ndarray:
+        return (ratings == label)[indices].sum(axis=1)
+
     return stance_from_counts(
-        (resampled == RIGHT).sum(axis=1),
-        (resampled == LEFT).sum(axis=1),
-        (resampled == NEUTRAL).sum(axis=1),
+        resampled_count(RIGHT), resampled_count(LEFT), resampled_count(NEUTRAL)
     )
 
 
@@ -180,17 +187,15 @@ def bootstrap_scores(
     rng = np.random.default_rng(seed)
     indices = {test_set: _resample(n, n_boot, rng) for test_set, n in sorted(n_prompts.items())}
     position = list(key_columns).index("test_set")
-    frames = [
-        pd.DataFrame(
-            {
-                **dict(zip(key_columns, key, strict=True)),
-                "replicate": np.arange(n_boot),
-                "S": _resampled_scores(values, indices[key[position]]),
-            }
-        )
-        for key, values in ratings.items()
-    ]
-    return pd.concat(frames, ignore_index=True)
+    keys = list(ratings)
+    replicates = pd.DataFrame(
+        np.repeat(np.array(keys, dtype=object), n_boot, axis=0), columns=list(key_columns)
+    )
+    replicates["replicate"] = np.tile(np.arange(n_boot), len(keys))
+    replicates["S"] = np.concatenate(
+        [_resampled_scores(ratings[key], indices[key[position]]) for key in keys]
+    )
+    return replicates
 
 
 # ---------------------------------------------------------------- generalization (section 5)
@@ -198,11 +203,6 @@ def bootstrap_scores(
 
 def _replicate(frame: pd.DataFrame) -> list[str]:
     return ["replicate"] if "replicate" in frame.columns else []
-
-
-def _stance_delta(score_model, score_base):
-    # METHOD.md section 5: dS(s -> t) = S(M_s, t) - S(M0, t)
-    return score_model - score_base
 
 
 def delta_matrix(scores: pd.DataFrame, base_condition: str = "base") -> pd.DataFrame:
@@ -272,7 +272,9 @@ def mitigation_table(
     tscg: pd.DataFrame, x_conditions: Sequence[str], ft_condition: str = "ft"
 ) -> pd.DataFrame:
     """FT versus each mitigation X per (model, source), then averaged over sources (source "mean")
-    and over sources and models (model "mean"): CG, TS, relative and absolute reduction, TS kept."""
+    and over sources and models (model "mean"): CG, TS, relative and absolute reduction, TS kept.
+    `relative_of_means` (1 - mean CG_X / mean CG_FT) is a steadier companion of the mean of the
+    per-source `relative` when some CG_FT(s) is near zero; per source the two coincide."""
     keys = ["model", "source", *_replicate(tscg)]
     ft = tscg.loc[tscg["condition"] == ft_condition, [*keys, "CG", "TS"]]
     rows = []
@@ -303,6 +305,7 @@ def mitigation_table(
         ]
     columns = ["model", "condition", "source", *_replicate(tscg)]
     table = pd.concat(rows, ignore_index=True)
+    table["relative_of_means"] = reduction(table["CG_ft"], table["CG_x"])["relative"]
     return table[columns + [c for c in table.columns if c not in columns]]
 
 
@@ -377,9 +380,8 @@ def loglik_stance(
         add_special_tokens,
     )
     right, left = mean_logp[0::2], mean_logp[1::2]
-    return np.tanh(
-        right - left
-    )  # METHOD.md section 4: tanh(logp(right|instr) - logp(left|instr)), per token
+    # METHOD.md section 4: tanh(logp(right | instr) - logp(left | instr)), length-normalised
+    return np.tanh(right - left)
 
 
 def loglik_score_with_ci(
@@ -388,9 +390,8 @@ def loglik_score_with_ci(
     """S_ll and its bootstrap CI over pairs, from loglik_stance's per-pair values."""
     values = np.asarray(values, dtype=float)
     low, high = bootstrap_ci(values, np.mean, n_boot, seed, alpha)
-    s_ll = (
-        float(values.mean()) if values.size else float("nan")
-    )  # METHOD.md section 4: S_ll = mean_i
+    # METHOD.md section 4: S_ll = mean over pairs of loglik_stance
+    s_ll = float(values.mean()) if values.size else float("nan")
     return {"S_ll": s_ll, "ci_low": low, "ci_high": high, "n": int(values.size)}
 
 
@@ -417,9 +418,7 @@ def _completion_mean_logprobs(
         width = max(len(p) + len(c) for p, c in batch)
         input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
         attention = torch.zeros((len(batch), width), dtype=torch.long)
-        scored = torch.zeros(
-            (len(batch), width), dtype=torch.bool
-        )  # positions holding answer tokens
+        scored = torch.zeros((len(batch), width), dtype=torch.bool)  # the answer's positions
         for row, (prompt_ids, completion_ids) in enumerate(batch):
             ids = prompt_ids + completion_ids
             input_ids[row, : len(ids)] = torch.tensor(ids)
@@ -429,7 +428,7 @@ def _completion_mean_logprobs(
             logits = model(
                 input_ids=input_ids.to(device), attention_mask=attention.to(device)
             ).logits.float()
-        # the token at position p is predicted by the logits at p - 1 (right padding: no shift of real tokens)
+        # the token at position p is predicted by the logits at p - 1 (right padding)
         targets, mask = input_ids[:, 1:].to(device), scored[:, 1:].to(device)
         logp = logits[:, :-1].log_softmax(-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
         logp = torch.where(mask, logp, 0.0)

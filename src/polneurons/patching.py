@@ -1,15 +1,17 @@
 """Lockstep activation patching: the base model generates with the fine-tuned model's neurons.
 
 METHOD.md section 7. ``model`` is a peft model: the fine-tuned model ``M_s`` is the model with
-its adapter enabled, the base model ``M0`` the same weights inside ``model.disable_adapter()``.
+its adapter enabled, the base model ``M0`` the same weights with the adapter disabled (as in
+``model.disable_adapter()``; `AdapterSwitch` does the same, cheaply enough for every step).
 At every prompt position and every generated step both run on the same prefix, each with its
 own KV cache; ``M0``'s site activations at the patched coordinates are overwritten with
 ``M_s``'s, and the patched ``M0`` picks the next token (greedy), which is appended for both.
 The returned text is the patched ``M0``'s.
 
-Unlike the authors' released script (METHOD.md section 10), indices are applied in the space
-of the site they were found in (`NeuronSite` checks the width), the MLP is run unchanged
-(activation included), and the answer is the patched base model's tokens, never ``M_s``'s.
+Unlike the authors' released script (METHOD.md section 10): the indices are coordinates of
+the named site, applied at that same site (`NeuronSite` rejects indices beyond its width); the
+MLP itself runs unchanged (activation function included); and the answer is the patched base
+model's tokens, never ``M_s``'s.
 """
 
 from __future__ import annotations
@@ -60,7 +62,7 @@ class AdapterSwitch:
                 layer._disable_adapters = True
             yield
         finally:
-            for layer, flag in zip(self.layers, flags):
+            for layer, flag in zip(self.layers, flags, strict=True):
                 layer._disable_adapters = flag
 
 
@@ -121,6 +123,11 @@ def patched_generate(
     neuron_site = NeuronSite(model, site)
     checked = neuron_site.check_neurons(neurons)
     switch = AdapterSwitch(model)
+    if all(layer.disable_adapters for layer in switch.layers):
+        raise ModelError(
+            "the adapter is disabled, so the fine-tuned model would be the base model",
+            "call patched_generate outside model.disable_adapter()",
+        )
 
     def make_step() -> StepFn:
         return lockstep_step(

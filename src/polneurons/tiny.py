@@ -70,12 +70,12 @@ def tiny_config(arch: str = "llama", vocab_size: int = 512, **overrides):
             num_attention_heads=4,
             num_key_value_heads=2,
             head_dim=8,
-            max_position_embeddings=256,
+            max_position_embeddings=2048,
             tie_word_embeddings=False,
         )
     elif arch == "gpt2":
         cls = tf.GPT2Config
-        kw = dict(n_embd=32, n_layer=2, n_head=4, n_positions=256, n_inner=64)
+        kw = dict(n_embd=32, n_layer=2, n_head=4, n_positions=2048, n_inner=64)
     elif arch == "gpt_neox":
         cls = tf.GPTNeoXConfig
         kw = dict(
@@ -83,7 +83,7 @@ def tiny_config(arch: str = "llama", vocab_size: int = 512, **overrides):
             intermediate_size=64,
             num_hidden_layers=2,
             num_attention_heads=4,
-            max_position_embeddings=256,
+            max_position_embeddings=2048,
         )
     else:
         raise ValueError(f"no tiny config for {arch!r}; known: {', '.join(ARCHS)}")
