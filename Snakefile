@@ -11,7 +11,6 @@ sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 from polneurons.config import validate_config
 from polneurons.errors import PolneuronsError
 
-
 # A --configfile on the command line is a whole configuration (the schema fills defaults);
 # without one, the embedded default config.yaml runs.
 if not workflow.config_settings.configfiles:
@@ -35,6 +34,6 @@ include: "workflow/rules/figures.smk"
 
 
 rule all:
+    default_target: True
     input:
         final_outputs(),
-    default_target: True

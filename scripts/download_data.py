@@ -6,9 +6,8 @@ from polneurons.data import FILES, fetch
 from polneurons.rule import rule_context
 
 with rule_context(snakemake) as ctx:
-    root = Path(snakemake.params.root)
     mirror = snakemake.params.mirror
     ctx.log.info("source: %s", mirror or snakemake.params.base_url)
-    for rel in FILES:
-        fetch(rel, root / rel, snakemake.params.base_url, mirror)
+    for rel, dest in zip(FILES, snakemake.output.files, strict=True):
+        fetch(rel, Path(dest), snakemake.params.base_url, mirror)
         ctx.log.info("verified %s", rel)

@@ -17,7 +17,7 @@ KIND = re.compile(r"(?P<arm>ift|rnd)-(?P<strategy>[a-z_]+)-n(?P<n>[0-9.]+)")
 with rule_context(snakemake) as ctx:
     boot = dict(n_boot=p.scoring["n_boot"], seed=p.seed, alpha=p.scoring["alpha"])
     mitigations = []
-    for leaning, ratings in collect_ratings(snakemake.input.ratings, p.results).items():
+    for leaning, ratings in collect_ratings(snakemake.input.ratings).items():
         conditions = sorted({key[1] for key in ratings} - {"base", p.control})
         tables = generalization_with_ci(
             ratings,
@@ -36,7 +36,7 @@ with rule_context(snakemake) as ctx:
     )
     ctx.log.info("\n%s", main[main["source"] == "mean"].round(3).to_string(index=False))
 
-    loglik = loglik_shift(collect_loglik(snakemake.input.loglik, p.results), p.topics, **boot)
+    loglik = loglik_shift(collect_loglik(snakemake.input.loglik), p.topics, **boot)
     summary = (
         loglik[loglik["topic"].isin(["TS_ll", "CG_ll"])]
         .pivot_table(
@@ -49,7 +49,7 @@ with rule_context(snakemake) as ctx:
     )
 
     ppl = pd.DataFrame(
-        [{**parse_run(path, p.results), **read_json(path)} for path in snakemake.input.perplexity]
+        [{**parse_run(path), **read_json(path)} for path in snakemake.input.perplexity]
     )
     write_table(
         ppl, out.ppl_csv, out.ppl_md, title="Perplexity on held-out neutral IdeoINST answers"

@@ -14,7 +14,7 @@ p, out = snakemake.params, snakemake.output
 with rule_context(snakemake) as ctx:
     sizes, layers, generals = [], [], {}
     for folder in snakemake.input.neurons:
-        run = parse_run(folder, p.results)
+        run = parse_run(folder)
         summary = load_summary(folder)
         general = load_general(folder)
         generals[(run["model"], run["leaning"], run["source"])] = general

@@ -37,7 +37,7 @@ def recovered(scores: pd.DataFrame) -> pd.DataFrame:
 with rule_context(snakemake) as ctx:
     keys = ["model", "source", "condition", "test_set"]
     frames, bars = [], []
-    for leaning, ratings in collect_ratings(snakemake.input.ratings, p.results).items():
+    for leaning, ratings in collect_ratings(snakemake.input.ratings).items():
         point = scores_table(ratings)
         reps = bootstrap_scores(ratings, n_boot=p.scoring["n_boot"], seed=p.seed)
         table = recovered(point)

@@ -11,7 +11,7 @@ p, out = snakemake.params, snakemake.output
 with rule_context(snakemake) as ctx:
     boot = dict(n_boot=p.scoring["n_boot"], seed=p.seed, alpha=p.scoring["alpha"])
     deltas, tscgs = [], []
-    for leaning, ratings in collect_ratings(snakemake.input.ratings, p.results).items():
+    for leaning, ratings in collect_ratings(snakemake.input.ratings).items():
         tables = generalization_with_ci(ratings, p.topics, extra_sets=p.extra_sets, **boot)
         deltas.append(tables["delta"].assign(leaning=leaning))
         tscgs.append(tables["tscg"].assign(leaning=leaning))
@@ -30,6 +30,6 @@ with rule_context(snakemake) as ctx:
         title="Topic shift TS and cross-topic CG",
     )
     ctx.log.info("\n%s", tscg.round(3).to_string(index=False))
-    loglik = loglik_shift(collect_loglik(snakemake.input.loglik, p.results), p.topics, **boot)
+    loglik = loglik_shift(collect_loglik(snakemake.input.loglik), p.topics, **boot)
     write_table(loglik, out.loglik_csv, out.loglik_md, title="Judge-free stance shift dS_ll")
     stance_heatmap(delta, list(p.topics) + list(p.extra_sets), out.heatmap_png, out.heatmap_pdf)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import difflib
 from pathlib import Path
 
 import yaml
@@ -19,12 +20,7 @@ def load_schema(path: str | Path = SCHEMA_PATH) -> dict:
 
 def fill_defaults(instance, schema: dict, root: dict):
     """Fill `default:` values recursively (objects only), following local $refs."""
-    if "$ref" in schema:
-        ref = schema["$ref"].removeprefix("#/").split("/")
-        target = root
-        for part in ref:
-            target = target[part]
-        schema = {**target, **{k: v for k, v in schema.items() if k != "$ref"}}
+    schema = _resolve(schema, root)
     if not isinstance(instance, dict) or schema.get("type", "object") != "object":
         return instance
     for key, sub in schema.get("properties", {}).items():
@@ -39,18 +35,135 @@ def fill_defaults(instance, schema: dict, root: dict):
     return instance
 
 
-def _describe(error) -> str:
-    path = ".".join(str(p) for p in error.absolute_path) or "(top level)"
+def _resolve(schema: dict, root: dict) -> dict:
+    """`schema` with a local $ref merged in (the referring keys win)."""
+    if "$ref" not in schema:
+        return schema
+    target = root
+    for part in schema["$ref"].removeprefix("#/").split("/"):
+        target = target[part]
+    return {**target, **{k: v for k, v in schema.items() if k != "$ref"}}
+
+
+_YAML_TRUE = ("true", "yes", "on")
+_YAML_FALSE = ("false", "no", "off")
+
+
+def _coerce_scalar(value: str, types: list[str]):
+    """A --config string as the type the schema wants, if it reads as one; else unchanged."""
+    text = value.strip()
+    if "null" in types and text.lower() in ("null", "~", "none", ""):
+        return None
+    if "string" in types:
+        return value
+    if "boolean" in types and text.lower() in _YAML_TRUE + _YAML_FALSE:
+        return text.lower() in _YAML_TRUE
+    if "integer" in types:
+        try:
+            return int(text)
+        except ValueError:
+            pass
+    if "number" in types:
+        try:
+            number = float(text)
+            return (
+                int(number)
+                if number.is_integer() and "." not in text and "e" not in text.lower()
+                else number
+            )
+        except ValueError:
+            pass
+    return value
+
+
+def coerce_cli_strings(instance, schema: dict, root: dict):
+    """Snakemake reads nested `--config 'key={a: 5}'` values as strings ('5', 'null', 'true');
+    turn them into the number, boolean or null the schema expects there."""
+    schema = _resolve(schema, root)
+    types = schema.get("type", [])
+    types = [types] if isinstance(types, str) else list(types)
+    if isinstance(instance, str):
+        return _coerce_scalar(instance, types) if types else instance
+    if isinstance(instance, list) and isinstance(schema.get("items"), dict):
+        return [coerce_cli_strings(item, schema["items"], root) for item in instance]
+    if isinstance(instance, dict):
+        props = schema.get("properties", {})
+        extra = schema.get("additionalProperties")
+        for key, value in instance.items():
+            sub = props.get(key, extra if isinstance(extra, dict) else None)
+            if sub is not None:
+                instance[key] = coerce_cli_strings(value, sub, root)
+    return instance
+
+
+def _expectation(schema: dict, root: dict) -> str:
+    """What a schema accepts, in words: 'a number > 0 and <= 100', 'one of a, b', 'a list of ...'."""
+    schema = _resolve(schema, root)
+    if "enum" in schema:
+        return "one of " + ", ".join(map(str, schema["enum"]))
+    types = schema.get("type", [])
+    types = [types] if isinstance(types, str) else list(types)
+    words = {
+        "integer": "an integer",
+        "number": "a number",
+        "string": "a string",
+        "boolean": "true or false",
+        "array": "a list",
+        "object": "a mapping",
+        "null": "null",
+    }
+    text = " or ".join(words.get(t, t) for t in types) or "a value"
+    bounds = []
+    for key, op in (
+        ("exclusiveMinimum", ">"),
+        ("minimum", ">="),
+        ("exclusiveMaximum", "<"),
+        ("maximum", "<="),
+    ):
+        if key in schema:
+            bounds.append(f"{op} {schema[key]}")
+    if bounds:
+        text += " " + " and ".join(bounds)
+    if "minItems" in schema:
+        text += f" of at least {schema['minItems']} item(s)"
+    if isinstance(schema.get("items"), dict) and "array" in types:
+        text += f", each {_expectation(schema['items'], root)}"
+    if schema.get("uniqueItems"):
+        text += ", without repeats"
+    return text
+
+
+def _describe(error, root: dict, prefix: str = "") -> str:
+    path = ".".join(
+        [prefix, *map(str, error.absolute_path)] if prefix else map(str, error.absolute_path)
+    )
+    where = f"config key {path}" if path else "the config (top level)"
     if error.validator == "additionalProperties":
         allowed = sorted(error.schema.get("properties", {}))
-        hint = f"known keys here: {', '.join(allowed)}" if allowed else "remove it"
-        return f"config key {path}: {error.message} -- fix: {hint}"
+        unknown = sorted(set(error.instance) - set(allowed))
+        guesses = {key: difflib.get_close_matches(key, allowed, n=1, cutoff=0.6) for key in unknown}
+        meant = [f"{key!r} -> {guess[0]!r}" for key, guess in guesses.items() if guess]
+        hint = (
+            f"rename {', '.join(meant)}"
+            if meant
+            else f"remove it; known keys here: {', '.join(allowed)}"
+            if allowed
+            else "remove it"
+        )
+        return f"{where}: unknown key(s) {', '.join(map(repr, unknown))} -- fix: {hint}"
+    if error.validator == "required":
+        missing = [k for k in error.validator_value if k not in (error.instance or {})]
+        return f"{where}: missing required key(s) {', '.join(missing)} -- fix: add them"
+    value = error.instance
+    shown = repr(value) if not isinstance(value, (dict, list)) or len(str(value)) < 60 else "value"
     if error.validator == "enum":
         return (
-            f"config key {path}: {error.instance!r} is not allowed -- fix: use one of "
+            f"{where}: {shown} is not allowed -- fix: use one of "
             f"{', '.join(map(str, error.validator_value))}"
         )
-    return f"config key {path}: {error.message} -- fix: see workflow/schemas/config.schema.yaml"
+    if error.validator == "uniqueItems":
+        return f"{where}: {shown} repeats an item -- fix: list each item once"
+    return f"{where}: {shown} is invalid ({error.message}) -- fix: set it to {_expectation(error.schema, root)}"
 
 
 def validate_config(config: dict, schema: dict | None = None) -> dict:
@@ -58,13 +171,24 @@ def validate_config(config: dict, schema: dict | None = None) -> dict:
     import jsonschema
 
     schema = schema or load_schema()
-    config = fill_defaults(copy.deepcopy(dict(config)), schema, schema)
-    validator = jsonschema.Draft202012Validator(schema)
-    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
-    if errors:
-        raise ConfigError(_describe(errors[0]).removeprefix("config key "))
+    config = coerce_cli_strings(copy.deepcopy(dict(config)), schema, schema)
+    config = fill_defaults(config, schema, schema)
+    _first_error(jsonschema.Draft202012Validator(schema), config, schema)
+    # inhibitft.finetune overrides `finetune` key by key: the same keys and types apply
+    overrides = config.get("inhibitft", {}).get("finetune", {})
+    finetune_schema = {**schema["definitions"]["finetune"], "definitions": schema["definitions"]}
+    overrides = coerce_cli_strings(overrides, finetune_schema, schema)
+    _first_error(
+        jsonschema.Draft202012Validator(finetune_schema), overrides, schema, "inhibitft.finetune"
+    )
     _check_semantics(config)
     return config
+
+
+def _first_error(validator, instance, root: dict, prefix: str = "") -> None:
+    errors = sorted(validator.iter_errors(instance), key=lambda e: list(map(str, e.absolute_path)))
+    if errors:
+        raise ConfigError(_describe(errors[0], root, prefix))
 
 
 def inhibitft_finetune(config: dict) -> dict:
@@ -100,7 +224,10 @@ def _check_semantics(config: dict) -> None:
     for name in config["models"]:
         path = config["model_registry"][name]["path"]
         if path.startswith((".", "/", "~")) and not Path(path).expanduser().is_dir():
-            raise ConfigError(f"models.{name}.path {path} is not a folder", "fix the path")
+            raise ConfigError(
+                f"model_registry.{name}.path {path} is not a folder",
+                "point it at a checkpoint folder (with config.json), or use a Hugging Face id",
+            )
         if not name.replace("_", "").replace("-", "").isalnum():
             raise ConfigError(
                 f"model name {name!r} may hold only letters, digits, '-' and '_'",

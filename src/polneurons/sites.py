@@ -75,6 +75,7 @@ class NeuronSite:
                 handle.remove()
 
     def _register(self, layer: int, edit: _Edit) -> torch.utils.hooks.RemovableHandle:
+        """Hook ``edit`` onto the MLP's output or the down projection's input of ``layer``."""
         module = self.module(layer)
         if self.site == "mlp_output":
 

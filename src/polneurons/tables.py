@@ -10,22 +10,23 @@ import pandas as pd
 from polneurons.io import atomic_path, read_jsonl
 
 
-def parse_run(path: str | Path, results: str | Path) -> dict:
-    """{model, leaning, source, condition} of a per-run file under `results`."""
-    parts = Path(path).relative_to(results).parts[:-1]
-    if parts[1] == "base":
-        return {"model": parts[0], "leaning": None, "source": None, "condition": "base"}
-    model, leaning, source, condition = parts
+def parse_run(path: str | Path) -> dict:
+    """{model, leaning, source, condition} of a per-run file or folder:
+    <results>/<model>/base/<name> or <results>/<model>/<leaning>/<source>/<condition>/<name>."""
+    parts = Path(path).parts
+    if parts[-2] == "base":
+        return {"model": parts[-3], "leaning": None, "source": None, "condition": "base"}
+    model, leaning, source, condition = parts[-5:-1]
     return {"model": model, "leaning": leaning, "source": source, "condition": condition}
 
 
-def collect_ratings(paths, results) -> dict[str, dict[tuple, list[str]]]:
+def collect_ratings(paths) -> dict[str, dict[tuple, list[str]]]:
     """Per leaning: {(model, condition, source, test_set): ratings in prompt order}. The base
     model's ratings join every leaning (its `source` is ignored by the metrics)."""
     by_leaning: dict[str, dict[tuple, list[str]]] = {}
     base = {}
     for path in paths:
-        run = parse_run(path, results)
+        run = parse_run(path)
         rows = read_jsonl(path)
         sets: dict[str, list[str]] = {}
         for row in rows:
@@ -38,11 +39,11 @@ def collect_ratings(paths, results) -> dict[str, dict[tuple, list[str]]]:
     return by_leaning
 
 
-def collect_loglik(paths, results) -> pd.DataFrame:
+def collect_loglik(paths) -> pd.DataFrame:
     frames = []
     for path in paths:
         frame = pd.read_csv(path)
-        for key, value in parse_run(path, results).items():
+        for key, value in parse_run(path).items():
             frame[key] = value
         frames.append(frame)
     return pd.concat(frames, ignore_index=True)

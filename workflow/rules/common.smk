@@ -68,20 +68,10 @@ def model_record(wc):
 
 
 def adapter_of(wc):
-    """The trained adapter a run uses (patched runs use the vanilla one); none for base."""
+    """The trained run a generation uses; none for the base model."""
     if wc.run == "base":
         return []
-    lean, src, kind = wc.run.split("/")
-    if kind.startswith("patch-"):
-        kind = "ft"
-    return f"{RES}/{wc.model}/{lean}/{src}/{kind}/train"
-
-
-def neurons_of(wc):
-    if wc.run == "base" or not wc.run.split("/")[2].startswith("patch-"):
-        return []
-    lean, src, _ = wc.run.split("/")
-    return f"{RES}/{wc.model}/{lean}/{src}/ft/neurons"
+    return f"{RES}/{wc.model}/{wc.run}/train"
 
 
 def params_b(wc):
@@ -90,7 +80,10 @@ def params_b(wc):
 
 def mem_mb(wc, attempt):
     r = config["resources"]
-    return int((r["mem_mb_base"] + r["mem_mb_per_b_params"] * params_b(wc)) * (1 + 0.5 * (attempt - 1)))
+    return int(
+        (r["mem_mb_base"] + r["mem_mb_per_b_params"] * params_b(wc))
+        * (1 + 0.5 * (attempt - 1))
+    )
 
 
 def runtime(wc, attempt):
@@ -109,5 +102,60 @@ def raw(rel):
     return f"{RES}/data/raw/{rel}"
 
 
-def stage_of(run):
-    return "base" if run == "base" else run.split("/")[2]
+def data_root(wc, input):
+    """The folder the downloads live in, derived from the data files a rule takes as input."""
+    first = next(iter(FILES))
+    return input.files[0][: -len(first) - 1]
+
+
+def judge_inputs(wc):
+    inputs = {"generations": f"{RES}/{wc.model}/{wc.run}/generations.jsonl"}
+    if config["judge"]["backend"] == "classifier":
+        inputs["classifier"] = f"{RES}/judge/classifier.pkl"
+    return inputs
+
+
+def runs_of(kinds, model=None):
+    models = [model] if model else MODELS
+    return [f"{m}/{r}" for m in models for r in run_ids(kinds)]
+
+
+def per_run(name, kinds, with_base=True):
+    runs = runs_of(kinds) + ([f"{m}/base" for m in MODELS] if with_base else [])
+    return [f"{RES}/{run}/{name}" for run in runs]
+
+
+def report_item(path, category, subcategory, caption):
+    return report(
+        path, category=category, subcategory=subcategory, caption=f"../report/{caption}"
+    )
+
+
+def table_paths(name, key=None, exts=("csv", "md"), category=None):
+    """Named outputs of one table: {csv: ..., md: ...} or {<key>_csv: ..., <key>_md: ...}; with a
+    report category, the CSV goes into the HTML report with workflow/report/<name>.rst.
+    """
+    paths = {
+        f"{key}_{ext}" if key else ext: f"{RES}/tables/{name}.{ext}" for ext in exts
+    }
+    if category:
+        csv = f"{key}_csv" if key else "csv"
+        paths[csv] = report_item(paths[csv], category, "tables", f"{name}.rst")
+    return paths
+
+
+def figure_paths(name):
+    return {ext: f"{RES}/figures/{name}.{ext}" for ext in ("png", "pdf")}
+
+
+def final_outputs():
+    outputs = [
+        f"{RES}/tables/judge_agreement.csv",
+        *rules.stance_tables.output,
+        *rules.neuron_tables.output,
+    ]
+    if config["patching"]["enabled"]:
+        outputs += list(rules.patching_tables.output)
+    if IFT["enabled"]:
+        outputs += list(rules.inhibitft_tables.output)
+    return outputs

@@ -7,9 +7,22 @@ rule finetune:
         files=rules.download_data.output.files,
     output:
         train=directory(protected(f"{RES}/{{model}}/{{lean}}/{{src}}/{{kind}}/train")),
+    log:
+        f"{RES}/logs/finetune/{{model}}/{{lean}}/{{src}}/{{kind}}.log",
+    benchmark:
+        f"{RES}/benchmarks/finetune/{{model}}/{{lean}}/{{src}}/{{kind}}.tsv"
+    wildcard_constraints:
+        kind="ft|ftctl",
+    conda:
+        "../../envs/polneurons.yaml"
+    threads: config["resources"]["threads"]
+    resources:
+        **MODEL_JOB,
     params:
-        root=f"{RES}/data/raw",
-        settings=lambda wc: config["finetune"] if wc.kind == "ft" else inhibitft_finetune(config),
+        root=data_root,
+        settings=lambda wc: (
+            config["finetune"] if wc.kind == "ft" else inhibitft_finetune(config)
+        ),
         inhibit=None,
         data=config["data"],
         seed=config["seed"],
@@ -17,15 +30,6 @@ rule finetune:
         topics=config["topics"],
         device=config["device"],
         dtype=config["dtype"],
-    wildcard_constraints:
-        kind="ft|ftctl",
-    log:
-        f"{RES}/logs/finetune/{{model}}/{{lean}}/{{src}}/{{kind}}.log",
-    benchmark:
-        f"{RES}/benchmarks/finetune/{{model}}/{{lean}}/{{src}}/{{kind}}.tsv"
-    threads: config["resources"]["threads"]
-    resources:
-        **MODEL_JOB,
     script:
         "../../scripts/finetune.py"
 
@@ -37,14 +41,25 @@ rule inhibitft:
         neurons=f"{RES}/{{model}}/{{lean}}/{{src}}/ft/neurons",
     output:
         train=directory(
-            protected(f"{RES}/{{model}}/{{lean}}/{{src}}/{{control}}-{{strategy}}-n{{n}}/train")
+            protected(
+                f"{RES}/{{model}}/{{lean}}/{{src}}/{{control}}-{{strategy}}-n{{n}}/train"
+            )
         ),
+    log:
+        f"{RES}/logs/inhibitft/{{model}}/{{lean}}/{{src}}/{{control}}-{{strategy}}-n{{n}}.log",
+    benchmark:
+        f"{RES}/benchmarks/inhibitft/{{model}}/{{lean}}/{{src}}/{{control}}-{{strategy}}-n{{n}}.tsv"
     wildcard_constraints:
         control="ift|rnd",
         strategy="freeze_rows|stopgrad",
         n="[0-9.]+",
+    conda:
+        "../../envs/polneurons.yaml"
+    threads: config["resources"]["threads"]
+    resources:
+        **MODEL_JOB,
     params:
-        root=f"{RES}/data/raw",
+        root=data_root,
         settings=inhibitft_finetune(config),
         inhibit=lambda wc: {
             "strategy": wc.strategy,
@@ -59,12 +74,5 @@ rule inhibitft:
         topics=config["topics"],
         device=config["device"],
         dtype=config["dtype"],
-    log:
-        f"{RES}/logs/inhibitft/{{model}}/{{lean}}/{{src}}/{{control}}-{{strategy}}-n{{n}}.log",
-    benchmark:
-        f"{RES}/benchmarks/inhibitft/{{model}}/{{lean}}/{{src}}/{{control}}-{{strategy}}-n{{n}}.tsv"
-    threads: config["resources"]["threads"]
-    resources:
-        **MODEL_JOB,
     script:
         "../../scripts/finetune.py"

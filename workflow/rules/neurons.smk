@@ -8,20 +8,22 @@ rule dump_activations:
         adapter=f"{RES}/{{model}}/{{lean}}/{{src}}/ft/train",
     output:
         dump=temp(directory(f"{RES}/{{model}}/{{lean}}/{{src}}/ft/dumps/{{topic}}")),
+    log:
+        f"{RES}/logs/dump_activations/{{model}}/{{lean}}/{{src}}/{{topic}}.log",
+    benchmark:
+        f"{RES}/benchmarks/dump_activations/{{model}}/{{lean}}/{{src}}/{{topic}}.tsv"
+    conda:
+        "../../envs/polneurons.yaml"
+    threads: config["resources"]["threads"]
+    resources:
+        **MODEL_JOB,
     params:
-        root=f"{RES}/data/raw",
+        root=data_root,
         eval_prompts=config["data"]["eval_prompts"],
         neurons=config["neurons"],
         prompt_format=config["prompt_format"],
         device=config["device"],
         dtype=config["dtype"],
-    log:
-        f"{RES}/logs/dump_activations/{{model}}/{{lean}}/{{src}}/{{topic}}.log",
-    benchmark:
-        f"{RES}/benchmarks/dump_activations/{{model}}/{{lean}}/{{src}}/{{topic}}.tsv"
-    threads: config["resources"]["threads"]
-    resources:
-        **MODEL_JOB,
     script:
         "../../scripts/dump_activations.py"
 
@@ -34,16 +36,18 @@ rule localize_neurons:
         ),
     output:
         neurons=directory(f"{RES}/{{model}}/{{lean}}/{{src}}/ft/neurons"),
+    log:
+        f"{RES}/logs/localize_neurons/{{model}}/{{lean}}/{{src}}.log",
+    conda:
+        "../../envs/polneurons.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=60,
     params:
         topics=config["topics"],
         k=config["neurons"]["k"],
         bootstrap=config["neurons"]["bootstrap"],
         seed=config["seed"],
-    log:
-        f"{RES}/logs/localize_neurons/{{model}}/{{lean}}/{{src}}.log",
-    threads: 1
-    resources:
-        mem_mb=4000,
-        runtime=60,
     script:
         "../../scripts/localize_neurons.py"

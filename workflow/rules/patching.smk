@@ -9,10 +9,19 @@ rule patch_generate:
         neurons=f"{RES}/{{model}}/{{lean}}/{{src}}/ft/neurons",
     output:
         generations=f"{RES}/{{model}}/{{lean}}/{{src}}/patch-{{condition}}/generations.jsonl",
+    log:
+        f"{RES}/logs/patch_generate/{{model}}/{{lean}}/{{src}}/{{condition}}.log",
+    benchmark:
+        f"{RES}/benchmarks/patch_generate/{{model}}/{{lean}}/{{src}}/{{condition}}.tsv"
     wildcard_constraints:
         condition="general|specific|random",
+    conda:
+        "../../envs/polneurons.yaml"
+    threads: config["resources"]["threads"]
+    resources:
+        **MODEL_JOB,
     params:
-        root=f"{RES}/data/raw",
+        root=data_root,
         topics=config["topics"],
         test_sets=TEST_SETS,
         eval_prompts=config["data"]["eval_prompts"],
@@ -22,12 +31,5 @@ rule patch_generate:
         seed=config["seed"],
         device=config["device"],
         dtype=config["dtype"],
-    log:
-        f"{RES}/logs/patch_generate/{{model}}/{{lean}}/{{src}}/{{condition}}.log",
-    benchmark:
-        f"{RES}/benchmarks/patch_generate/{{model}}/{{lean}}/{{src}}/{{condition}}.tsv"
-    threads: config["resources"]["threads"]
-    resources:
-        **MODEL_JOB,
     script:
         "../../scripts/patch_generate.py"

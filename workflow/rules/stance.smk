@@ -9,32 +9,27 @@ rule generate:
         adapter=adapter_of,
     output:
         generations=f"{RES}/{{model}}/{{run}}/generations.jsonl",
+    log:
+        f"{RES}/logs/generate/{{model}}/{{run}}.log",
+    benchmark:
+        f"{RES}/benchmarks/generate/{{model}}/{{run}}.tsv"
     wildcard_constraints:
         run=GENERATED_RUN_RE,
+    conda:
+        "../../envs/polneurons.yaml"
+    threads: config["resources"]["threads"]
+    resources:
+        **MODEL_JOB,
     params:
-        root=f"{RES}/data/raw",
+        root=data_root,
         test_sets=TEST_SETS,
         eval_prompts=config["data"]["eval_prompts"],
         generation=config["generation"],
         prompt_format=config["prompt_format"],
         device=config["device"],
         dtype=config["dtype"],
-    log:
-        f"{RES}/logs/generate/{{model}}/{{run}}.log",
-    benchmark:
-        f"{RES}/benchmarks/generate/{{model}}/{{run}}.tsv"
-    threads: config["resources"]["threads"]
-    resources:
-        **MODEL_JOB,
     script:
         "../../scripts/generate.py"
-
-
-def judge_inputs(wc):
-    inputs = {"generations": f"{RES}/{wc.model}/{wc.run}/generations.jsonl"}
-    if config["judge"]["backend"] == "classifier":
-        inputs["classifier"] = rules.train_judge.output.model
-    return inputs
 
 
 rule judge:
@@ -43,20 +38,22 @@ rule judge:
         files=rules.download_data.output.files,
     output:
         ratings=f"{RES}/{{model}}/{{run}}/ratings.jsonl",
-    params:
-        root=f"{RES}/data/raw",
-        judge=config["judge"],
-        cache=f"{RES}/judge/openai_cache.jsonl",
     log:
         f"{RES}/logs/judge/{{model}}/{{run}}.log",
     benchmark:
         f"{RES}/benchmarks/judge/{{model}}/{{run}}.tsv"
+    conda:
+        "../../envs/polneurons.yaml"
     threads: 1
     resources:
         mem_mb=4000,
         runtime=120,
         gpu=config["resources"]["gpu"] if config["judge"]["backend"] == "hf" else 0,
         api_slots=1 if config["judge"]["backend"] == "openai" else 0,
+    params:
+        root=data_root,
+        judge=config["judge"],
+        cache=f"{RES}/judge/openai_cache.jsonl",
     script:
         "../../scripts/judge.py"
 
@@ -66,12 +63,14 @@ rule score:
         ratings=rules.judge.output.ratings,
     output:
         scores=f"{RES}/{{model}}/{{run}}/scores.csv",
-    params:
-        scoring=config["scoring"],
-        seed=config["seed"],
     log:
         f"{RES}/logs/score/{{model}}/{{run}}.log",
     localrule: True
+    conda:
+        "../../envs/polneurons.yaml"
+    params:
+        scoring=config["scoring"],
+        seed=config["seed"],
     script:
         "../../scripts/score.py"
 
@@ -83,10 +82,19 @@ rule loglik_stance:
         adapter=adapter_of,
     output:
         loglik=f"{RES}/{{model}}/{{run}}/loglik.csv",
+    log:
+        f"{RES}/logs/loglik_stance/{{model}}/{{run}}.log",
+    benchmark:
+        f"{RES}/benchmarks/loglik_stance/{{model}}/{{run}}.tsv"
     wildcard_constraints:
         run=GENERATED_RUN_RE,
+    conda:
+        "../../envs/polneurons.yaml"
+    threads: config["resources"]["threads"]
+    resources:
+        **MODEL_JOB,
     params:
-        root=f"{RES}/data/raw",
+        root=data_root,
         topics=config["topics"],
         data=config["data"],
         seed=config["seed"],
@@ -94,13 +102,6 @@ rule loglik_stance:
         batch_size=config["generation"]["batch_size"],
         device=config["device"],
         dtype=config["dtype"],
-    log:
-        f"{RES}/logs/loglik_stance/{{model}}/{{run}}.log",
-    benchmark:
-        f"{RES}/benchmarks/loglik_stance/{{model}}/{{run}}.tsv"
-    threads: config["resources"]["threads"]
-    resources:
-        **MODEL_JOB,
     script:
         "../../scripts/loglik_stance.py"
 
@@ -112,10 +113,17 @@ rule perplexity:
         adapter=adapter_of,
     output:
         perplexity=f"{RES}/{{model}}/{{run}}/perplexity.json",
+    log:
+        f"{RES}/logs/perplexity/{{model}}/{{run}}.log",
     wildcard_constraints:
         run=GENERATED_RUN_RE,
+    conda:
+        "../../envs/polneurons.yaml"
+    threads: config["resources"]["threads"]
+    resources:
+        **MODEL_JOB,
     params:
-        root=f"{RES}/data/raw",
+        root=data_root,
         topics=config["topics"],
         data=config["data"],
         perplexity=config["perplexity"],
@@ -123,10 +131,5 @@ rule perplexity:
         batch_size=config["generation"]["batch_size"],
         device=config["device"],
         dtype=config["dtype"],
-    log:
-        f"{RES}/logs/perplexity/{{model}}/{{run}}.log",
-    threads: config["resources"]["threads"]
-    resources:
-        **MODEL_JOB,
     script:
         "../../scripts/perplexity.py"

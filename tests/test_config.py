@@ -1,0 +1,59 @@
+"""Config schema: defaults are the paper's, presets validate, semantics are checked at parse time."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from polneurons.config import inhibitft_finetune, validate_config
+from polneurons.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_empty_config_gets_the_papers_defaults():
+    cfg = validate_config({"inhibitft": {"finetune": {"lora": {"target_modules": ["down_proj"]}}}})
+    assert cfg["finetune"]["lora"] == {
+        "r": 16,
+        "alpha": 32,
+        "dropout": 0.1,
+        "target_modules": ["q_proj", "v_proj"],
+    }
+    assert cfg["finetune"]["lr"] == 2e-5 and cfg["finetune"]["epochs"] == 6
+    assert cfg["generation"]["max_new_tokens"] == 150
+    assert cfg["neurons"] == {**cfg["neurons"], "k": 30, "site": "mlp_output"}
+    assert cfg["inhibitft"]["n"] == [5]
+    assert cfg["judge"]["openai"]["model"] == "gpt-4o-mini"
+
+
+def test_paper_defaults_alone_are_refused_because_qv_lora_cannot_inhibit():
+    with pytest.raises(ConfigError, match="InhibitFT cannot act"):
+        validate_config({})
+
+
+@pytest.mark.parametrize("name", ["config.yaml", "configs/paper.yaml", "tests/configs/tiny.yaml"])
+def test_shipped_configs_validate(name):
+    cfg = yaml.safe_load((REPO / name).read_text())
+    if name.startswith("tests"):
+        cfg["model_registry"]["tiny"]["path"] = "tiny-model-id"
+    validate_config(cfg)
+
+
+def test_inhibitft_overrides_merge_into_the_lora_subtree():
+    cfg = validate_config(yaml.safe_load((REPO / "configs/paper.yaml").read_text()))
+    merged = inhibitft_finetune(cfg)
+    assert merged["lora"]["target_modules"] == [
+        "q_proj",
+        "v_proj",
+        "gate_proj",
+        "up_proj",
+        "down_proj",
+    ]
+    assert merged["lora"]["r"] == 16 and merged["lr"] == cfg["finetune"]["lr"]
+    assert cfg["finetune"]["lora"]["target_modules"] == ["q_proj", "v_proj"]
+
+
+def test_errors_name_the_key_in_one_line():
+    with pytest.raises(ConfigError) as err:
+        validate_config({"neurons": {"k": 150}, "inhibitft": {"enabled": False}})
+    assert "neurons.k" in str(err.value) and "\n" not in str(err.value)

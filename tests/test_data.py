@@ -1,0 +1,104 @@
+"""Data layer: pinned files, pairing, splits (METHOD 2)."""
+
+import json
+
+import pytest
+
+from polneurons.data import (
+    FILES,
+    TOPICS,
+    eval_set_path,
+    fetch,
+    load_eval_set,
+    load_pairs,
+    normalise_label,
+    split_topic,
+    training_examples,
+)
+from polneurons.errors import DataError, IntegrityError
+from polneurons.io import sha256_file
+
+
+def test_every_pinned_file_matches_the_mirror_checksums(mirror):
+    sums = {}
+    for line in (mirror / "SHA256SUMS").read_text().splitlines():
+        digest, rel = line.split(maxsplit=1)
+        sums[rel] = digest
+    assert set(FILES) <= set(sums)
+    for rel, digest in FILES.items():
+        assert sums[rel] == digest
+
+
+def test_fetch_from_mirror_verifies_and_writes_atomically(mirror, tmp_path):
+    rel = eval_set_path("race")
+    dest = tmp_path / "raw" / rel
+    fetch(rel, dest, "http://unused.invalid/", str(mirror))
+    assert sha256_file(dest) == FILES[rel]
+    assert not list(dest.parent.glob(".*tmp"))
+
+
+def test_fetch_refuses_a_mirror_file_with_other_bytes(mirror, tmp_path):
+    rel = eval_set_path("race")
+    fake = tmp_path / "mirror" / rel
+    fake.parent.mkdir(parents=True)
+    fake.write_bytes((mirror / rel).read_bytes().replace(b"race", b"RACE", 1))
+    dest = tmp_path / "raw" / rel
+    with pytest.raises(IntegrityError, match="sha256"):
+        fetch(rel, dest, "http://unused.invalid/", str(tmp_path / "mirror"))
+    assert not dest.exists()
+
+
+def test_pairs_share_instructions_and_normalise_labels(mirror):
+    pairs = load_pairs(mirror, "immigration")
+    assert len(pairs) == 1079
+    assert all(p.left and p.right and p.instruction for p in pairs)
+    labels = {p.right_label for p in pairs}
+    assert labels <= {"left leaning", "right leaning", "neutral", None}
+    assert normalise_label("Right leaning") == "right leaning"
+    assert normalise_label("Right to the City: ...") is None
+
+
+def test_eval_sets_have_the_papers_sizes(mirror):
+    sizes = {t: len(load_eval_set(mirror, t)) for t in (*TOPICS, "pct", "questionnaire")}
+    assert sizes == {**dict.fromkeys(TOPICS, 100), "pct": 61, "questionnaire": 29}
+
+
+def test_split_keeps_loglik_pairs_and_neutral_texts_out_of_training(mirror):
+    pairs = load_pairs(mirror, "race")
+    evals = load_eval_set(mirror, "race")
+    split = split_topic(pairs, evals, loglik_pairs=20, holdout_eval=True, seed=0, neutral_texts=10)
+    train = {p.index for p in split.train}
+    assert len(split.loglik) == 20 and len(split.neutral) == 10
+    assert not train & {p.index for p in split.loglik}
+    assert not {p.instruction for p in split.train} & set(evals)
+    kept = split_topic(pairs, evals, loglik_pairs=20, holdout_eval=False, seed=0)
+    assert set(evals) <= {p.instruction for p in kept.train}
+
+
+def test_training_sample_is_seeded_and_label_filter_keeps_matching_labels(mirror):
+    split = split_topic(
+        load_pairs(mirror, "science"),
+        load_eval_set(mirror, "science"),
+        loglik_pairs=5,
+        holdout_eval=False,
+        seed=0,
+    )
+    a = training_examples(split, "right", n_examples=16, label_filter=False, seed=1)
+    b = training_examples(split, "right", n_examples=16, label_filter=False, seed=1)
+    assert [p.index for p in a] == [p.index for p in b] and len(a) == 16
+    filtered = training_examples(split, "right", n_examples=None, label_filter=True, seed=0)
+    assert filtered and all(p.right_label == "right leaning" for p in filtered)
+
+
+def test_mismatched_left_right_files_are_refused(mirror, tmp_path):
+    from polneurons.data import ideoinst_path
+
+    for lean in ("left", "right"):
+        rel = ideoinst_path("race", lean)
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        records = json.loads((mirror / rel).read_text())
+        if lean == "right":
+            records = records[:-1]
+        (tmp_path / rel).write_text(json.dumps(records))
+    with pytest.raises(DataError, match="left vs"):
+        load_pairs(tmp_path, "race")

@@ -1,0 +1,45 @@
+"""Prompt templates: the authors' slots, bare and chat formats (METHOD 4)."""
+
+import pytest
+
+from polneurons.errors import ConfigError
+from polneurons.prompts import adds_special_tokens, answer_prompt, load_templates, render
+
+TEMPLATES = {
+    "answer_prompt": "On {}: lean on {}. Instruction: {}",
+    "answer_prompt2": "Statement: {} Agree/Disagree",
+}
+
+
+def test_topic_template_fills_topic_twice_then_instruction():
+    text = answer_prompt(TEMPLATES, "crime_and_gun", "Should guns be banned?")
+    assert text == "On crime and gun: lean on crime and gun. Instruction: Should guns be banned?"
+
+
+def test_pct_and_questionnaire_use_the_statement_template():
+    assert answer_prompt(TEMPLATES, "pct", "X") == "Statement: X Agree/Disagree"
+    assert answer_prompt(TEMPLATES, "questionnaire", "Y") == "Statement: Y Agree/Disagree"
+
+
+def test_real_templates_have_the_documented_slots(mirror):
+    templates = load_templates(mirror)
+    assert templates["answer_prompt"].count("{}") == 3
+    assert templates["answer_prompt2"].count("{}") == 1
+    assert "{response}" in templates["prompt_evaluation"]
+    assert "{test_topic}" in templates["prompt_evaluation"]
+
+
+def test_chat_format_wraps_one_user_turn_and_bare_is_unchanged(tokenizer):
+    assert render(tokenizer, "hello", "bare") == "hello"
+    chat = render(tokenizer, "hello", "chat")
+    assert "user: hello" in chat and chat.endswith("assistant:")
+    assert adds_special_tokens("bare") and not adds_special_tokens("chat")
+
+
+def test_chat_format_without_a_chat_template_is_refused(tokenizer):
+    import copy
+
+    plain = copy.deepcopy(tokenizer)
+    plain.chat_template = None
+    with pytest.raises(ConfigError, match="chat template"):
+        render(plain, "hello", "chat")
