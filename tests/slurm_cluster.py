@@ -1,5 +1,5 @@
-"""Helpers for the Slurm cluster test: start a real single-node Slurm, copy the workflow,
-watch its Slurm jobs while snakemake runs, and read job facts from the snakemake log.
+"""Helpers for the Slurm cluster test: start a real single-node Slurm, watch its jobs while
+snakemake runs, and read job facts from the snakemake log.
 
 Everything started here is stopped here, by process or job id, with bounded waits.
 """
@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
 import subprocess
 import threading
@@ -73,32 +72,6 @@ def start_cluster() -> bool:
 
 def stop_cluster() -> None:
     subprocess.run(["timeout", "-k", "5", "60", "bash", str(STOP_SCRIPT)], check=False)
-
-
-def copy_repository(destination: Path) -> Path:
-    """Copy the repository's tracked and untracked-not-ignored files to destination/main,
-    with a `shared` link beside it when the repository has one beside it."""
-    listed = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=REPO,
-        capture_output=True,
-        check=True,
-    ).stdout.split(b"\0")
-    copy = destination / "main"
-    for raw in listed:
-        if not raw:
-            continue
-        relative = raw.decode()
-        source = REPO / relative
-        if not source.is_file():
-            continue
-        target = copy / relative
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(source, target)
-    shared = REPO.parent / "shared"
-    if shared.exists():
-        (destination / "shared").symlink_to(shared)
-    return copy
 
 
 def squeue_jobs() -> dict[str, dict[str, str]]:
@@ -207,7 +180,9 @@ class JobWatcher:
                 subprocess.run(["timeout", "-k", "2", "10", "scancel", job_id], check=False)
 
 
-def run_bounded(command: list[str], cwd: Path, log_path: Path, timeout_s: int) -> int:
+def run_bounded(
+    command: list[str], cwd: Path, log_path: Path, timeout_s: int, env: dict | None = None
+) -> int:
     """Run command in its own process group under `timeout -k`, output to log_path.
     If the bound passes anyway, the whole group is killed by its id."""
     with open(log_path, "w") as log:
@@ -217,6 +192,7 @@ def run_bounded(command: list[str], cwd: Path, log_path: Path, timeout_s: int) -
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            env=env,
         )
         try:
             return process.wait(timeout=timeout_s + 30)

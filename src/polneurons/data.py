@@ -83,8 +83,9 @@ def fetch(rel: str, dest: Path, base_url: str, mirror: str | None, timeout: floa
             src = Path(mirror) / rel
             if not src.is_file():
                 raise DataError(
-                    f"{src} is missing from the data mirror",
-                    "point data.mirror at a folder laid out as <owner>/<repo>/<commit>/<path>",
+                    f"{src} is missing from the data mirror {mirror}",
+                    "point data.mirror at a complete copy laid out as <owner>/<repo>/<commit>/<path> "
+                    "(see METHOD.md section 2), or set data.mirror: null to download",
                 )
             shutil.copyfile(src, tmp)
         else:
@@ -96,7 +97,8 @@ def fetch(rel: str, dest: Path, base_url: str, mirror: str | None, timeout: floa
                 reason = getattr(exc, "reason", exc)
                 raise EnvironmentProblem(
                     f"cannot download {url} ({reason})",
-                    "work offline with --config data_mirror=/path/to/political_stance_data "
+                    "check the network, or work offline with "
+                    "--config 'data={mirror: /path/to/political_stance_data}' "
                     "(a folder laid out like the raw URLs), or set data.base_url",
                 ) from None
         got = sha256_file(tmp)
@@ -120,8 +122,9 @@ def _load_json_list(path: Path) -> list:
             f"{path} is not valid JSON ({exc})", "delete it so download_data fetches it again"
         ) from None
     if not isinstance(data, list) or not data:
+        what = "an empty list" if data == [] else f"a JSON {type(data).__name__}, not a list"
         raise DataError(
-            f"{path} holds no list of records", "delete it so download_data fetches it again"
+            f"{path} holds {what} (no records)", "delete it so download_data fetches it again"
         )
     return data
 
@@ -159,16 +162,31 @@ def load_pairs(data_dir: str | Path, topic: str) -> list[Pair]:
         path = data_dir / ideoinst_path(topic, lean)
         records = _load_json_list(path)
         for i, rec in enumerate(records):
-            if not isinstance(rec, dict) or not {"instruction", "output", "label"} <= rec.keys():
+            if not isinstance(rec, dict):
                 raise DataError(
-                    f"{path} record {i} lacks instruction/output/label",
+                    f"{path} record {i} is not an object with instruction/output/label",
+                    "delete the file so download_data fetches the pinned version",
+                )
+            missing = [key for key in ("instruction", "output", "label") if key not in rec]
+            wrong = [
+                key
+                for key in ("instruction", "input", "output")
+                if rec.get(key) is not None and not isinstance(rec[key], str)
+            ]
+            if missing or wrong:
+                what = (
+                    f"lacks {', '.join(missing)}" if missing else f"has non-text {', '.join(wrong)}"
+                )
+                raise DataError(
+                    f"{path} record {i} {what}",
                     "delete the file so download_data fetches the pinned version",
                 )
         sides[lean] = records
     left, right = sides["left"], sides["right"]
     if len(left) != len(right):
         raise DataError(
-            f"IdeoINST {topic}: {len(left)} left vs {len(right)} right records",
+            f"IdeoINST {topic}: {len(left)} left vs {len(right)} right records "
+            f"({data_dir / ideoinst_path(topic, 'left')})",
             "the left and right files must pair the same instructions; re-download them",
         )
     pairs = []

@@ -23,7 +23,7 @@ def pick_device(device: str = "auto") -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise EnvironmentProblem(
-            "the config asks for device 'cuda' but no GPU is visible",
+            f"the config asks for device {device!r} but no GPU is visible to PyTorch",
             "run on a GPU node or set device: auto (or cpu)",
         )
     return torch.device(device)
@@ -79,7 +79,7 @@ def _snapshot(model_id: str, revision: str | None) -> str:
     except RepositoryNotFoundError:
         raise ModelError(
             f"model {model_id} does not exist on the hub (or needs a token)",
-            "check models.<name>.path, or export HF_TOKEN",
+            "check model_registry.<name>.path, or export HF_TOKEN",
         ) from None
     except Exception as exc:  # noqa: BLE001 - offline hubs fail in many ways; all mean the same here
         try:
@@ -91,12 +91,17 @@ def _snapshot(model_id: str, revision: str | None) -> str:
                 local_files_only=True,
             )
         except Exception:  # noqa: BLE001
+            offline = " with HF_HUB_OFFLINE set" if _hub_offline() else ""
             raise EnvironmentProblem(
-                f"model {model_id} is neither in the local Hugging Face cache nor reachable "
-                f"({type(exc).__name__})",
-                "download it once with network access (huggingface-cli download ...) "
-                "or set models.<name>.path to a local checkpoint folder",
+                f"model {model_id} is neither in the local Hugging Face cache nor reachable"
+                f"{offline} ({type(exc).__name__})",
+                f"download it once with network access (hf download {model_id}) "
+                "or set model_registry.<name>.path to a local checkpoint folder",
             ) from None
+
+
+def _hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def prepare_model(spec: dict, out_dir: str | Path) -> dict:
@@ -110,21 +115,32 @@ def prepare_model(spec: dict, out_dir: str | Path) -> dict:
     elif Path(source).expanduser().is_dir():
         path = str(Path(source).expanduser().resolve())
     elif source.startswith((".", "/", "~")):
-        raise ModelError(f"model folder {source} does not exist", "fix models.<name>.path")
+        raise ModelError(
+            f"model folder {source} does not exist",
+            "point model_registry.<name>.path at a checkpoint folder, or use a Hugging Face id",
+        )
     else:
         path = _snapshot(source, spec.get("revision"))
     config_file = Path(path) / "config.json"
     if not config_file.is_file():
         raise ModelError(
-            f"{path} has no config.json", "point models.<name>.path at a checkpoint folder"
+            f"{path} has no config.json",
+            "point model_registry.<name>.path at a checkpoint folder (config.json, weights, tokenizer)",
         )
-    config = json.loads(config_file.read_text())
+    try:
+        config = json.loads(config_file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelError(
+            f"{config_file} is not valid JSON ({exc})",
+            "restore the checkpoint folder (download it again)",
+        ) from None
     from polneurons.architectures import ARCHITECTURES
 
     if config.get("model_type") not in ARCHITECTURES:
         raise ModelError(
             f"model type {config.get('model_type')!r} of {source} is not supported",
-            f"use one of: {', '.join(sorted(ARCHITECTURES))}",
+            f"use a model whose config.json model_type is one of: {', '.join(sorted(ARCHITECTURES))} "
+            "(or add an ArchSpec for it in polneurons.architectures)",
         )
     record = {
         "source": source,
@@ -163,22 +179,63 @@ def load_with_adapter(
 
     from polneurons.errors import IntegrityError
 
-    model, tok = load_base(record, dtype, device)
     adapter_dir = Path(adapter_dir)
     if not (adapter_dir / "adapter_config.json").is_file():
         raise IntegrityError(
             f"{adapter_dir} holds no adapter_config.json",
-            "delete the run folder and rerun finetune",
+            f"delete {adapter_dir.parent} and rerun the same command to retrain it",
         )
+    verify_train_checksums(adapter_dir.parent)
+    model, tok = load_base(record, dtype, device)
     try:
         peft_model = PeftModel.from_pretrained(model, adapter_dir)
     except Exception as exc:  # noqa: BLE001 - a truncated safetensors file surfaces as many types
         raise IntegrityError(
             f"adapter at {adapter_dir} cannot be read ({type(exc).__name__})",
-            "delete the run folder and rerun finetune",
+            f"delete {adapter_dir.parent} and rerun the same command to retrain it",
         ) from None
     peft_model.eval()
     return peft_model, tok
+
+
+TRAIN_CHECKSUMS = "SHA256SUMS"
+
+
+def write_train_checksums(train_dir: str | Path) -> Path:
+    """Record the sha256 of every file of a finished run folder (adapter or full model) in
+    <train_dir>/SHA256SUMS (`sha256sum -c` format), so readers refuse a truncated or altered file."""
+    from polneurons.io import sha256_file, write_text
+
+    train_dir = Path(train_dir)
+    files = sorted(f for f in train_dir.rglob("*") if f.is_file() and f.name != TRAIN_CHECKSUMS)
+    lines = [f"{sha256_file(f)}  {f.relative_to(train_dir).as_posix()}\n" for f in files]
+    write_text(train_dir / TRAIN_CHECKSUMS, "".join(lines))
+    return train_dir / TRAIN_CHECKSUMS
+
+
+def verify_train_checksums(train_dir: str | Path) -> None:
+    """IntegrityError (one line) unless every file listed in <train_dir>/SHA256SUMS is intact.
+    A run folder without the file (written by an older version, or by finetune() directly) passes."""
+    from polneurons.errors import IntegrityError
+    from polneurons.io import sha256_file
+
+    train_dir = Path(train_dir)
+    sums = train_dir / TRAIN_CHECKSUMS
+    if not sums.is_file():
+        return
+    fix = (
+        f"delete {train_dir} (Snakemake protects it: chmod -R u+w it first) "
+        "and rerun the same command to retrain it"
+    )
+    for line in sums.read_text().splitlines():
+        digest, _, name = line.partition("  ")
+        path = train_dir / name
+        if not path.is_file():
+            raise IntegrityError(f"{path} is missing from the trained run", fix)
+        if sha256_file(path) != digest:
+            raise IntegrityError(
+                f"{path} does not match its sha256 in {sums} (truncated or altered)", fix
+            )
 
 
 def adapter_sha256(adapter_dir: str | Path) -> str:
@@ -195,6 +252,7 @@ def load_run(record: dict, train_dir: str | Path | None, dtype="auto", device="a
         return load_base(record, dtype, device)
     train_dir = Path(train_dir)
     if (train_dir / "model").is_dir():
+        verify_train_checksums(train_dir)
         return load_base({**record, "path": str(train_dir / "model")}, dtype, device)
     model, tok = load_with_adapter(record, train_dir / "adapter", dtype, device)
     return (model.merge_and_unload() if merge else model), tok

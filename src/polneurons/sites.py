@@ -113,9 +113,6 @@ class NeuronSite:
             checked[int(layer)] = indices
         return checked
 
-    # Old private name, still called by polneurons.inhibit; remove once it calls check_neurons.
-    _check_neurons = check_neurons
-
     @contextlib.contextmanager
     def record(
         self,
