@@ -154,16 +154,18 @@ def prepare_model(spec: dict, out_dir: str | Path) -> dict:
 
 def load_base(record: dict, dtype: str = "auto", device: str = "auto"):
     """The base model (eval mode) and its tokenizer from a prepare_model record."""
+    from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     dev = pick_device(device)
     try:
         tok = AutoTokenizer.from_pretrained(record["path"])
         model = AutoModelForCausalLM.from_pretrained(record["path"], dtype=pick_dtype(dtype, dev))
-    except OSError as exc:
+    except (OSError, ValueError, SafetensorError) as exc:  # missing, truncated or altered files
         raise ModelError(
-            f"cannot load the checkpoint at {record['path']} ({exc.__class__.__name__})",
-            "delete results/models/<name> and rerun prepare_model",
+            f"cannot load the checkpoint at {record['path']} ({exc.__class__.__name__}: "
+            f"{' '.join(str(exc).split())[:200]})",
+            "restore or re-download that checkpoint folder, then rerun",
         ) from None
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token

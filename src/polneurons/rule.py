@@ -31,7 +31,7 @@ def seed_everything(seed: int) -> None:
 def rule_context(smk, seed: int | None = None):
     """Log to the rule's log file, set torch threads and seeds, and turn user errors into one line."""
     log_path = smk.log[0] if len(smk.log) else None
-    stream = open(log_path, "a", buffering=1) if log_path else sys.stderr  # noqa: SIM115
+    stream = open(log_path, "w", buffering=1) if log_path else sys.stderr  # noqa: SIM115
     logger = logging.getLogger(f"polneurons.{smk.rule}")
     logger.setLevel(logging.INFO)
     logger.handlers[:] = [logging.StreamHandler(stream)]

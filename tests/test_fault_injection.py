@@ -1,0 +1,328 @@
+"""Fault injection on the real workflow (issue 7): SIGKILL at several points of a tiny run, then
+resume with the command a user types; corrupt a dump shard and an adapter file; kill a judge.
+
+What a user types after a kill (README "When something fails"):
+
+    snakemake --unlock <same options>                  # the kill left Snakemake's lock behind
+    snakemake <same options> --rerun-incomplete        # drop half-made outputs, continue
+
+(profiles/local sets rerun-incomplete already.) The resumed run must end with the same tables as
+an uninterrupted run, byte for byte.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from workflow_helpers import (  # noqa: F401 - session fixtures
+    RESUME_FLAGS,
+    Workdir,
+    assert_one_line_error,
+    digests,
+    final_tables,
+    kill_group,
+    make_workdir,
+    make_writable,
+    neuron_files,
+    reference_run,
+    sha256_of,
+    subprocess_env,
+    tiny_model_dir,
+    wait_until,
+)
+
+pytestmark = pytest.mark.integration
+
+RUN = "tiny/right/crime_and_gun/ft"
+# The kill-and-resume run builds the stance and neuron tables (every kill point lies on their
+# path) and keeps its dumps (--notemp) for the shard test below.
+TARGETS = ("tables/ts_cg.csv", "tables/neuron_sets.csv", "tables/judge_agreement.csv")
+KEEP_DUMPS = "--notemp"
+
+
+@dataclass(frozen=True)
+class KillPoint:
+    """A rule to kill mid-job: its running output (a regex on Snakemake's incomplete markers),
+    the log file of that output, and the log text that says the job's script is at work."""
+
+    rule: str
+    output: str
+    log: str  # format string over the output regex's named groups
+    started: str
+
+    def ready(self, results: Path, running: list[str]) -> str | None:
+        """The output of a job of this rule that is running and has begun its work, if any."""
+        for path in running:
+            match = re.fullmatch(re.escape(str(results)) + "/" + self.output, path)
+            if match:
+                log = results / self.log.format(**match.groupdict())
+                if log.is_file() and self.started in log.read_text():
+                    return path
+        return None
+
+
+KILL_POINTS = (
+    KillPoint("download_data", r"data/raw/.+", "logs/download_data.log", "source:"),
+    KillPoint(
+        "finetune",
+        r"(?P<run>tiny/right/crime_and_gun/ft)/train",
+        "logs/finetune/{run}.log",
+        "fine-tuning:",
+    ),
+    KillPoint(
+        "dump_activations",
+        r"tiny/right/crime_and_gun/ft/dumps/(?P<topic>\w+)",
+        "logs/dump_activations/tiny/right/crime_and_gun/{topic}.log",
+        "rule dump_activations",
+    ),
+    KillPoint("judge", r"(?P<run>tiny/.+)/ratings\.jsonl", "logs/judge/{run}.log", "rule judge"),
+)
+
+
+def targets(work: Workdir) -> list[str]:
+    return [str(work.results / target) for target in TARGETS]
+
+
+def kill_at_next_point(work: Workdir, remaining: list[KillPoint], flags: tuple[str, ...]):
+    """Start the run; SIGKILL it (with every job) as soon as a job of a remaining kill point is
+    at work. Returns the kill point hit and the output its job left unfinished."""
+    proc = work.start(*targets(work), KEEP_DUMPS, *flags)
+    hit: list[tuple[KillPoint, str]] = []
+
+    def reached() -> bool:
+        running = work.running_outputs()
+        for point in remaining:
+            output = point.ready(work.results, running)
+            if output:
+                hit.append((point, output))
+                return True
+        return False
+
+    try:
+        wait_until(reached, proc, what=f"a job of {[p.rule for p in remaining]}")
+    finally:
+        kill_group(proc)
+    return hit[0]
+
+
+@pytest.fixture(scope="module")
+def resumed_run(tmp_path_factory, tiny_model_dir) -> Workdir:  # noqa: F811
+    """A run killed with SIGKILL during a download, a fine-tuning, a dump and a judge call,
+    resumed after each kill with --unlock and --rerun-incomplete until it completes."""
+    work = make_workdir(tmp_path_factory.mktemp("killed"), tiny_model_dir)
+    work.kills = []
+    remaining = list(KILL_POINTS)
+    started = time.monotonic()
+    flags: tuple[str, ...] = ()
+    while remaining:
+        point, output = kill_at_next_point(work, remaining, flags)
+        remaining.remove(point)
+        # the killed job never finished: Snakemake still marks its output incomplete, and the
+        # output is not there under its final name (written to a temporary name, renamed at the end)
+        assert output in work.running_outputs()
+        if point.rule != "download_data":
+            assert not Path(output).exists(), f"{output} half-written under its final name"
+        work.kills.append(point.rule)
+        if len(work.kills) == 1:
+            # a plain rerun is refused: the kill left the lock behind, and the user is told how
+            locked = work.run(*targets(work), KEEP_DUMPS, timeout=300)
+            assert locked.returncode != 0 and "--unlock" in locked.output, locked.output[-3000:]
+        unlock = work.run("--unlock", timeout=300)
+        assert unlock.returncode == 0, unlock.output[-3000:]
+        flags = RESUME_FLAGS
+    done = work.run(*targets(work), KEEP_DUMPS, *RESUME_FLAGS)
+    assert done.returncode == 0, done.output[-5000:]
+    work.seconds = time.monotonic() - started
+    return work
+
+
+def test_runs_killed_at_four_points_resume_to_the_reference_tables(resumed_run, reference_run):  # noqa: F811
+    assert resumed_run.kills[0] == "download_data"
+    assert sorted(resumed_run.kills) == sorted(p.rule for p in KILL_POINTS)
+    resumed = final_tables(resumed_run.results)
+    reference = final_tables(reference_run.results)
+    assert set(resumed) == {
+        "tables/ts_cg.csv",
+        "tables/stance_shift.csv",
+        "tables/loglik_shift.csv",
+        "tables/neuron_sets.csv",
+        "tables/general_overlap.csv",
+        "tables/judge_agreement.csv",
+    }
+    assert resumed == {name: reference[name] for name in resumed}
+    assert neuron_files(resumed_run.results) == neuron_files(reference_run.results)
+    assert resumed_run.running_outputs() == [], "outputs left marked incomplete"
+
+
+def test_nothing_is_left_to_do_after_the_resumed_run(resumed_run):
+    dry = resumed_run.run(*targets(resumed_run), KEEP_DUMPS, "-n", timeout=300)
+    assert dry.returncode == 0, dry.output[-3000:]
+    assert "Nothing to be done" in dry.output, dry.output[-3000:]
+
+
+# ---------------------------------------------------------------- corrupt files
+
+
+def test_truncated_dump_shard_is_refused_then_recomputed_once_removed(resumed_run, reference_run):  # noqa: F811
+    work = resumed_run
+    dump = work.results / RUN / "dumps" / "race"
+    shard = sorted(dump.glob("shard-*.pt"))[0]
+    shard.write_bytes(shard.read_bytes()[: shard.stat().st_size // 2])
+    neurons = str(work.results / RUN / "neurons")
+
+    refused = work.run(neurons, "--forcerun", "localize_neurons", KEEP_DUMPS, timeout=300)
+    assert refused.returncode != 0
+    line = assert_one_line_error(refused.output, "polneurons error:", shard.name, "sha256")
+    log = work.results / "logs" / "localize_neurons" / "tiny" / "right" / "crime_and_gun.log"
+    assert line in log.read_text()
+
+    shutil.rmtree(dump)  # what the error tells the user to do
+    again = work.run(neurons, KEEP_DUMPS, timeout=300)
+    assert again.returncode == 0, again.output[-5000:]
+    assert "rule dump_activations" in again.output
+    assert digests(work.results, f"{RUN}/neurons/**/*.pt") == digests(
+        reference_run.results, f"{RUN}/neurons/**/*.pt"
+    )
+
+
+def test_altered_adapter_is_refused_then_retrained_once_removed(resumed_run, reference_run):  # noqa: F811
+    work = resumed_run
+    train = work.results / RUN / "train"
+    weights = train / "adapter" / "adapter_model.safetensors"
+    make_writable(train)  # Snakemake protected() the folder (read-only)
+    blob = bytearray(weights.read_bytes())
+    blob[len(blob) // 2] ^= 0x40  # a flipped bit inside the weights: still loads without a check
+    weights.write_bytes(bytes(blob))
+    generations = work.results / RUN / "generations.jsonl"
+    generations.unlink()
+
+    refused = work.run(str(generations), timeout=300)
+    assert refused.returncode != 0
+    assert_one_line_error(
+        refused.output, "polneurons error:", "adapter_model.safetensors", "sha256", "altered"
+    )
+    assert not generations.exists()
+
+    shutil.rmtree(train)  # what the error tells the user to do (after chmod -R u+w)
+    again = work.run(str(generations), timeout=300)
+    assert again.returncode == 0, again.output[-5000:]
+    assert "rule finetune" in again.output
+    reference = reference_run.results / RUN
+    assert sha256_of(weights) == sha256_of(reference / "train" / "adapter" / weights.name)
+    assert sha256_of(generations) == sha256_of(reference / "generations.jsonl")
+
+
+# ---------------------------------------------------------------- judge cache under SIGKILL
+
+
+JUDGE_SCRIPT = """
+import json, sys
+from polneurons.judges import JudgeItem, OpenAIJudge, Templates
+base_url, cache, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+judge = OpenAIJudge(base_url, "gpt-4o-mini", api_key_env="POLNEURONS_KILL_TEST_KEY",
+                    templates=Templates(topic="{test_topic}: {response}", general="{response}"),
+                    cache_path=cache, max_workers=2, timeout=10)
+items = [JudgeItem("pct", None, f"statement {i}") for i in range(n)]
+print(json.dumps(judge.rate(items)))
+"""
+
+
+class SlowEndpoint:
+    """An OpenAI-compatible endpoint answering 'neutral' after a short delay; counts requests."""
+
+    def __init__(self, delay: float):
+        self.delay = delay
+        self.prompts: list[str] = []
+        self.lock = threading.Lock()
+        endpoint = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                with endpoint.lock:
+                    endpoint.prompts.append(body["messages"][0]["content"])
+                time.sleep(endpoint.delay)
+                data = json.dumps(
+                    {"choices": [{"message": {"role": "assistant", "content": "Neutral"}}]}
+                ).encode()
+                try:
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client was killed
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=5)
+
+
+def cached_keys(cache: Path) -> set[str]:
+    """Keys of the complete lines of a judge cache (a kill may cut the last line short)."""
+    keys = set()
+    for line in cache.read_bytes().split(b"\n"):
+        try:
+            keys.add(json.loads(line)["key"])
+        except ValueError:
+            continue
+    return keys
+
+
+def test_judge_killed_mid_rating_resumes_from_its_cache(tmp_path):
+    n = 24
+    endpoint = SlowEndpoint(delay=0.1)
+    cache = tmp_path / "openai_cache.jsonl"
+    env = subprocess_env() | {"POLNEURONS_KILL_TEST_KEY": "sk-test", "NO_PROXY": "127.0.0.1"}
+    command = [sys.executable, "-c", JUDGE_SCRIPT, endpoint.base_url, str(cache), str(n)]
+    try:
+        first = subprocess.Popen(
+            command, env=env, stdout=subprocess.PIPE, text=True, start_new_session=True
+        )
+        wait_until(
+            lambda: cache.is_file() and len(cache.read_bytes().splitlines()) >= n // 3,
+            first,
+            timeout=120,
+            poll=0.01,
+            what="a third of the ratings cached",
+        )
+        kill_group(first)
+        time.sleep(0.5)  # let the server log the requests the killed client had sent
+        asked_before_kill = len(endpoint.prompts)
+        cached_before_kill = cached_keys(cache)
+        assert n // 3 <= len(cached_before_kill) < n, "the kill came too late to test a resume"
+
+        second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+        assert second.returncode == 0, second.stderr[-3000:]
+        assert json.loads(second.stdout) == ["neutral"] * n
+    finally:
+        endpoint.close()
+
+    lines = [json.loads(line) for line in cache.read_text().splitlines()]
+    keys = [line["key"] for line in lines]
+    assert len(keys) == len(set(keys)) == n, "each rating is recorded exactly once"
+    asked_again = endpoint.prompts[asked_before_kill:]
+    # the second run asks only what the first did not record; at most the requests in flight at
+    # the kill (2 workers) were paid twice
+    assert len(asked_again) == n - len(cached_before_kill)
+    assert len(endpoint.prompts) - n <= 2
