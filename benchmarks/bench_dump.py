@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -29,24 +27,26 @@ from pathlib import Path
 from unittest import mock
 
 import torch
+from common import (
+    add_runtime_arguments,
+    load_with_adapter,
+    make_prompts,
+    new_parser,
+    platform_summary,
+    torch_summary,
+    write_report,
+)
 
 from polneurons import activations
 from polneurons.activations import dump_activations, rms_contrast
-from polneurons.tiny import FIXTURE_TEXT
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument(
-        "--model", help="checkpoint folder (e.g. the converted SmolLM2-135M-Instruct)"
+    parser = new_parser(
+        __doc__.splitlines()[0], "checkpoint folder (e.g. the converted SmolLM2-135M-Instruct)"
     )
-    source.add_argument("--tiny", action="store_true", help="the 2-layer tiny llama of the tests")
-    parser.add_argument("--adapter", help="LoRA adapter folder (default: a fresh random LoRA)")
     parser.add_argument("--site", default="mlp_output", choices=["mlp_output", "mlp_intermediate"])
-    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    add_runtime_arguments(parser)
     parser.add_argument("--prompts", type=int, default=64, help="prompts for the throughput runs")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--shard-size", type=int, default=32)
@@ -59,39 +59,12 @@ def parse_args(argv=None):
 
 def load(args):
     """(peft model with adapter, tokenizer) as the dump receives them."""
-    from peft import LoraConfig, PeftModel, get_peft_model
-
-    dtype = getattr(torch, args.dtype)
-    if args.tiny:
-        from polneurons.tiny import tiny_model, tiny_tokenizer
-
-        base, tokenizer = tiny_model("llama").to(dtype), tiny_tokenizer()
-    else:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        base = AutoModelForCausalLM.from_pretrained(args.model, dtype=dtype)
-        tokenizer = AutoTokenizer.from_pretrained(args.model)
-    if args.adapter:
-        model = PeftModel.from_pretrained(base, args.adapter)
-    else:
-        model = get_peft_model(
-            base, LoraConfig(r=16, lora_alpha=32, target_modules=["q_proj", "v_proj"])
-        )
-        generator = torch.Generator().manual_seed(0)
-        with torch.no_grad():
-            for name, param in model.named_parameters():
-                if "lora_B" in name:  # peft starts B at zero, which would make M_s = M0
-                    param.copy_(0.02 * torch.randn(param.shape, generator=generator))
-    return model.to(args.device).eval(), tokenizer
+    return load_with_adapter(args, ["q_proj", "v_proj"])
 
 
-def make_prompts(n: int) -> tuple[list[str], list[str]]:
-    """n deterministic prompts of 1 to 4 sentences (varied lengths, so batches are padded)."""
-    texts = [
-        " ".join(FIXTURE_TEXT[(i + j) % len(FIXTURE_TEXT)] for j in range(1 + i % 4))
-        for i in range(n)
-    ]
-    return texts, [f"p{i:05d}" for i in range(n)]
+def make_prompts_and_ids(n: int) -> tuple[list[str], list[str]]:
+    """n deterministic prompts (common.make_prompts) and their ids p00000, p00001, ..."""
+    return make_prompts(n), [f"p{i:05d}" for i in range(n)]
 
 
 def synchronize(device: str) -> None:
@@ -181,7 +154,7 @@ def peak_rss_mib() -> float:
 def rss_child(args) -> None:
     """Run one whole dump of args.rss_child prompts and print its peak RSS as JSON."""
     model, tokenizer = load(args)
-    prompts, ids = make_prompts(args.rss_child)
+    prompts, ids = make_prompts_and_ids(args.rss_child)
     with tempfile.TemporaryDirectory() as tmp:
         dump_activations(
             model, tokenizer, prompts, ids, Path(tmp) / "dump", site=args.site,
@@ -214,7 +187,7 @@ def main(argv=None) -> None:
         rss_child(args)
         return
     model, tokenizer = load(args)
-    prompts, ids = make_prompts(args.prompts)
+    prompts, ids = make_prompts_and_ids(args.prompts)
     n_tokens = sum(len(t) for t in tokenizer(prompts)["input_ids"])
     dump_kwargs = dict(site=args.site, batch_size=args.batch_size, shard_size=args.shard_size)
     nnsight = nnsight_version()
@@ -259,8 +232,7 @@ def main(argv=None) -> None:
     lines = [
         "# Activation dump benchmark",
         "",
-        f"- Machine: {platform.platform()}, {platform.machine()}, {os.cpu_count()} CPUs, "
-        f"torch {torch.__version__} ({args.threads} threads), device {args.device}",
+        f"- Machine: {platform_summary()}, {torch_summary(args.threads)}, device {args.device}",
         f"- Model: {'tiny llama (tests)' if args.tiny else args.model}, dtype {args.dtype}, "
         f"adapter {args.adapter or 'fresh random LoRA r16 on q_proj, v_proj'}",
         f"- Site {args.site}; {args.prompts} prompts, {n_tokens} prompt tokens; "
@@ -294,10 +266,7 @@ def main(argv=None) -> None:
         f"({'met' if rss_growth <= 0.10 else 'NOT met'})",
         "",
     ]
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(lines))
-    print("\n".join(lines))
+    write_report(lines, args.out)
 
 
 if __name__ == "__main__":

@@ -13,21 +13,24 @@ Usage: python benchmarks/bench_inhibit_step.py --model PATH [--method full] [--o
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import os
-import platform
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import torch
+from common import (
+    add_runtime_arguments,
+    command_line,
+    load_base,
+    machine_line,
+    new_parser,
+    random_neurons,
+    write_report,
+)
 from transformers import get_linear_schedule_with_warmup
 
 from polneurons.finetune import add_lora, collate, resolve_config, tokenize_example, train_step
 from polneurons.inhibit import STRATEGIES, Inhibition
-from polneurons.sites import NeuronSite
 from polneurons.tiny import FIXTURE_TEXT
 
 GOAL = 1.05
@@ -35,19 +38,16 @@ ALL_PROJECTIONS = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--model", help="checkpoint folder (e.g. a paper base model)")
-    source.add_argument("--tiny", action="store_true", help="the 2-layer tiny llama of the tests")
+    parser = new_parser(
+        __doc__.splitlines()[0], "checkpoint folder (e.g. a paper base model)", adapter=False
+    )
     parser.add_argument("--method", default="lora", choices=["lora", "full"])
     parser.add_argument("--targets", default=ALL_PROJECTIONS, help="LoRA target modules")
     parser.add_argument("--site", default="mlp_output", choices=["mlp_output", "mlp_intermediate"])
     parser.add_argument(
         "--fraction", type=float, default=0.05, help="share of each layer's neurons inhibited"
     )
-    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    add_runtime_arguments(parser)
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument(
         "--seq-len", type=int, help="tokens per example (default 512, 128 with --tiny)"
@@ -56,18 +56,6 @@ def parse_args(argv=None):
     parser.add_argument("--steps", type=int, default=20, help="timed steps per variant (median)")
     parser.add_argument("--out", default="benchmarks/results/inhibit_step.md")
     return parser.parse_args(argv)
-
-
-def load(args):
-    dtype = getattr(torch, args.dtype)
-    if args.tiny:
-        from polneurons.tiny import tiny_model, tiny_tokenizer
-
-        return tiny_model("llama").to(dtype), tiny_tokenizer()
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    model = AutoModelForCausalLM.from_pretrained(args.model, dtype=dtype)
-    return model, AutoTokenizer.from_pretrained(args.model)
 
 
 def make_batch(tokenizer, args) -> dict:
@@ -80,23 +68,12 @@ def make_batch(tokenizer, args) -> dict:
     return collate([example] * args.batch_size, pad_id, args.device)
 
 
-def random_neurons(model, site: str, fraction: float) -> dict[int, torch.Tensor]:
-    """``fraction`` of each layer's coordinates, drawn with a fixed seed."""
-    neuron_site = NeuronSite(model, site)
-    count = max(1, round(fraction * neuron_site.width))
-    generator = torch.Generator().manual_seed(0)
-    return {
-        layer: torch.randperm(neuron_site.width, generator=generator)[:count].sort().values
-        for layer in range(neuron_site.n_layers)
-    }
-
-
 def main(argv=None) -> int:
     args = parse_args(argv)
     args.seq_len = args.seq_len or (128 if args.tiny else 512)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    model, tokenizer = load(args)
+    model, tokenizer = load_base(args)
     cfg = resolve_config(
         {"method": args.method, "lora": {"target_modules": args.targets.split(",")}}
     )
@@ -139,13 +116,11 @@ def main(argv=None) -> int:
         name: [1000 * q for q in statistics.quantiles(t, n=4)] for name, t in times.items()
     }
 
-    device_name = torch.cuda.get_device_name(args.device) if cuda else "CPU"
     n_neurons = sum(len(v) for v in neurons.values())
     lines = [
         "# InhibitFT training step vs vanilla training step",
         "",
-        f"- Machine: {platform.platform()}, {platform.machine()}, {os.cpu_count()} CPUs, "
-        f"device {device_name}, torch {torch.__version__} ({args.threads} threads)",
+        machine_line(args),
         f"- Model: {'tiny llama (tests)' if args.tiny else args.model}, dtype {args.dtype}, "
         f"{args.method}"
         + (f" (targets {args.targets})" if args.method == "lora" else "")
@@ -167,13 +142,10 @@ def main(argv=None) -> int:
             f"{'met' if median_ms[strategy] / median_ms['vanilla'] <= GOAL else 'NOT met'}"
             for strategy in STRATEGIES
         ),
-        f"- command: `{' '.join([Path(sys.argv[0]).name, *(argv or sys.argv[1:])])}`",
+        command_line(argv),
         "",
     ]
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(lines))
-    print("\n".join(lines))
+    write_report(lines, args.out)
     return 0
 
 

@@ -16,38 +16,35 @@ Without --adapter, a fresh LoRA (r 16, MLP projections) with random B is put on 
 
 from __future__ import annotations
 
-import argparse
-import os
-import platform
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import torch
+from common import (
+    add_runtime_arguments,
+    command_line,
+    load_with_adapter,
+    machine_line,
+    make_prompts,
+    new_parser,
+    random_neurons,
+    write_report,
+)
 
 from polneurons.architectures import decoder_layers
 from polneurons.generation import greedy_generate
 from polneurons.patching import patched_generate
-from polneurons.sites import NeuronSite
-from polneurons.tiny import FIXTURE_TEXT
 
 GOAL = 2.2
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--model", help="checkpoint folder (e.g. a paper base model)")
-    source.add_argument("--tiny", action="store_true", help="the 2-layer tiny llama of the tests")
-    parser.add_argument("--adapter", help="LoRA adapter folder (default: a fresh random LoRA)")
+    parser = new_parser(__doc__.splitlines()[0], "checkpoint folder (e.g. a paper base model)")
     parser.add_argument("--site", default="mlp_output", choices=["mlp_output", "mlp_intermediate"])
     parser.add_argument(
         "--fraction", type=float, default=0.05, help="share of each layer's neurons patched"
     )
-    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    add_runtime_arguments(parser)
     parser.add_argument("--prompts", type=int, default=32)
     parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=8)
@@ -58,48 +55,8 @@ def parse_args(argv=None):
 
 def load(args):
     """(peft model with adapter, tokenizer) as patched_generate receives them."""
-    from peft import LoraConfig, PeftModel, get_peft_model
-
-    dtype = getattr(torch, args.dtype)
-    if args.tiny:
-        from polneurons.tiny import tiny_model, tiny_tokenizer
-
-        base, tokenizer = tiny_model("llama").to(dtype), tiny_tokenizer()
-    else:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        base = AutoModelForCausalLM.from_pretrained(args.model, dtype=dtype)
-        tokenizer = AutoTokenizer.from_pretrained(args.model)
-    if args.adapter:
-        model = PeftModel.from_pretrained(base, args.adapter)
-    else:
-        targets = r".*\.mlp\.(gate_proj|up_proj|down_proj|c_fc|c_proj|dense_h_to_4h|dense_4h_to_h)"
-        model = get_peft_model(base, LoraConfig(r=16, lora_alpha=32, target_modules=targets))
-        generator = torch.Generator().manual_seed(0)
-        with torch.no_grad():
-            for name, param in model.named_parameters():
-                if "lora_B" in name:  # peft starts B at zero, which would make M_s = M0
-                    param.copy_(0.02 * torch.randn(param.shape, generator=generator))
-    return model.to(args.device).eval(), tokenizer
-
-
-def make_prompts(n: int) -> list[str]:
-    """n deterministic prompts of 1 to 4 sentences (varied lengths, so batches are padded)."""
-    return [
-        " ".join(FIXTURE_TEXT[(i + j) % len(FIXTURE_TEXT)] for j in range(1 + i % 4))
-        for i in range(n)
-    ]
-
-
-def random_neurons(model, site: str, fraction: float) -> dict[int, torch.Tensor]:
-    """``fraction`` of each layer's coordinates, drawn with a fixed seed."""
-    neuron_site = NeuronSite(model, site)
-    count = max(1, round(fraction * neuron_site.width))
-    generator = torch.Generator().manual_seed(0)
-    return {
-        layer: torch.randperm(neuron_site.width, generator=generator)[:count].sort().values
-        for layer in range(neuron_site.n_layers)
-    }
+    targets = r".*\.mlp\.(gate_proj|up_proj|down_proj|c_fc|c_proj|dense_h_to_4h|dense_4h_to_h)"
+    return load_with_adapter(args, targets)
 
 
 def timed(run, model, device: str, forwards_per_step: int) -> tuple[float, int]:
@@ -157,14 +114,10 @@ def main(argv=None) -> int:
     (plain_s, _, plain_ms), (_, _, base_ms), (patched_s, _, patched_ms) = results.values()
     per_step_ratio = patched_ms / plain_ms
 
-    device_name = (
-        torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else "CPU"
-    )
     lines = [
         "# Lockstep patched generation vs plain greedy generation",
         "",
-        f"- Machine: {platform.platform()}, {platform.machine()}, {os.cpu_count()} CPUs, "
-        f"device {device_name}, torch {torch.__version__} ({args.threads} threads)",
+        machine_line(args),
         f"- Model: {'tiny llama (tests)' if args.tiny else args.model}, "
         f"adapter: {args.adapter or 'fresh random LoRA on the MLP projections'}, "
         f"dtype {args.dtype}",
@@ -180,13 +133,10 @@ def main(argv=None) -> int:
         f"end to end; goal <= {GOAL}x per step: {'met' if per_step_ratio <= GOAL else 'NOT met'}",
         f"- patched / (M_s + M0) per step: {patched_ms / (plain_ms + base_ms):.2f}x "
         "(the cost of the hooks, the adapter switch and the lockstep bookkeeping)",
-        f"- command: `{' '.join([Path(sys.argv[0]).name, *(argv or sys.argv[1:])])}`",
+        command_line(argv),
         "",
     ]
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(lines))
-    print("\n".join(lines))
+    write_report(lines, args.out)
     return 0
 
 

@@ -12,7 +12,7 @@ from polneurons.rule import rule_context
 p = snakemake.params
 with rule_context(snakemake) as ctx:
     record = json.loads(Path(snakemake.input.model).read_text())
-    model, tok = load_run(record, snakemake.input.adapter, p.dtype, p.device, merge=True)
+    model, tok = load_run(record, snakemake.input.adapter, p.dtype, p.device)
     texts = [
         text
         for topic in p.topics

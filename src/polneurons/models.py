@@ -247,17 +247,17 @@ def adapter_sha256(adapter_dir: str | Path) -> str:
     return sha256_bytes("".join(sha256_file(f) for f in files).encode())
 
 
-def load_run(record: dict, train_dir: str | Path | None, dtype="auto", device="auto", merge=False):
-    """The model of a run: the base model (no train_dir), base + LoRA adapter (merged into the
-    weights when `merge`, 30% faster to run), or a fully fine-tuned model."""
+def load_run(record: dict, train_dir: str | Path | None, dtype="auto", device="auto"):
+    """The model of a run: the base model (no train_dir), base + LoRA adapter, or a fully
+    fine-tuned model. The adapter is not merged: merging a float32 delta into bfloat16 weights
+    rounds part of it away, and M_s must be the same model that patching runs."""
     if not train_dir:
         return load_base(record, dtype, device)
     train_dir = Path(train_dir)
     if (train_dir / "model").is_dir():
         verify_train_checksums(train_dir)
         return load_base({**record, "path": str(train_dir / "model")}, dtype, device)
-    model, tok = load_with_adapter(record, train_dir / "adapter", dtype, device)
-    return (model.merge_and_unload() if merge else model), tok
+    return load_with_adapter(record, train_dir / "adapter", dtype, device)
 
 
 def load_contrast_pair(record: dict, train_dir: str | Path, dtype="auto", device="auto"):

@@ -1,0 +1,121 @@
+"""What the benchmark scripts share: the model-source flags, loading the model, the report lines.
+
+The scripts are run as ``python benchmarks/bench_x.py``, so this folder is first on sys.path
+and they import this module as ``common``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+from pathlib import Path
+
+import torch
+
+from polneurons.sites import NeuronSite
+from polneurons.tiny import FIXTURE_TEXT
+
+
+def new_parser(description: str, model_help: str, adapter: bool = True) -> argparse.ArgumentParser:
+    """A parser with the required choice --model PATH | --tiny, and --adapter if ``adapter``."""
+    parser = argparse.ArgumentParser(description=description)
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--model", help=model_help)
+    source.add_argument("--tiny", action="store_true", help="the 2-layer tiny llama of the tests")
+    if adapter:
+        parser.add_argument("--adapter", help="LoRA adapter folder (default: a fresh random LoRA)")
+    return parser
+
+
+def add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
+    """--dtype, --device (cuda when there is one) and --threads (torch's current count)."""
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+
+
+def load_base(args):
+    """(base model in args.dtype, tokenizer): the tiny llama with --tiny, else --model."""
+    dtype = getattr(torch, args.dtype)
+    if args.tiny:
+        from polneurons.tiny import tiny_model, tiny_tokenizer
+
+        return tiny_model("llama").to(dtype), tiny_tokenizer()
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(args.model, dtype=dtype)
+    return model, AutoTokenizer.from_pretrained(args.model)
+
+
+def load_with_adapter(args, lora_targets):
+    """(peft model on args.device in eval mode, tokenizer): the base model with --adapter, or
+    with a fresh LoRA (r 16 on ``lora_targets``) whose B matrices are random (seed 0)."""
+    from peft import LoraConfig, PeftModel, get_peft_model
+
+    base, tokenizer = load_base(args)
+    if args.adapter:
+        model = PeftModel.from_pretrained(base, args.adapter)
+    else:
+        model = get_peft_model(base, LoraConfig(r=16, lora_alpha=32, target_modules=lora_targets))
+        generator = torch.Generator().manual_seed(0)
+        with torch.no_grad():
+            for name, param in model.named_parameters():
+                if "lora_B" in name:  # peft starts B at zero, which would make M_s = M0
+                    param.copy_(0.02 * torch.randn(param.shape, generator=generator))
+    return model.to(args.device).eval(), tokenizer
+
+
+def make_prompts(n: int) -> list[str]:
+    """n deterministic prompts of 1 to 4 sentences (varied lengths, so batches are padded)."""
+    return [
+        " ".join(FIXTURE_TEXT[(i + j) % len(FIXTURE_TEXT)] for j in range(1 + i % 4))
+        for i in range(n)
+    ]
+
+
+def random_neurons(model, site: str, fraction: float) -> dict[int, torch.Tensor]:
+    """``fraction`` of each layer's coordinates, drawn with a fixed seed."""
+    neuron_site = NeuronSite(model, site)
+    count = max(1, round(fraction * neuron_site.width))
+    generator = torch.Generator().manual_seed(0)
+    return {
+        layer: torch.randperm(neuron_site.width, generator=generator)[:count].sort().values
+        for layer in range(neuron_site.n_layers)
+    }
+
+
+def platform_summary() -> str:
+    """Platform, architecture and CPU count, e.g. 'Linux-6.1-x86_64, x86_64, 16 CPUs'."""
+    return f"{platform.platform()}, {platform.machine()}, {os.cpu_count()} CPUs"
+
+
+def torch_summary(threads: int) -> str:
+    return f"torch {torch.__version__} ({threads} threads)"
+
+
+def device_name(device: str) -> str:
+    """The GPU's name for a cuda device, else 'CPU'."""
+    return torch.cuda.get_device_name(device) if device.startswith("cuda") else "CPU"
+
+
+def machine_line(args) -> str:
+    """The report's '- Machine:' line: platform, CPUs, device name, torch version, threads."""
+    return (
+        f"- Machine: {platform_summary()}, device {device_name(args.device)}, "
+        f"{torch_summary(args.threads)}"
+    )
+
+
+def command_line(argv) -> str:
+    """The report's '- command:' line: the script's name and its arguments."""
+    return f"- command: `{' '.join([Path(sys.argv[0]).name, *(argv or sys.argv[1:])])}`"
+
+
+def write_report(lines: list[str], out: str) -> None:
+    """Write the Markdown report to ``out`` (creating its folder) and print it."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines))
+    print("\n".join(lines))
