@@ -24,6 +24,12 @@ except PolneuronsError as exc:
     sys.exit(f"polneurons config error: {exc}")
 
 
+# Judge jobs calling an API at once: capped by judge.openai.parallel_jobs (rate limits) unless
+# --resources api_slots=N says otherwise.
+if "api_slots" not in workflow.global_resources:
+    workflow.register_resource("api_slots", config["judge"]["openai"]["parallel_jobs"])
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/finetune.smk"

@@ -64,7 +64,7 @@ def start_cluster() -> bool:
     )
     output = (result.stdout + result.stderr).strip()
     if result.returncode in (START_EXIT_NOT_ROOT, START_EXIT_NO_PACKAGES):
-        pytest.skip(f"cannot start Slurm here: {output.splitlines()[-2:]}")
+        pytest.skip(f"cannot start Slurm here: {' '.join(output.splitlines()[-2:])}")
     if result.returncode != 0:
         pytest.fail(f"tools/slurm/start_slurm.sh failed ({result.returncode}):\n{output}")
     return not already_up
@@ -183,8 +183,9 @@ class JobWatcher:
 def run_bounded(
     command: list[str], cwd: Path, log_path: Path, timeout_s: int, env: dict | None = None
 ) -> int:
-    """Run command in its own process group under `timeout -k`, output to log_path.
-    If the bound passes anyway, the whole group is killed by its id."""
+    """Run command in its own process group under `timeout -k`, output to log_path, and
+    return its exit status. Should the bound pass anyway, or the caller be interrupted,
+    the whole group is killed by its id (snakemake's Slurm jobs are the caller's to scancel)."""
     with open(log_path, "w") as log:
         process = subprocess.Popen(
             ["timeout", "-k", "15", str(timeout_s), *command],
@@ -197,9 +198,11 @@ def run_bounded(
         try:
             return process.wait(timeout=timeout_s + 30)
         except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=30)
             return -signal.SIGKILL
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=30)
 
 
 @dataclass

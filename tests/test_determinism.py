@@ -27,7 +27,7 @@ def second_run(tmp_path_factory, tiny_model_dir) -> Workdir:  # noqa: F811
     started = time.monotonic()
     proc = work.run()
     work.seconds = time.monotonic() - started
-    assert proc.returncode == 0, proc.output[-5000:]
+    assert proc.returncode == 0, work.explain(proc)
     return work
 
 

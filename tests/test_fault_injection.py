@@ -134,14 +134,20 @@ def resumed_run(tmp_path_factory, tiny_model_dir) -> Workdir:  # noqa: F811
             assert not Path(output).exists(), f"{output} half-written under its final name"
         work.kills.append(point.rule)
         if len(work.kills) == 1:
-            # a plain rerun is refused: the kill left the lock behind, and the user is told how
-            locked = work.run(*targets(work), KEEP_DUMPS, timeout=300)
-            assert locked.returncode != 0 and "--unlock" in locked.output, locked.output[-3000:]
+            # a plain rerun is refused, and the user is told the two flags the README names:
+            # the killed download left files marked incomplete, and Snakemake's lock behind
+            plain = work.run(*targets(work), KEEP_DUMPS, timeout=300)
+            assert plain.returncode != 0, plain.output[-3000:]
+            assert "IncompleteFilesException" in plain.output, plain.output[-3000:]
+            assert "--rerun-incomplete" in plain.output
+            locked = work.run(*targets(work), KEEP_DUMPS, *RESUME_FLAGS, timeout=300)
+            assert locked.returncode != 0, locked.output[-3000:]
+            assert "LockException" in locked.output and "--unlock" in locked.output
         unlock = work.run("--unlock", timeout=300)
         assert unlock.returncode == 0, unlock.output[-3000:]
         flags = RESUME_FLAGS
     done = work.run(*targets(work), KEEP_DUMPS, *RESUME_FLAGS)
-    assert done.returncode == 0, done.output[-5000:]
+    assert done.returncode == 0, work.explain(done)
     work.seconds = time.monotonic() - started
     return work
 
@@ -188,7 +194,7 @@ def test_truncated_dump_shard_is_refused_then_recomputed_once_removed(resumed_ru
 
     shutil.rmtree(dump)  # what the error tells the user to do
     again = work.run(neurons, KEEP_DUMPS, timeout=300)
-    assert again.returncode == 0, again.output[-5000:]
+    assert again.returncode == 0, work.explain(again)
     assert "rule dump_activations" in again.output
     assert digests(work.results, f"{RUN}/neurons/**/*.pt") == digests(
         reference_run.results, f"{RUN}/neurons/**/*.pt"
@@ -215,7 +221,7 @@ def test_altered_adapter_is_refused_then_retrained_once_removed(resumed_run, ref
 
     shutil.rmtree(train)  # what the error tells the user to do (after chmod -R u+w)
     again = work.run(str(generations), timeout=300)
-    assert again.returncode == 0, again.output[-5000:]
+    assert again.returncode == 0, work.explain(again)
     assert "rule finetune" in again.output
     reference = reference_run.results / RUN
     assert sha256_of(weights) == sha256_of(reference / "train" / "adapter" / weights.name)

@@ -3,8 +3,8 @@
 Runs only with POLNEURONS_SLURM_TEST=1 (and as root): it installs and starts Slurm with
 tools/slurm/start_slurm.sh, then runs the workflow from the repository root as a user would,
 `snakemake --profile profiles/slurm`, on the tiny configuration, in a temporary working
-folder (`--directory`), with GPU requests turned off (`resources={gpu: 0}`: this test
-cluster has no GPUs and rejects a job that asks for one). Meanwhile a poller records
+folder (`--directory`), with GPU requests turned off (config `resources: {gpu: 0}`: this
+test cluster has no GPUs and rejects a job that asks for one). Meanwhile a poller records
 `scontrol show job` of running jobs and cancels one of them with `scancel`; the profile's
 `retries: 1` must resubmit it and the run must still complete.
 
@@ -35,16 +35,12 @@ from slurm_cluster import (
 
 pytestmark = pytest.mark.slurm
 
-MINI_WORKFLOW = REPO / "tests" / "fixtures" / "slurm_mini"
-REAL_WORKFLOW_READY = (REPO / "Snakefile").is_file() and (
-    REPO / "tests" / "configs" / "tiny.yaml"
-).is_file()
-# The real workflow once it exists; until then the stand-in under tests/fixtures/slurm_mini.
-# POLNEURONS_SLURM_WORKFLOW=mini|real picks one explicitly.
-WORKFLOW = os.environ.get("POLNEURONS_SLURM_WORKFLOW") or (
-    "real" if REAL_WORKFLOW_READY else "mini"
-)
-SNAKEMAKE_BOUND_S = 420
+# The real workflow's whole tiny run is 37 jobs, several minutes on Slurm (each job starts
+# its own snakemake, and the plugin's status checks space out by 10 s while none finishes);
+# by default the test builds one chain of it: the base model's judged generations
+# (prepare_model, train_judge -> generate -> judge). POLNEURONS_SLURM_FULL=1 runs it all.
+FULL_RUN = os.environ.get("POLNEURONS_SLURM_FULL") == "1"
+SNAKEMAKE_BOUND_S = 600 if FULL_RUN else 300
 # Seconds before the plugin's first status check (default 40), to keep the test short.
 STATUS_CHECK_START_S = 2
 # GPU requests off: rules read `gpu` from config `resources.gpu`. A config file, merged
@@ -62,20 +58,9 @@ def slurm():
         stop_cluster()
 
 
-def _workflow_args(workdir: Path) -> tuple[list[str], dict | None, str]:
-    """The workflow's snakemake arguments (configuration, working folder), the environment
-    to run it in, and the job comment prefix of the jobs the test may cancel."""
-    cpu_only = workdir.parent / "cpu_only.yaml"
-    cpu_only.write_text(CPU_ONLY_CONFIG)
-    if WORKFLOW == "mini":
-        args = [
-            "--snakefile",
-            str(MINI_WORKFLOW / "Snakefile"),
-            "--configfile",
-            str(MINI_WORKFLOW / "config.yaml"),
-            str(cpu_only),
-        ]
-        return args, None, "rule_score"  # its jobs sleep long enough to be cancelled mid-run
+def _workflow_args(workdir: Path) -> tuple[list[str], dict]:
+    """Snakemake arguments for the tiny configuration in `workdir` (targets, config files,
+    config overrides, as the workflow tests pass them), and the environment to run in."""
     from workflow_helpers import (
         TINY_CONFIG,
         build_tiny_checkpoint,
@@ -85,7 +70,11 @@ def _workflow_args(workdir: Path) -> tuple[list[str], dict | None, str]:
 
     mirror = require_mirror()
     model = build_tiny_checkpoint(workdir.parent / "tiny_model")
+    cpu_only = workdir.parent / "cpu_only.yaml"
+    cpu_only.write_text(CPU_ONLY_CONFIG)
+    targets = [] if FULL_RUN else [str(workdir / "results" / "tiny" / "base" / "ratings.jsonl")]
     args = [
+        *targets,
         "--configfile",
         str(TINY_CONFIG),
         str(cpu_only),
@@ -94,7 +83,7 @@ def _workflow_args(workdir: Path) -> tuple[list[str], dict | None, str]:
         f"model_registry={{tiny: {{path: {model}}}}}",
         f"results={workdir / 'results'}",
     ]
-    return args, subprocess_env(), "rule_"
+    return args, subprocess_env()
 
 
 def _timelimit_minutes(value: str) -> int:
@@ -117,7 +106,7 @@ def _memory_mb(value: str) -> int:
 def test_profile_runs_workflow_on_slurm_with_resources_and_retry(slurm, tmp_path):
     workdir = tmp_path / "work"
     workdir.mkdir()
-    workflow_args, env, cancel_prefix = _workflow_args(workdir)
+    workflow_args, env = _workflow_args(workdir)
     common = [*workflow_args, "--directory", str(workdir), "--nocolor"]
     snakemake = [sys.executable, "-m", "snakemake"]
     command = [
@@ -132,7 +121,7 @@ def test_profile_runs_workflow_on_slurm_with_resources_and_retry(slurm, tmp_path
         *common,
     ]
     log_path = tmp_path / "snakemake.log"
-    watcher = JobWatcher(known_before=set(squeue_jobs()), cancel_comment_prefix=cancel_prefix)
+    watcher = JobWatcher(known_before=set(squeue_jobs()))
     started = time.monotonic()
     watcher.start()
     try:
@@ -144,7 +133,9 @@ def test_profile_runs_workflow_on_slurm_with_resources_and_retry(slurm, tmp_path
     elapsed_s = time.monotonic() - started
     log = log_path.read_text()
     tail = "\n".join(log.splitlines()[-60:])
-    print(f"\nsnakemake on Slurm ({WORKFLOW} workflow) took {elapsed_s:.0f} s")
+    print(
+        f"\nsnakemake on Slurm ({'whole' if FULL_RUN else 'one chain of the'} tiny run) took {elapsed_s:.0f} s"
+    )
 
     # The run completed, and nothing is left to do.
     assert returncode == 0, f"snakemake exited {returncode} after {elapsed_s:.0f} s:\n{tail}"
@@ -178,6 +169,14 @@ def test_profile_runs_workflow_on_slurm_with_resources_and_retry(slurm, tmp_path
         assert int(record["NumCPUs"]) == job.threads, what
         assert "gpu" not in record.get("TRES", "") + record.get("TresPerNode", ""), what
         assert record["Comment"].startswith(f"rule_{job.rule}"), what
+    print(
+        "seen running on Slurm:",
+        ", ".join(
+            f"{i} {jobs[i].rule} mem={watcher.running_records[i]['MinMemoryNode']}"
+            f" time={watcher.running_records[i]['TimeLimit']}"
+            for i in checked
+        ),
+    )
 
     # The job Slurm killed was resubmitted (retries: 1) and the retry completed.
     assert len(watcher.cancelled) == 1, f"no running job could be cancelled:\n{tail}"
@@ -195,6 +194,7 @@ def test_profile_runs_workflow_on_slurm_with_resources_and_retry(slurm, tmp_path
     assert watcher.last_states[retries[-1]]["state"] == "COMPLETED"
     assert f"SLURM-job '{cancelled_id}' failed" in log
     assert "Trying to restart job" in log
+    print(f"cancelled {cancelled_id} ({cancelled.rule}), resubmitted as {retries[-1]}")
 
     # Nothing of this run is left queued or running.
     leftovers = {

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -107,8 +108,18 @@ class Workdir:
             timeout=timeout,
         )
         proc.output = proc.stdout
-        self.log.append(proc.stdout)
+        out = self.root / f"snakemake-{len(self.log)}.out"
+        out.write_text(proc.stdout)
+        self.log.append(str(out))
         return proc
+
+    def explain(self, proc) -> str:
+        """For an assertion message: the end of a run's output and the logs of its failed jobs."""
+        failed = re.findall(r"log: (\S+) \(check log file", proc.output)
+        logs = "".join(
+            f"\n--- {log}\n{Path(log).read_text()[-3000:]}" for log in failed if Path(log).is_file()
+        )
+        return f"{proc.output[-4000:]}\n(full output: {self.log[-1]}){logs}"
 
     def start(self, *args: str, cores: int = 2) -> subprocess.Popen:
         """Start snakemake in its own process group (so a kill reaches every job it started)."""
@@ -254,6 +265,6 @@ def reference_run(tmp_path_factory, tiny_model_dir) -> Workdir:
     started = time.monotonic()
     proc = work.run()
     work.seconds = time.monotonic() - started
-    assert proc.returncode == 0, proc.output[-5000:]
+    assert proc.returncode == 0, work.explain(proc)
     assert final_tables(work.results), "the reference run wrote no tables"
     return work

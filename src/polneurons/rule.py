@@ -9,7 +9,7 @@ import sys
 from dataclasses import dataclass
 from typing import TextIO
 
-from polneurons.errors import user_errors
+from polneurons.errors import PolneuronsError, user_errors
 
 
 @dataclass
@@ -46,7 +46,16 @@ def rule_context(smk, seed: int | None = None):
             seed_everything(seed)
         with user_errors(logger):
             logger.info("rule %s, wildcards %s", smk.rule, dict(smk.wildcards.items()))
-            yield RuleContext(log=logger, progress=stream)
+            try:
+                yield RuleContext(log=logger, progress=stream)
+            except PolneuronsError:
+                raise
+            except Exception:
+                # not a user error: keep the traceback in the rule's log too, where users look
+                logger.exception(
+                    "unexpected error in rule %s (please report it with this log)", smk.rule
+                )
+                raise
             logger.info("done")
     finally:
         if stream is not sys.stderr:
