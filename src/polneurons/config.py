@@ -209,6 +209,12 @@ def _check_semantics(config: dict) -> None:
             f"source_topics {missing} are not among topics",
             "add them to topics (their own shift TS is measured there)",
         )
+    outside = [t for t in config["inhibitft"]["source_topics"] or [] if t not in config["source_topics"]]
+    if outside:
+        raise ConfigError(
+            f"inhibitft.source_topics {outside} are not among source_topics",
+            "InhibitFT needs the vanilla run of its source topic: add them to source_topics",
+        )
     mirror = config["data"]["mirror"]
     if mirror and not Path(mirror).expanduser().is_dir():
         raise ConfigError(

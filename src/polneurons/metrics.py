@@ -416,20 +416,27 @@ def _completion_mean_logprobs(
     for start in range(0, len(sequences), batch_size):
         batch = sequences[start : start + batch_size]
         width = max(len(p) + len(c) for p, c in batch)
+        answer = max(len(c) for _, c in batch)
+        # left padding: every answer ends at the last position, so only the last `answer + 1`
+        # positions need logits (the vocabulary projection dominates the cost otherwise)
         input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
         attention = torch.zeros((len(batch), width), dtype=torch.long)
-        scored = torch.zeros((len(batch), width), dtype=torch.bool)  # the answer's positions
+        scored = torch.zeros((len(batch), answer), dtype=torch.bool)  # answer tokens, last K
         for row, (prompt_ids, completion_ids) in enumerate(batch):
             ids = prompt_ids + completion_ids
-            input_ids[row, : len(ids)] = torch.tensor(ids)
-            attention[row, : len(ids)] = 1
-            scored[row, len(prompt_ids) : len(ids)] = True
+            input_ids[row, width - len(ids) :] = torch.tensor(ids)
+            attention[row, width - len(ids) :] = 1
+            scored[row, answer - len(completion_ids) :] = True
+        positions = (attention.cumsum(-1) - 1).clamp(min=0)
         with torch.inference_mode():
             logits = model(
-                input_ids=input_ids.to(device), attention_mask=attention.to(device)
+                input_ids=input_ids.to(device),
+                attention_mask=attention.to(device),
+                position_ids=positions.to(device),
+                logits_to_keep=answer + 1,
             ).logits.float()
-        # the token at position p is predicted by the logits at p - 1 (right padding)
-        targets, mask = input_ids[:, 1:].to(device), scored[:, 1:].to(device)
+        # the token at position p is predicted by the logits at p - 1
+        targets, mask = input_ids[:, -answer:].to(device), scored.to(device)
         logp = logits[:, :-1].log_softmax(-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
         logp = torch.where(mask, logp, 0.0)
         means.append((logp.sum(1) / mask.sum(1)).double().cpu().numpy())

@@ -14,12 +14,13 @@ def fmt_n(n):
     return f"{n:g}"
 
 
-def train_kinds():
-    """Fine-tuned run kinds of one (model, leaning, source): vanilla, control, inhibited."""
-    kinds = ["ft"]
+IFT_SOURCES = IFT["source_topics"] or config["source_topics"]
+
+
+def inhibitft_kinds():
+    """The run kinds InhibitFT adds per (model, leaning, source): inhibited and random control."""
+    kinds = []
     if IFT["enabled"]:
-        if CONTROL_KIND != "ft":
-            kinds.append(CONTROL_KIND)
         for strategy in IFT["strategies"]:
             for n in IFT["n"]:
                 kinds.append(f"ift-{strategy}-n{fmt_n(n)}")
@@ -34,11 +35,11 @@ def patch_kinds():
     return [f"patch-{c}" for c in config["patching"]["conditions"]]
 
 
-def run_ids(kinds):
+def run_ids(kinds, sources=None):
     return [
         f"{lean}/{src}/{kind}"
         for lean in config["leanings"]
-        for src in config["source_topics"]
+        for src in sources or config["source_topics"]
         for kind in kinds
     ]
 
@@ -115,14 +116,21 @@ def judge_inputs(wc):
     return inputs
 
 
-def runs_of(kinds, model=None):
-    models = [model] if model else MODELS
-    return [f"{m}/{r}" for m in models for r in run_ids(kinds)]
+def runs_of(kinds, sources=None):
+    return [f"{m}/{r}" for m in MODELS for r in run_ids(kinds, sources)]
 
 
-def per_run(name, kinds, with_base=True):
-    runs = runs_of(kinds) + ([f"{m}/base" for m in MODELS] if with_base else [])
+def per_run(name, kinds, sources=None, with_base=True):
+    """A file of every run of these kinds (and of the base model), over models and leanings."""
+    runs = runs_of(kinds, sources) + (
+        [f"{m}/base" for m in MODELS] if with_base else []
+    )
     return [f"{RES}/{run}/{name}" for run in runs]
+
+
+def inhibitft_runs(name, kinds=None):
+    """A file of the vanilla control and InhibitFT runs (InhibitFT's source topics) and base."""
+    return per_run(name, [CONTROL_KIND, *(kinds or inhibitft_kinds())], IFT_SOURCES)
 
 
 def report_item(path, category, subcategory, caption):
@@ -157,5 +165,5 @@ def final_outputs():
     if config["patching"]["enabled"]:
         outputs += list(rules.patching_tables.output)
     if IFT["enabled"]:
-        outputs += list(rules.inhibitft_tables.output)
+        outputs += [*rules.inhibitft_tables.output, *inhibitft_runs("scores.csv")]
     return outputs

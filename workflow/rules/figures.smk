@@ -95,17 +95,10 @@ rule patching_tables:
 
 rule inhibitft_tables:
     input:
-        ratings=per_run(
-            "ratings.jsonl",
-            [k for k in train_kinds() if k != "ft" or CONTROL_KIND == "ft"],
-        ),
-        loglik=per_run(
-            "loglik.csv",
-            [k for k in train_kinds() if k != "ft" or CONTROL_KIND == "ft"],
-        ),
-        perplexity=per_run(
-            "perplexity.json",
-            ["ft", CONTROL_KIND] + [k for k in train_kinds() if k.startswith("ift")],
+        ratings=inhibitft_runs("ratings.jsonl"),
+        loglik=inhibitft_runs("loglik.csv"),
+        perplexity=inhibitft_runs(
+            "perplexity.json", [k for k in inhibitft_kinds() if k.startswith("ift")]
         ),
     output:
         **table_paths(

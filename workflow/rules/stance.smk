@@ -75,46 +75,21 @@ rule score:
         "../../scripts/score.py"
 
 
-rule loglik_stance:
+rule score_likelihood:
+    """Judge-free scores of one run, from one model load: the paired log-likelihood stance S_ll
+    on held-out IdeoINST pairs (METHOD 4) and perplexity on held-out neutral answers (METHOD 8).
+    """
     input:
         model=model_record,
         files=rules.download_data.output.files,
         adapter=adapter_of,
     output:
         loglik=f"{RES}/{{model}}/{{run}}/loglik.csv",
-    log:
-        f"{RES}/logs/loglik_stance/{{model}}/{{run}}.log",
-    benchmark:
-        f"{RES}/benchmarks/loglik_stance/{{model}}/{{run}}.tsv"
-    wildcard_constraints:
-        run=GENERATED_RUN_RE,
-    conda:
-        "../../envs/polneurons.yaml"
-    threads: config["resources"]["threads"]
-    resources:
-        **MODEL_JOB,
-    params:
-        root=data_root,
-        topics=config["topics"],
-        data=config["data"],
-        seed=config["seed"],
-        prompt_format=config["prompt_format"],
-        batch_size=config["generation"]["batch_size"],
-        device=config["device"],
-        dtype=config["dtype"],
-    script:
-        "../../scripts/loglik_stance.py"
-
-
-rule perplexity:
-    input:
-        model=model_record,
-        files=rules.download_data.output.files,
-        adapter=adapter_of,
-    output:
         perplexity=f"{RES}/{{model}}/{{run}}/perplexity.json",
     log:
-        f"{RES}/logs/perplexity/{{model}}/{{run}}.log",
+        f"{RES}/logs/score_likelihood/{{model}}/{{run}}.log",
+    benchmark:
+        f"{RES}/benchmarks/score_likelihood/{{model}}/{{run}}.tsv"
     wildcard_constraints:
         run=GENERATED_RUN_RE,
     conda:
@@ -128,8 +103,9 @@ rule perplexity:
         data=config["data"],
         perplexity=config["perplexity"],
         seed=config["seed"],
+        prompt_format=config["prompt_format"],
         batch_size=config["generation"]["batch_size"],
         device=config["device"],
         dtype=config["dtype"],
     script:
-        "../../scripts/perplexity.py"
+        "../../scripts/score_likelihood.py"
