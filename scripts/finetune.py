@@ -3,7 +3,7 @@
 import json
 from pathlib import Path
 
-from polneurons.models import load_base, write_train_checksums
+from polneurons.models import load_base
 from polneurons.prompts import adds_special_tokens, train_examples
 from polneurons.rule import rule_context
 
@@ -37,4 +37,3 @@ with rule_context(snakemake, seed=p.seed) as ctx:
         progress=ctx.progress,
         log=ctx.log,
     )
-    write_train_checksums(snakemake.output.train)

@@ -73,19 +73,20 @@ def test_the_tiny_config_itself_is_valid(tiny_config):
 
 def test_unknown_top_level_key_is_refused_with_the_known_keys(tiny_config):
     tiny_config["colour"] = "blue"
-    message = refused(tiny_config, "'colour'", "top level", "known keys", "topics")
-    assert message.count("colour") == 1
+    refused(tiny_config, "'colour'", "top level", "remove 'colour'", "known keys", "topics")
 
 
 def test_misspelt_nested_key_suggests_the_right_name(tiny_config):
     tiny_config["finetune"]["learning_rate"] = 1e-3
     tiny_config["finetune"]["lrr"] = 1e-3
-    refused(tiny_config, "finetune", "'lrr' -> 'lr'")
+    refused(
+        tiny_config, "finetune", "rename 'lrr' to 'lr'", "remove 'learning_rate'", "warmup_steps"
+    )
 
 
 def test_unknown_key_in_the_inhibitft_overrides_is_refused(tiny_config):
     tiny_config["inhibitft"]["finetune"] = {"epoch": 2}
-    refused(tiny_config, "inhibitft.finetune", "'epoch' -> 'epochs'")
+    refused(tiny_config, "inhibitft.finetune", "rename 'epoch' to 'epochs'")
 
 
 def test_wrong_type_names_the_key_and_the_expected_type(tiny_config):

@@ -60,7 +60,8 @@ def test_neuron_summaries_are_identical(reference_run, second_run):  # noqa: F81
 
 def test_ratings_and_scores_of_every_run_are_identical(reference_run, second_run):  # noqa: F811
     first = per_run_scores(reference_run.results)
-    assert any(name.endswith("scores.csv") for name in first)
+    assert any(name.endswith("ratings.jsonl") for name in first)
+    assert any(name.endswith("loglik.csv") for name in first)
     assert first == per_run_scores(second_run.results)
 
 

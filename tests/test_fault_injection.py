@@ -72,7 +72,8 @@ class KillPoint:
 
 
 KILL_POINTS = (
-    KillPoint("download_data", r"data/raw/.+", "logs/download_data.log", "source:"),
+    # the first file is in place, the other 24 are being copied (a few ms each)
+    KillPoint("download_data", r"data/raw/.+", "logs/download_data.log", "verified"),
     KillPoint(
         "finetune",
         r"(?P<run>tiny/right/crime_and_gun/ft)/train",
@@ -109,7 +110,7 @@ def kill_at_next_point(work: Workdir, remaining: list[KillPoint], flags: tuple[s
         return False
 
     try:
-        wait_until(reached, proc, what=f"a job of {[p.rule for p in remaining]}")
+        wait_until(reached, proc, poll=0.02, what=f"a job of {[p.rule for p in remaining]}")
     finally:
         kill_group(proc)
     return hit[0]
@@ -296,7 +297,7 @@ def cached_keys(cache: Path) -> set[str]:
 
 
 def test_judge_killed_mid_rating_resumes_from_its_cache(tmp_path):
-    n = 24
+    n = 40
     endpoint = SlowEndpoint(delay=0.1)
     cache = tmp_path / "openai_cache.jsonl"
     env = subprocess_env() | {"POLNEURONS_KILL_TEST_KEY": "sk-test", "NO_PROXY": "127.0.0.1"}

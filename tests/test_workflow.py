@@ -73,7 +73,12 @@ def test_tiny_run_produces_every_table_figure_and_the_report(reference_run):  # 
     proc = reference_run.run("--report", str(report))
     assert proc.returncode == 0, proc.output[-3000:]
     html = report.read_text()
-    for category in ["1. Stance shift", "2. Political neurons", "3. Activation patching", "4. InhibitFT"]:
+    for category in [
+        "1. Stance shift",
+        "2. Political neurons",
+        "3. Activation patching",
+        "4. InhibitFT",
+    ]:
         assert category in html
     for name in [*(f"{f}.png" for f in figures), *(f"{t}.csv" for t in tables)]:
         assert name in html, name

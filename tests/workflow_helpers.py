@@ -232,7 +232,11 @@ def final_tables(results: Path) -> dict[str, str]:
 
 
 def per_run_scores(results: Path) -> dict[str, str]:
-    return digests(results, "tiny/**/scores.csv") | digests(results, "tiny/**/ratings.jsonl")
+    """Ratings, scores and judge-free scores of every run (base, fine-tuned, patched, inhibited)."""
+    found = {}
+    for name in ("ratings.jsonl", "scores.csv", "loglik.csv", "perplexity.json"):
+        found |= digests(results, f"tiny/**/{name}")
+    return found
 
 
 def neuron_files(results: Path) -> dict[str, str]:
@@ -252,19 +256,46 @@ def make_writable(path: Path) -> None:
 # ---------------------------------------------------------------- shared runs
 
 
+# A fixture imported into several test modules is instantiated once per module, even with
+# session scope; these runs take minutes, so each is made once per session and kept here.
+_SESSION: dict[str, object] = {}
+
+
+def once_per_session(name: str, make: Callable[[], object]):
+    """make() the first time `name` is asked for in this session; later, the same result (or the
+    same failure, without trying again)."""
+    if name not in _SESSION:
+        try:
+            _SESSION[name] = make()
+        except BaseException as exc:
+            _SESSION[name] = exc
+            raise
+    value = _SESSION[name]
+    if isinstance(value, BaseException):
+        pytest.fail(f"{name} failed earlier in this session: {str(value)[-2000:]}")
+    return value
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
-    return build_tiny_checkpoint(tmp_path_factory.mktemp("tiny-model") / "model")
+    return once_per_session(
+        "tiny_model_dir",
+        lambda: build_tiny_checkpoint(tmp_path_factory.mktemp("tiny-model") / "model"),
+    )
 
 
 @pytest.fixture(scope="session")
 def reference_run(tmp_path_factory, tiny_model_dir) -> Workdir:
-    """One uninterrupted run of the whole tiny workflow, shared by the fault and determinism tests.
-    Read-only for its users: copy before altering anything."""
-    work = make_workdir(tmp_path_factory.mktemp("reference"), tiny_model_dir)
-    started = time.monotonic()
-    proc = work.run()
-    work.seconds = time.monotonic() - started
-    assert proc.returncode == 0, work.explain(proc)
-    assert final_tables(work.results), "the reference run wrote no tables"
-    return work
+    """One uninterrupted run of the whole tiny workflow, shared by the fault, determinism and
+    workflow tests. Read-only for its users: copy before altering anything."""
+
+    def run() -> Workdir:
+        work = make_workdir(tmp_path_factory.mktemp("reference"), tiny_model_dir)
+        started = time.monotonic()
+        proc = work.run()
+        work.seconds = time.monotonic() - started
+        assert proc.returncode == 0, work.explain(proc)
+        assert final_tables(work.results), "the reference run wrote no tables"
+        return work
+
+    return once_per_session("reference_run", run)

@@ -142,15 +142,12 @@ def _describe(error, root: dict, prefix: str = "") -> str:
         allowed = sorted(error.schema.get("properties", {}))
         unknown = sorted(set(error.instance) - set(allowed))
         guesses = {key: difflib.get_close_matches(key, allowed, n=1, cutoff=0.6) for key in unknown}
-        meant = [f"{key!r} -> {guess[0]!r}" for key, guess in guesses.items() if guess]
-        hint = (
-            f"rename {', '.join(meant)}"
-            if meant
-            else f"remove it; known keys here: {', '.join(allowed)}"
-            if allowed
-            else "remove it"
-        )
-        return f"{where}: unknown key(s) {', '.join(map(repr, unknown))} -- fix: {hint}"
+        hints = [f"rename {key!r} to {guesses[key][0]!r}" for key in unknown if guesses[key]]
+        others = [key for key in unknown if not guesses[key]]
+        if others:
+            known = f"; known keys here: {', '.join(allowed)}" if allowed else ""
+            hints.append(f"remove {', '.join(map(repr, others))}{known}")
+        return f"{where}: unknown key(s) {', '.join(map(repr, unknown))} -- fix: {'; '.join(hints)}"
     if error.validator == "required":
         missing = [k for k in error.validator_value if k not in (error.instance or {})]
         return f"{where}: missing required key(s) {', '.join(missing)} -- fix: add them"
@@ -209,7 +206,9 @@ def _check_semantics(config: dict) -> None:
             f"source_topics {missing} are not among topics",
             "add them to topics (their own shift TS is measured there)",
         )
-    outside = [t for t in config["inhibitft"]["source_topics"] or [] if t not in config["source_topics"]]
+    outside = [
+        t for t in config["inhibitft"]["source_topics"] or [] if t not in config["source_topics"]
+    ]
     if outside:
         raise ConfigError(
             f"inhibitft.source_topics {outside} are not among source_topics",

@@ -18,6 +18,7 @@ from torch import nn
 
 from polneurons.errors import ConfigError, DataError, ModelError
 from polneurons.io import atomic_path, write_json
+from polneurons.models import write_train_checksums
 
 
 def _schema_defaults() -> dict:
@@ -380,6 +381,7 @@ def finetune(
             model.save_pretrained(tmp / "model")
             tokenizer.save_pretrained(tmp / "model")
         write_json(tmp / "train_log.json", train_log)
+        write_train_checksums(tmp)  # inside the atomic block: no finished run without its sums
     if log is not None:
         log.info(
             "fine-tuning done in %.1f s, final loss %.4f", train_log["seconds"], steps[-1]["loss"]
