@@ -1,8 +1,9 @@
-"""neuron_tables: set sizes, neurons per layer, overlap of G across sources, stability (METHOD 6)."""
+"""neuron_tables: set sizes, where the sets sit, overlap of G across sources, stability (METHOD 6)."""
 
 import itertools
 
 import pandas as pd
+import torch
 
 from polneurons.neuron_store import load_general, load_specific, load_summary
 from polneurons.neurons import jaccard, layer_histogram
@@ -10,7 +11,24 @@ from polneurons.plots import neurons_per_layer
 from polneurons.rule import rule_context
 from polneurons.tables import parse_run, write_table
 
-p, out = snakemake.params, snakemake.output
+out = snakemake.output
+
+
+def describe(neuron_set, total: int) -> dict:
+    """Size, share of all neurons, and the mean and quartile layers of a set."""
+    layers = neuron_set.layers.float()
+    quartiles = (
+        layers.quantile(torch.tensor([0.25, 0.75])).tolist() if len(layers) else [None, None]
+    )
+    return {
+        "size": len(neuron_set),
+        "share_of_all": len(neuron_set) / total,
+        "mean_layer": float(layers.mean()) if len(layers) else None,
+        "layer_q25": quartiles[0],
+        "layer_q75": quartiles[1],
+    }
+
+
 with rule_context(snakemake) as ctx:
     sizes, layers, generals = [], [], {}
     for folder in snakemake.input.neurons:
@@ -19,54 +37,41 @@ with rule_context(snakemake) as ctx:
         general = load_general(folder)
         generals[(run["model"], run["leaning"], run["source"])] = general
         stability = summary.get("stability") or {}
+        low, high = stability.get("recovered_share_ci95") or (None, None)
         total = general.n_layers * general.width
-        sizes.append(
-            {
-                "model": run["model"],
-                "leaning": run["leaning"],
-                "source": run["source"],
-                "site": summary["site"],
-                "k": summary["k"],
-                "set": "general",
-                "size": len(general),
-                "share_of_all": len(general) / total,
-                "stability_recovered": stability.get("recovered_share_mean"),
-                "stability_ci95": stability.get("recovered_share_ci95"),
-            }
-        )
-        sets = {"general": general} | {t: load_specific(folder, t) for t in summary["topics"]}
+        key = {"model": run["model"], "leaning": run["leaning"], "source": run["source"]}
+        key |= {"site": summary["site"], "k": summary["k"], "n_layers": general.n_layers}
+        sets = {"general": general} | {
+            f"specific:{t}": load_specific(folder, t) for t in summary["topics"]
+        }
         for name, neuron_set in sets.items():
-            if name != "general":
-                sizes.append(
-                    {
-                        "model": run["model"],
-                        "leaning": run["leaning"],
-                        "source": run["source"],
-                        "site": summary["site"],
-                        "k": summary["k"],
-                        "set": f"specific:{name}",
-                        "size": len(neuron_set),
-                        "share_of_all": len(neuron_set) / total,
-                    }
-                )
+            row = {**key, "set": name, **describe(neuron_set, total)}
+            if name == "general":
+                row |= {
+                    "stability_recovered": stability.get("recovered_share_mean"),
+                    "stability_lo": low,
+                    "stability_hi": high,
+                }
+            sizes.append(row)
             hist = layer_histogram(neuron_set)
+            label = name.removeprefix("specific:")
             layers.append(
                 hist.assign(
-                    model=run["model"], source=f"{run['source']} ({run['leaning']})", set=name
+                    model=run["model"], source=f"{run['source']} ({run['leaning']})", set=label
                 )
             )
-        weighted = (hist_g := layer_histogram(general))["layer"].mul(hist_g["count"]).sum() / max(
-            len(general), 1
-        )
         ctx.log.info(
-            "%s: |G| = %d, mean layer of G %.1f of %d",
+            "%s: |G| = %d, mean layer %.1f of %d",
             folder,
             len(general),
-            weighted,
+            sizes[-len(sets)]["mean_layer"] or -1,
             general.n_layers,
         )
     write_table(
-        pd.DataFrame(sizes), out.sets_csv, out.sets_md, title="Neuron set sizes and stability of G"
+        pd.DataFrame(sizes),
+        out.sets_csv,
+        out.sets_md,
+        title="Neuron sets: sizes, layers, stability of G",
     )
     overlap = [
         {

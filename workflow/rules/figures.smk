@@ -37,6 +37,7 @@ rule stance_tables:
         heatmap_pdf=figure_paths("stance_heatmap")["pdf"],
     log:
         f"{RES}/logs/stance_tables.log",
+    priority: 10
     conda:
         "../../envs/polneurons.yaml"
     params:

@@ -15,6 +15,8 @@ rule generate:
         f"{RES}/benchmarks/generate/{{model}}/{{run}}.tsv"
     wildcard_constraints:
         run=GENERATED_RUN_RE,
+    # the stance shift (heatmap, TS, CG) first: it needs no neurons
+    priority: 10
     conda:
         "../../envs/polneurons.yaml"
     threads: config["resources"]["threads"]
@@ -42,6 +44,7 @@ rule judge:
         f"{RES}/logs/judge/{{model}}/{{run}}.log",
     benchmark:
         f"{RES}/benchmarks/judge/{{model}}/{{run}}.tsv"
+    priority: 10
     conda:
         "../../envs/polneurons.yaml"
     threads: 1
@@ -65,6 +68,7 @@ rule score:
         scores=f"{RES}/{{model}}/{{run}}/scores.csv",
     log:
         f"{RES}/logs/score/{{model}}/{{run}}.log",
+    priority: 10
     localrule: True
     conda:
         "../../envs/polneurons.yaml"
@@ -76,9 +80,6 @@ rule score:
 
 
 rule score_likelihood:
-    """Judge-free scores of one run, from one model load: the paired log-likelihood stance S_ll
-    on held-out IdeoINST pairs (METHOD 4) and perplexity on held-out neutral answers (METHOD 8).
-    """
     input:
         model=model_record,
         files=rules.download_data.output.files,
@@ -92,6 +93,10 @@ rule score_likelihood:
         f"{RES}/benchmarks/score_likelihood/{{model}}/{{run}}.tsv"
     wildcard_constraints:
         run=GENERATED_RUN_RE,
+    """Judge-free scores of one run, from one model load: the paired log-likelihood stance S_ll
+    on held-out IdeoINST pairs (METHOD 4) and perplexity on held-out neutral answers (METHOD 8).
+    """
+    priority: 10
     conda:
         "../../envs/polneurons.yaml"
     threads: config["resources"]["threads"]
