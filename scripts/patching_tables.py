@@ -12,6 +12,11 @@ p, out = snakemake.params, snakemake.output
 CONDITIONS = ["base", "ft"] + [f"patch-{c}" for c in p.conditions]
 
 
+def share(patch_shift, ft_shift):
+    """(S_patch - S_M0) / (S_Ms - S_M0) (METHOD 7); undefined (NaN) where FT did not move S."""
+    return (patch_shift / ft_shift.where(ft_shift != 0)).astype(float)
+
+
 def recovered(scores: pd.DataFrame) -> pd.DataFrame:
     """Per (model, source, condition, test_set[, replicate]): S and the recovered share; also a
     pooled row per condition (test_set "all": shares of the summed shifts over its test sets)."""
@@ -24,11 +29,11 @@ def recovered(scores: pd.DataFrame) -> pd.DataFrame:
         columns={"S": "S_Ms"}
     )
     rows = arms.merge(ft, on=["model", "source", "test_set", *rep])
-    rows["recovered"] = (rows["S"] - rows["S_M0"]) / (rows["S_Ms"] - rows["S_M0"])
+    rows["recovered"] = share(rows["S"] - rows["S_M0"], rows["S_Ms"] - rows["S_M0"])
     pooled = rows.groupby(["model", "source", "condition", *rep], as_index=False)[
         ["S", "S_M0", "S_Ms"]
     ].sum()
-    pooled["recovered"] = (pooled["S"] - pooled["S_M0"]) / (pooled["S_Ms"] - pooled["S_M0"])
+    pooled["recovered"] = share(pooled["S"] - pooled["S_M0"], pooled["S_Ms"] - pooled["S_M0"])
     pooled["test_set"] = "all"
     pooled[["S", "S_M0", "S_Ms"]] = float("nan")
     return pd.concat([rows, pooled], ignore_index=True)
