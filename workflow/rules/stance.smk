@@ -79,6 +79,8 @@ rule score:
         "../../scripts/score.py"
 
 
+# Judge-free scores of one run, from one model load: the paired log-likelihood stance S_ll on
+# held-out IdeoINST pairs (METHOD 4) and perplexity on held-out neutral answers (METHOD 8).
 rule score_likelihood:
     input:
         model=model_record,
@@ -93,9 +95,6 @@ rule score_likelihood:
         f"{RES}/benchmarks/score_likelihood/{{model}}/{{run}}.tsv"
     wildcard_constraints:
         run=GENERATED_RUN_RE,
-    """Judge-free scores of one run, from one model load: the paired log-likelihood stance S_ll
-    on held-out IdeoINST pairs (METHOD 4) and perplexity on held-out neutral answers (METHOD 8).
-    """
     priority: 10
     conda:
         "../../envs/polneurons.yaml"
