@@ -50,6 +50,7 @@ def stance_heatmap(delta: pd.DataFrame, test_sets: list[str], png: str, pdf: str
         ax.set_xlabel("test set")
         ax.set_ylabel("fine-tuned on")
         ax.tick_params(axis="x", rotation=45)
+        ax.tick_params(axis="y", rotation=0)
     _save(fig, png, pdf)
 
 
