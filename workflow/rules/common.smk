@@ -1,5 +1,5 @@
 # Helpers shared by the rules: paths, run ids, resources. The config is already validated.
-from polneurons.data import TOPICS, EXTRA_SETS, FILES
+from polneurons.data import TOPICS, FILES
 from polneurons.config import inhibitft_finetune
 
 RES = config["results"]
