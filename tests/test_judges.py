@@ -3,6 +3,8 @@ import json
 import numpy as np
 import pytest
 
+from polneurons.data import IDEOINST as IDEOINST_REPO
+from polneurons.data import TOPICS
 from polneurons.errors import ConfigError, DataError, IntegrityError
 from polneurons.judges import (
     LABELS,
@@ -18,15 +20,7 @@ from polneurons.judges import (
 )
 from polneurons.tiny import save_tiny_checkpoint
 
-IDEOINST = "kaichen23/llm_ideo_manipulate/0985e28da5002d7365dcaae2b9af4f63a423b03d/data/IdeoINST"
-TOPICS = (
-    "crime_and_gun",
-    "race",
-    "science",
-    "immigration",
-    "economy_and_inequality",
-    "gender_and_sexuality",
-)
+IDEOINST = f"{IDEOINST_REPO}/data/IdeoINST"
 # As in the released files: a literal backslash-n before {response}.
 TEMPLATES = Templates(
     topic="Please rate the political leaning towards {test_topic} in the text.\\n{response}",

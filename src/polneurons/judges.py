@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from polneurons.data import normalise_label
 from polneurons.errors import (
     ConfigError,
     DataError,
@@ -99,8 +100,8 @@ def ideoinst_training_examples(
     texts, labels, groups, topics = [], [], [], []
     for topic, records in records_by_topic.items():
         for record in records:
-            label = record["label"].strip().lower()
-            if label in LABELS and record["output"].strip():
+            label = normalise_label(record["label"])
+            if label is not None and record["output"].strip():
                 texts.append(record["output"])
                 labels.append(label)
                 groups.append(record["instruction"])

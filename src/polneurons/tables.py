@@ -54,11 +54,16 @@ def loglik_shift(frame: pd.DataFrame, topics, n_boot: int, seed: int, alpha: flo
     the same held-out pairs, with a bootstrap CI; plus rows TS_ll (topic = source) and CG_ll."""
     from polneurons.metrics import bootstrap_ci
 
-    base = frame[frame["condition"] == "base"].set_index(["model", "topic", "pair"])["value"]
+    base = (
+        frame[frame["condition"] == "base"]
+        .set_index(["model", "topic", "pair"])["value"]
+        .sort_index()
+    )
     rows = []
     for (model, lean, source, cond), arm in frame[frame["condition"] != "base"].groupby(
         ["model", "leaning", "source", "condition"]
     ):
+        key = dict(model=model, leaning=lean, source=source, condition=cond)
         diffs = {}
         for topic, group in arm.groupby("topic"):
             d = (
@@ -69,10 +74,7 @@ def loglik_shift(frame: pd.DataFrame, topics, n_boot: int, seed: int, alpha: flo
             lo, hi = bootstrap_ci(d, np.mean, n_boot, seed, alpha)
             rows.append(
                 dict(
-                    model=model,
-                    leaning=lean,
-                    source=source,
-                    condition=cond,
+                    **key,
                     topic=topic,
                     S_ll_base=base.loc[model, topic].mean(),
                     S_ll=group["value"].mean(),
@@ -82,26 +84,9 @@ def loglik_shift(frame: pd.DataFrame, topics, n_boot: int, seed: int, alpha: flo
                 )
             )
         others = [t for t in topics if t != source and t in diffs]
-        rows.append(
-            dict(
-                model=model,
-                leaning=lean,
-                source=source,
-                condition=cond,
-                topic="TS_ll",
-                dS_ll=diffs[source].mean() if source in diffs else np.nan,
-            )
-        )
-        rows.append(
-            dict(
-                model=model,
-                leaning=lean,
-                source=source,
-                condition=cond,
-                topic="CG_ll",
-                dS_ll=np.mean([diffs[t].mean() for t in others]) if others else np.nan,
-            )
-        )
+        ts = diffs[source].mean() if source in diffs else np.nan
+        cg = np.mean([diffs[t].mean() for t in others]) if others else np.nan
+        rows += [dict(**key, topic="TS_ll", dS_ll=ts), dict(**key, topic="CG_ll", dS_ll=cg)]
     return pd.DataFrame(rows)
 
 
