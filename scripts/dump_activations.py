@@ -12,7 +12,9 @@ from polneurons.rule import rule_context
 p = snakemake.params
 with rule_context(snakemake) as ctx:
     record = json.loads(Path(snakemake.input.model).read_text())
-    model, tok = load_contrast_pair(record, snakemake.input.adapter, p.dtype, p.device)
+    model, tok = load_contrast_pair(
+        record, snakemake.input.adapter, p.dtype, p.device, p.adapter_dtype
+    )
     items = eval_items(p.root, [snakemake.wildcards.topic], p.eval_prompts)
     prompts = eval_prompts(p.root, tok, items, p.prompt_format)
     meta = {

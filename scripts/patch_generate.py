@@ -14,7 +14,9 @@ p = snakemake.params
 condition = snakemake.wildcards.condition
 with rule_context(snakemake, seed=p.seed) as ctx:
     record = json.loads(Path(snakemake.input.model).read_text())
-    model, tok = load_contrast_pair(record, snakemake.input.adapter, p.dtype, p.device)
+    model, tok = load_contrast_pair(
+        record, snakemake.input.adapter, p.dtype, p.device, p.adapter_dtype
+    )
     # general and random are evaluated on every test set; S_t only on its own topic t
     groups = [(t, [t]) for t in p.topics] if condition == "specific" else [(None, p.test_sets)]
     rows = []

@@ -16,7 +16,7 @@ from polneurons.rule import rule_context
 p = snakemake.params
 with rule_context(snakemake) as ctx:
     record = json.loads(Path(snakemake.input.model).read_text())
-    model, tok = load_run(record, snakemake.input.adapter, p.dtype, p.device)
+    model, tok = load_run(record, snakemake.input.adapter, p.dtype, p.device, p.adapter_dtype)
     rows, neutral = [], []
     for topic in p.topics:
         split = topic_split(p.root, topic, p.data, p.seed, p.perplexity["texts"])

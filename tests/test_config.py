@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from polneurons.config import inhibitft_finetune, validate_config
+from polneurons.config import inhibitft_finetune, random_control_at, validate_config
 from polneurons.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -57,3 +57,34 @@ def test_errors_name_the_key_in_one_line():
     with pytest.raises(ConfigError) as err:
         validate_config({"neurons": {"k": 150}, "inhibitft": {"enabled": False}})
     assert "neurons.k" in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("control", "expected"),
+    [(True, {5: True, 15: True}), (False, {5: False, 15: False}), ([15], {5: False, 15: True})],
+)
+def test_random_control_is_every_n_no_n_or_the_listed_n(control, expected):
+    cfg = yaml.safe_load((REPO / "config.yaml").read_text())
+    cfg["inhibitft"].update(n=[5, 15], random_control=control)
+    ift = validate_config(cfg)["inhibitft"]
+    assert {n: random_control_at(ift, n) for n in (5, 15)} == expected
+
+
+@pytest.mark.parametrize(
+    ("control", "words"),
+    [([7], "not among inhibitft.n"), ("yes", "true or false or a list"), ([], "at least 1")],
+)
+def test_random_control_outside_the_sweep_or_malformed_is_refused_in_one_line(control, words):
+    cfg = yaml.safe_load((REPO / "config.yaml").read_text())
+    cfg["inhibitft"].update(n=[5, 15], random_control=control)
+    with pytest.raises(ConfigError, match=words) as err:
+        validate_config(cfg)
+    assert "inhibitft.random_control" in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("stage", ["inhibitft", "patching"])
+def test_a_stage_source_topic_without_its_vanilla_run_is_refused(stage):
+    cfg = yaml.safe_load((REPO / "config.yaml").read_text())
+    cfg[stage]["source_topics"] = ["race"]
+    with pytest.raises(ConfigError, match=f"{stage}.source_topics \\['race'\\] are not among"):
+        validate_config(cfg)

@@ -5,7 +5,13 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from polneurons.errors import ConfigError
-from polneurons.finetune import IGNORE_INDEX, collate, finetune, tokenize_example
+from polneurons.finetune import (
+    IGNORE_INDEX,
+    collate,
+    completion_loss_sum,
+    finetune,
+    tokenize_example,
+)
 from polneurons.tiny import tiny_model
 
 EXAMPLES = [
@@ -53,6 +59,22 @@ def test_padding_is_masked_and_unlabelled(tokenizer):
     assert (tensors["labels"][short, n:] == IGNORE_INDEX).all()
     assert (tensors["attention_mask"][short, n:] == 0).all()
     assert (tensors["input_ids"][short, n:] == tokenizer.pad_token_id).all()
+
+
+@pytest.mark.parametrize("arch", ["llama", "gpt2"])
+def test_completion_loss_skipping_prompt_logits_equals_the_full_loss(tokenizer, arch):
+    batch = [tokenize_example(tokenizer, p, c, 512, True) for p, c in EXAMPLES]
+    tensors = collate(batch, tokenizer.pad_token_id, "cpu")
+    model = tiny_model(arch, vocab_size=len(tokenizer))
+    with torch.no_grad():
+        logits = model(input_ids=tensors["input_ids"], attention_mask=tensors["attention_mask"])
+        full = torch.nn.functional.cross_entropy(
+            logits.logits[:, :-1].flatten(0, 1),
+            tensors["labels"][:, 1:].flatten(),
+            ignore_index=IGNORE_INDEX,
+            reduction="sum",
+        )
+        assert torch.allclose(completion_loss_sum(model, tensors), full, rtol=1e-5)
 
 
 def test_lora_changes_only_adapter_weights(tokenizer, tmp_path):

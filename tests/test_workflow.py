@@ -5,7 +5,14 @@ import re
 import subprocess
 
 import pytest
-from workflow_helpers import REPO, SNAKEMAKE, reference_run, subprocess_env, tiny_model_dir  # noqa: F401
+from workflow_helpers import (  # noqa: F401
+    REPO,
+    SNAKEMAKE,
+    reference_run,
+    require_mirror,
+    subprocess_env,
+    tiny_model_dir,
+)
 
 
 def snakemake(*args, cwd=REPO, timeout=600):
@@ -41,6 +48,18 @@ def test_paper_config_dry_run_lists_every_job_with_gpu_resources(tmp_path):
     assert finetune_jobs and all(
         "gpu=1" in r and "mem_mb=" in r and "runtime=" in r for r in finetune_jobs
     )
+
+
+def test_embedded_default_dry_run_trains_and_patches_only_what_its_budget_lists(tmp_path):
+    mirror = require_mirror()
+    proc = snakemake("-n", "--config", f"results={tmp_path}/results", f"data={{mirror: {mirror}}}")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    # every trained run's output is <results>/<model>/<lean>/<src>/<kind>/train
+    trained = set(re.findall(r"^\s+output: \S+/([\w.-]+)/train$", out, re.M))
+    assert trained == {"ft", "ift-freeze_rows-n5", "ift-freeze_rows-n15", "rnd-freeze_rows-n5"}
+    patched = set(re.findall(r"^\s+output: \S+/(\w+/patch-\w+)/generations\.jsonl$", out, re.M))
+    assert patched == {f"crime_and_gun/patch-{c}" for c in ("general", "specific", "random")}
 
 
 @pytest.mark.integration

@@ -23,13 +23,14 @@ def perplexity(model, tokenizer, texts: list[str], max_length: int, batch_size: 
                 truncation=True,
                 max_length=max_length,
             ).to(device)
-            logits = model(**batch).logits[:, :-1].float()
+            logits = model(**batch).logits[:, :-1]
             targets = batch["input_ids"][:, 1:]
             mask = batch["attention_mask"][:, 1:].bool()
-            nll = torch.nn.functional.cross_entropy(
-                logits.transpose(1, 2), targets, reduction="none"
-            )
-            total_nll += float(nll[mask].sum())
+            for row in range(logits.shape[0]):  # one float32 [length, vocab] at a time
+                nll = torch.nn.functional.cross_entropy(
+                    logits[row, mask[row]].float(), targets[row, mask[row]], reduction="sum"
+                )
+                total_nll += float(nll)
             total_tokens += int(mask.sum())
     finally:
         tokenizer.padding_side = side

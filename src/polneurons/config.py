@@ -99,6 +99,8 @@ def coerce_cli_strings(instance, schema: dict, root: dict):
 def _expectation(schema: dict, root: dict) -> str:
     """What a schema accepts, in words: 'a number > 0 and <= 100', 'one of a, b', 'a list of ...'."""
     schema = _resolve(schema, root)
+    if "oneOf" in schema:
+        return " or ".join(_expectation(option, root) for option in schema["oneOf"])
     if "enum" in schema:
         return "one of " + ", ".join(map(str, schema["enum"]))
     types = schema.get("type", [])
@@ -199,6 +201,12 @@ def inhibitft_finetune(config: dict) -> dict:
     return merged
 
 
+def random_control_at(inhibitft: dict, n: float) -> bool:
+    """Whether InhibitFT at n% also trains the random-inhibition control (inhibitft.random_control)."""
+    control = inhibitft["random_control"]
+    return control if isinstance(control, bool) else n in control
+
+
 def _check_semantics(config: dict) -> None:
     missing = [t for t in config["source_topics"] if t not in config["topics"]]
     if missing:
@@ -206,14 +214,14 @@ def _check_semantics(config: dict) -> None:
             f"source_topics {missing} are not among topics",
             "add them to topics (their own shift TS is measured there)",
         )
-    outside = [
-        t for t in config["inhibitft"]["source_topics"] or [] if t not in config["source_topics"]
-    ]
-    if outside:
-        raise ConfigError(
-            f"inhibitft.source_topics {outside} are not among source_topics",
-            "InhibitFT needs the vanilla run of its source topic: add them to source_topics",
-        )
+    for stage, needs in (("inhibitft", "InhibitFT"), ("patching", "patching")):
+        chosen = config[stage]["source_topics"] or []
+        outside = [t for t in chosen if t not in config["source_topics"]]
+        if outside:
+            raise ConfigError(
+                f"{stage}.source_topics {outside} are not among source_topics",
+                f"{needs} needs the vanilla run of its source topic: add them to source_topics",
+            )
     mirror = config["data"]["mirror"]
     if mirror and not Path(mirror).expanduser().is_dir():
         raise ConfigError(
@@ -238,6 +246,17 @@ def _check_semantics(config: dict) -> None:
                 f"model name {name!r} may hold only letters, digits, '-' and '_'",
                 "rename the key under models",
             )
+    control = config["inhibitft"]["random_control"]
+    stray = (
+        [n for n in control if n not in config["inhibitft"]["n"]]
+        if isinstance(control, list)
+        else []
+    )
+    if stray:
+        raise ConfigError(
+            f"inhibitft.random_control {stray} are not among inhibitft.n",
+            "list only values of inhibitft.n (or set random_control to true or false)",
+        )
     if config["inhibitft"]["enabled"]:
         from polneurons.inhibit import inhibition_problem
 

@@ -166,11 +166,20 @@ def collate(batch: list[tuple[list[int], list[int]]], pad_id: int, device) -> di
 
 
 def completion_loss_sum(model: nn.Module, batch: dict) -> torch.Tensor:
-    """Summed next-token cross-entropy over the labelled (completion) tokens of a batch."""
-    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    """Summed next-token cross-entropy over the labelled (completion) tokens of a batch.
+
+    Logits are computed only from the position before the batch's first labelled token on (the
+    vocabulary projection of the prompt positions would be thrown away)."""
+    labels = batch["labels"]
+    predicted = (labels[:, 1:] != IGNORE_INDEX).any(0).nonzero()  # position p is labels[:, p + 1]
+    first = int(predicted[0]) + 1 if len(predicted) else 1  # first labelled position (>= 1)
+    keep = labels.shape[1] - first + 1  # logits at positions first-1 .. end
+    logits = model(
+        input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], logits_to_keep=keep
+    ).logits
     return nn.functional.cross_entropy(
         logits[:, :-1].flatten(0, 1).float(),
-        batch["labels"][:, 1:].flatten(),
+        labels[:, labels.shape[1] - keep + 1 :].flatten(),
         ignore_index=IGNORE_INDEX,
         reduction="sum",
     )

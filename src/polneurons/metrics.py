@@ -412,9 +412,12 @@ def _completion_mean_logprobs(
         sequences.append((prompt_ids, completion_ids))
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     device = next(model.parameters()).device
-    means = []
-    for start in range(0, len(sequences), batch_size):
-        batch = sequences[start : start + batch_size]
+    # longest first, so each batch holds sequences of similar length (less padding)
+    order = sorted(range(len(sequences)), key=lambda i: -sum(map(len, sequences[i])))
+    means = np.empty(len(sequences))
+    for start in range(0, len(order), batch_size):
+        indices = order[start : start + batch_size]
+        batch = [sequences[i] for i in indices]
         width = max(len(p) + len(c) for p, c in batch)
         answer = max(len(c) for _, c in batch)
         # left padding: every answer ends at the last position, so only the last `answer + 1`
@@ -434,10 +437,12 @@ def _completion_mean_logprobs(
                 attention_mask=attention.to(device),
                 position_ids=positions.to(device),
                 logits_to_keep=answer + 1,
-            ).logits.float()
+            ).logits
         # the token at position p is predicted by the logits at p - 1
         targets, mask = input_ids[:, -answer:].to(device), scored.to(device)
-        logp = logits[:, :-1].log_softmax(-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
-        logp = torch.where(mask, logp, 0.0)
-        means.append((logp.sum(1) / mask.sum(1)).double().cpu().numpy())
-    return np.concatenate(means)
+        for row, i in enumerate(indices):  # row by row: one float32 [answer, vocab] at a time
+            logp = logits[row, :-1].float().log_softmax(-1)
+            logp = logp.gather(-1, targets[row, :, None]).squeeze(-1)
+            logp = torch.where(mask[row], logp, 0.0)
+            means[i] = float(logp.double().sum() / mask[row].sum())
+    return means

@@ -174,9 +174,16 @@ def load_base(record: dict, dtype: str = "auto", device: str = "auto"):
 
 
 def load_with_adapter(
-    record: dict, adapter_dir: str | Path, dtype: str = "auto", device: str = "auto"
+    record: dict,
+    adapter_dir: str | Path,
+    dtype: str = "auto",
+    device: str = "auto",
+    adapter_dtype: str = "float32",
 ):
-    """Base model with a trained LoRA adapter attached (enabled = M_s, disable_adapter() = M0)."""
+    """Base model with a trained LoRA adapter attached (enabled = M_s, disable_adapter() = M0).
+
+    `adapter_dtype` (config inference_adapter_dtype): float32 keeps peft's float32 adapter,
+    model casts the adapter to the base weights' dtype (cheaper forwards, same M0)."""
     from peft import PeftModel
 
     from polneurons.errors import IntegrityError
@@ -196,6 +203,10 @@ def load_with_adapter(
             f"adapter at {adapter_dir} cannot be read ({type(exc).__name__})",
             f"delete {adapter_dir.parent} and rerun the same command to retrain it",
         ) from None
+    if adapter_dtype == "model":
+        for name, param in peft_model.named_parameters():
+            if "lora_" in name:
+                param.data = param.data.to(model.dtype)
     peft_model.eval()
     return peft_model, tok
 
@@ -247,7 +258,9 @@ def adapter_sha256(adapter_dir: str | Path) -> str:
     return sha256_bytes("".join(sha256_file(f) for f in files).encode())
 
 
-def load_run(record: dict, train_dir: str | Path | None, dtype="auto", device="auto"):
+def load_run(
+    record: dict, train_dir: str | Path | None, dtype="auto", device="auto", adapter_dtype="float32"
+):
     """The model of a run: the base model (no train_dir), base + LoRA adapter, or a fully
     fine-tuned model. The adapter is not merged: merging a float32 delta into bfloat16 weights
     rounds part of it away, and M_s must be the same model that patching runs."""
@@ -257,10 +270,12 @@ def load_run(record: dict, train_dir: str | Path | None, dtype="auto", device="a
     if (train_dir / "model").is_dir():
         verify_train_checksums(train_dir)
         return load_base({**record, "path": str(train_dir / "model")}, dtype, device)
-    return load_with_adapter(record, train_dir / "adapter", dtype, device)
+    return load_with_adapter(record, train_dir / "adapter", dtype, device, adapter_dtype)
 
 
-def load_contrast_pair(record: dict, train_dir: str | Path, dtype="auto", device="auto"):
+def load_contrast_pair(
+    record: dict, train_dir: str | Path, dtype="auto", device="auto", adapter_dtype="float32"
+):
     """M_s and M0 as one set of weights: a peft model whose adapter is enabled (M_s) or disabled
     (M0, `with model.disable_adapter():`), as neuron contrasts and patching need (METHOD 6-7)."""
     from polneurons.errors import ConfigError
@@ -272,4 +287,4 @@ def load_contrast_pair(record: dict, train_dir: str | Path, dtype="auto", device
             "same weights with an adapter disabled",
             "set finetune.method: lora for the vanilla run",
         )
-    return load_with_adapter(record, train_dir / "adapter", dtype, device)
+    return load_with_adapter(record, train_dir / "adapter", dtype, device, adapter_dtype)

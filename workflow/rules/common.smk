@@ -1,6 +1,6 @@
 # Helpers shared by the rules: paths, run ids, resources. The config is already validated.
 from polneurons.data import TOPICS, FILES
-from polneurons.config import inhibitft_finetune
+from polneurons.config import inhibitft_finetune, random_control_at
 
 RES = config["results"]
 MODELS = list(config["models"])
@@ -15,6 +15,7 @@ def fmt_n(n):
 
 
 IFT_SOURCES = IFT["source_topics"] or config["source_topics"]
+PATCH_SOURCES = config["patching"]["source_topics"] or config["source_topics"]
 
 
 def inhibitft_kinds():
@@ -24,7 +25,7 @@ def inhibitft_kinds():
         for strategy in IFT["strategies"]:
             for n in IFT["n"]:
                 kinds.append(f"ift-{strategy}-n{fmt_n(n)}")
-                if IFT["random_control"]:
+                if random_control_at(IFT, n):
                     kinds.append(f"rnd-{strategy}-n{fmt_n(n)}")
     return kinds
 

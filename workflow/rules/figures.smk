@@ -72,7 +72,7 @@ rule neuron_tables:
 
 rule patching_tables:
     input:
-        ratings=per_run("ratings.jsonl", ["ft"] + patch_kinds()),
+        ratings=per_run("ratings.jsonl", ["ft"] + patch_kinds(), PATCH_SOURCES),
     output:
         **table_paths("patching", category="3. Activation patching"),
         png=report_item(

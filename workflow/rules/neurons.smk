@@ -24,6 +24,7 @@ rule dump_activations:
         prompt_format=config["prompt_format"],
         device=config["device"],
         dtype=config["dtype"],
+        adapter_dtype=config["inference_adapter_dtype"],
     script:
         "../../scripts/dump_activations.py"
 

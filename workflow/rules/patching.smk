@@ -31,5 +31,6 @@ rule patch_generate:
         seed=config["seed"],
         device=config["device"],
         dtype=config["dtype"],
+        adapter_dtype=config["inference_adapter_dtype"],
     script:
         "../../scripts/patch_generate.py"

@@ -30,6 +30,7 @@ rule generate:
         prompt_format=config["prompt_format"],
         device=config["device"],
         dtype=config["dtype"],
+        adapter_dtype=config["inference_adapter_dtype"],
     script:
         "../../scripts/generate.py"
 
@@ -111,5 +112,6 @@ rule score_likelihood:
         batch_size=config["generation"]["batch_size"],
         device=config["device"],
         dtype=config["dtype"],
+        adapter_dtype=config["inference_adapter_dtype"],
     script:
         "../../scripts/score_likelihood.py"

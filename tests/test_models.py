@@ -1,0 +1,33 @@
+"""Loading a trained run for inference: the adapter's dtype (config inference_adapter_dtype)."""
+
+import torch
+from tiny_lora import tiny_lora
+from workflow_helpers import build_tiny_checkpoint
+
+from polneurons.models import load_with_adapter, prepare_model, write_train_checksums
+
+
+def test_inference_adapter_dtype_model_casts_only_the_adapter_and_keeps_m0(tmp_path):
+    record = prepare_model(
+        {"path": str(build_tiny_checkpoint(tmp_path / "model"))}, tmp_path / "prepared"
+    )
+    train = tmp_path / "train"
+    tiny_lora("llama").save_pretrained(train / "adapter")
+    write_train_checksums(train)
+    ids = torch.arange(3, 19).reshape(2, 8)
+    outputs = {}
+    for adapter_dtype in ("float32", "model"):
+        model, _ = load_with_adapter(record, train / "adapter", "bfloat16", "cpu", adapter_dtype)
+        lora = {p.dtype for name, p in model.named_parameters() if "lora_" in name}
+        base = {p.dtype for name, p in model.named_parameters() if "lora_" not in name}
+        assert base == {torch.bfloat16}
+        assert lora == {torch.float32 if adapter_dtype == "float32" else torch.bfloat16}
+        with torch.inference_mode():
+            m_s = model(input_ids=ids).logits.float()
+            with model.disable_adapter():
+                m0 = model(input_ids=ids).logits.float()
+        outputs[adapter_dtype] = (m_s, m0)
+    (ms32, m0_32), (ms16, m0_16) = outputs["float32"], outputs["model"]
+    assert torch.equal(m0_32, m0_16)  # M0 is the base weights whichever the adapter's dtype
+    assert not torch.allclose(ms16, m0_16, atol=1e-2)  # the bfloat16 adapter still acts
+    assert torch.allclose(ms16, ms32, atol=0.1, rtol=0.05)  # and acts as the float32 one
