@@ -209,3 +209,19 @@ def test_loglik_stance_matches_one_example_at_a_time_with_padded_batches(llama, 
     summary = loglik_score_with_ci(values, n_boot=200, seed=0)
     assert summary["S_ll"] == pytest.approx(np.mean(expected), abs=1e-5) and summary["n"] == 4
     assert summary["ci_low"] <= summary["S_ll"] <= summary["ci_high"]
+
+
+def test_perplexity_of_padded_batches_equals_the_per_text_token_average(llama, tokenizer):
+    from polneurons.capability import perplexity
+
+    texts = [answer for _, answer, _ in PAIRS] + [left for _, _, left in PAIRS][:2]
+    nll, count = 0.0, 0
+    for text in texts:  # one text at a time, no padding
+        ids = tokenizer(text, return_tensors="pt")["input_ids"]
+        with torch.no_grad():
+            logits = llama(input_ids=ids).logits[0, :-1]
+        nll += torch.nn.functional.cross_entropy(logits, ids[0, 1:], reduction="sum").item()
+        count += ids.shape[1] - 1
+    result = perplexity(llama, tokenizer, texts, max_length=512, batch_size=4)
+    assert result["tokens"] == count and result["texts"] == len(texts)
+    assert result["perplexity"] == pytest.approx(math.exp(nll / count), rel=1e-5)
