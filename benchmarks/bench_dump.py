@@ -31,6 +31,7 @@ from common import (
     add_runtime_arguments,
     load_with_adapter,
     make_prompts,
+    model_label,
     new_parser,
     platform_summary,
     torch_summary,
@@ -233,7 +234,7 @@ def main(argv=None) -> None:
         "# Activation dump benchmark",
         "",
         f"- Machine: {platform_summary()}, {torch_summary(args.threads)}, device {args.device}",
-        f"- Model: {'tiny llama (tests)' if args.tiny else args.model}, dtype {args.dtype}, "
+        f"- Model: {model_label(args)}, dtype {args.dtype}, "
         f"adapter {args.adapter or 'fresh random LoRA r16 on q_proj, v_proj'}",
         f"- Site {args.site}; {args.prompts} prompts, {n_tokens} prompt tokens; "
         f"batch {args.batch_size}, shard {args.shard_size}; median of {args.repeats} runs "

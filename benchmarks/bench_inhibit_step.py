@@ -23,6 +23,7 @@ from common import (
     command_line,
     load_base,
     machine_line,
+    model_label,
     new_parser,
     random_neurons,
     write_report,
@@ -121,7 +122,7 @@ def main(argv=None) -> int:
         "# InhibitFT training step vs vanilla training step",
         "",
         machine_line(args),
-        f"- Model: {'tiny llama (tests)' if args.tiny else args.model}, dtype {args.dtype}, "
+        f"- Model: {model_label(args)}, dtype {args.dtype}, "
         f"{args.method}"
         + (f" (targets {args.targets})" if args.method == "lora" else "")
         + f", {sum(p.numel() for p in trainable)} trainable parameters",

@@ -26,6 +26,7 @@ from common import (
     load_with_adapter,
     machine_line,
     make_prompts,
+    model_label,
     new_parser,
     random_neurons,
     write_report,
@@ -118,7 +119,7 @@ def main(argv=None) -> int:
         "# Lockstep patched generation vs plain greedy generation",
         "",
         machine_line(args),
-        f"- Model: {'tiny llama (tests)' if args.tiny else args.model}, "
+        f"- Model: {model_label(args)}, "
         f"adapter: {args.adapter or 'fresh random LoRA on the MLP projections'}, "
         f"dtype {args.dtype}",
         f"- {args.prompts} prompts, batch size {args.batch_size}, max {args.new_tokens} new "

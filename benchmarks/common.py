@@ -17,13 +17,50 @@ import torch
 from polneurons.sites import NeuronSite
 from polneurons.tiny import FIXTURE_TEXT
 
+# Published architectures, for throughput on random weights of their exact shape (no download).
+RANDOM_SHAPES = {
+    "llama-3.1-8b": dict(
+        model_type="llama",
+        hidden_size=4096,
+        intermediate_size=14336,
+        num_hidden_layers=32,
+        num_attention_heads=32,
+        num_key_value_heads=8,
+        vocab_size=128256,
+        max_position_embeddings=131072,
+        rope_theta=500000.0,
+        rms_norm_eps=1e-5,
+        tie_word_embeddings=False,
+    ),
+    "smollm2-135m": dict(
+        model_type="llama",
+        hidden_size=576,
+        intermediate_size=1536,
+        num_hidden_layers=30,
+        num_attention_heads=9,
+        num_key_value_heads=3,
+        vocab_size=49152,
+        max_position_embeddings=8192,
+        rope_theta=100000.0,
+        rms_norm_eps=1e-5,
+        tie_word_embeddings=True,
+    ),
+}
+
 
 def new_parser(description: str, model_help: str, adapter: bool = True) -> argparse.ArgumentParser:
-    """A parser with the required choice --model PATH | --tiny, and --adapter if ``adapter``."""
+    """A parser with the required choice --model PATH | --tiny | --random-shape NAME, and
+    --adapter if ``adapter``."""
     parser = argparse.ArgumentParser(description=description)
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--model", help=model_help)
     source.add_argument("--tiny", action="store_true", help="the 2-layer tiny llama of the tests")
+    source.add_argument(
+        "--random-shape",
+        choices=sorted(RANDOM_SHAPES),
+        help="random weights of this published architecture, built on --device in --dtype (no "
+        "download); prompts are tokenized by the tests' tiny tokenizer",
+    )
     if adapter:
         parser.add_argument("--adapter", help="LoRA adapter folder (default: a fresh random LoRA)")
     return parser
@@ -43,6 +80,17 @@ def load_base(args):
         from polneurons.tiny import tiny_model, tiny_tokenizer
 
         return tiny_model("llama").to(dtype), tiny_tokenizer()
+    if args.random_shape:
+        from transformers import AutoConfig, AutoModelForCausalLM
+
+        from polneurons.tiny import tiny_tokenizer
+
+        shape = dict(RANDOM_SHAPES[args.random_shape])
+        config = AutoConfig.for_model(shape.pop("model_type"), **shape)
+        torch.manual_seed(0)
+        with torch.device(args.device):  # initialise in place: an 8B model never visits the CPU
+            model = AutoModelForCausalLM.from_config(config, dtype=dtype)
+        return model.eval(), tiny_tokenizer()
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     model = AutoModelForCausalLM.from_pretrained(args.model, dtype=dtype)
@@ -65,6 +113,15 @@ def load_with_adapter(args, lora_targets):
                 if "lora_B" in name:  # peft starts B at zero, which would make M_s = M0
                     param.copy_(0.02 * torch.randn(param.shape, generator=generator))
     return model.to(args.device).eval(), tokenizer
+
+
+def model_label(args) -> str:
+    """The report's name of the model: the tests' tiny llama, a random shape, or --model."""
+    if args.tiny:
+        return "tiny llama (tests)"
+    if args.random_shape:
+        return f"{args.random_shape} shape, random weights"
+    return args.model
 
 
 def make_prompts(n: int) -> list[str]:
