@@ -5,7 +5,7 @@ import torch
 from peft import LoraConfig, get_peft_model
 
 import polneurons.activations as activations
-from polneurons.activations import dump_activations, read_dump, rms_contrast
+from polneurons.activations import check_dumps_of_adapter, dump_activations, read_dump, rms_contrast
 from polneurons.errors import IntegrityError
 from polneurons.io import sha256_file
 from polneurons.tiny import FIXTURE_TEXT
@@ -189,3 +189,13 @@ def test_rms_contrast_over_resampled_prompts(peft_llama, tokenizer, tmp_path):
     torch.testing.assert_close(rms_contrast(tmp_path / "dump", prompt_index=resampled), expected)
     with pytest.raises(ValueError):
         rms_contrast(tmp_path / "dump", prompt_index=[len(PROMPTS)])
+
+
+def test_a_dump_of_another_adapter_is_refused_before_localization(peft_llama, tokenizer, tmp_path):
+    for topic, sha in (("race", "a" * 64), ("science", "b" * 64)):
+        dump(peft_llama, tokenizer, tmp_path / topic, meta={"adapter_sha256": sha})
+    dumps = {"race": tmp_path / "race", "science": tmp_path / "science"}
+    check_dumps_of_adapter({"race": dumps["race"]}, "a" * 64)  # the current adapter's: accepted
+    with pytest.raises(IntegrityError, match="science dump .* another adapter") as err:
+        check_dumps_of_adapter(dumps, "a" * 64)
+    assert "\n" not in str(err.value) and "delete" in str(err.value)

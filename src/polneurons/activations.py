@@ -319,6 +319,21 @@ def read_dump(out_dir) -> tuple[dict, Iterator[dict]]:
     return manifest, shards()
 
 
+def check_dumps_of_adapter(dumps: dict[str, str | Path], adapter_sha256: str) -> None:
+    """IntegrityError (one line) unless every dump's manifest records ``adapter_sha256`` (the
+    adapter the neurons are localized for): a dump left over from an earlier training of the
+    run would mix two fine-tuned models' contrasts."""
+    for topic, out_dir in dumps.items():
+        manifest, _ = read_dump(out_dir)
+        recorded = manifest["meta"].get("adapter_sha256")
+        if recorded != adapter_sha256:
+            raise IntegrityError(
+                f"the {topic} dump {out_dir} was made with another adapter "
+                f"({str(recorded)[:12]}, not {adapter_sha256[:12]})",
+                f"delete {out_dir} and rerun: it is dumped again from the current adapter",
+            )
+
+
 def contrast_sums(out_dir, weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Prompt-weighted totals of a dump, streamed shard by shard.
 

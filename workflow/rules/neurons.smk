@@ -35,6 +35,7 @@ rule localize_neurons:
             f"{RES}/{{{{model}}}}/{{{{lean}}}}/{{{{src}}}}/ft/dumps/{{topic}}",
             topic=config["topics"],
         ),
+        adapter=f"{RES}/{{model}}/{{lean}}/{{src}}/ft/train",
     output:
         neurons=directory(f"{RES}/{{model}}/{{lean}}/{{src}}/ft/neurons"),
     log:
