@@ -246,12 +246,8 @@ def _check_semantics(config: dict) -> None:
                 f"model name {name!r} may hold only letters, digits, '-' and '_'",
                 "rename the key under models",
             )
-    control = config["inhibitft"]["random_control"]
-    stray = (
-        [n for n in control if n not in config["inhibitft"]["n"]]
-        if isinstance(control, list)
-        else []
-    )
+    sweep, control = config["inhibitft"]["n"], config["inhibitft"]["random_control"]
+    stray = [n for n in control if n not in sweep] if isinstance(control, list) else []
     if stray:
         raise ConfigError(
             f"inhibitft.random_control {stray} are not among inhibitft.n",
