@@ -16,7 +16,7 @@ with rule_context(snakemake) as ctx:
         record, snakemake.input.adapter, p.dtype, p.device, p.adapter_dtype
     )
     items = eval_items(p.root, [snakemake.wildcards.topic], p.eval_prompts)
-    prompts = eval_prompts(p.root, tok, items, p.prompt_format)
+    prompts = eval_prompts(p.root, tok, items, p.prompt_format, p.topic_names)
     meta = {
         "model": record["source"],
         "model_sha256": record["config_sha256"],

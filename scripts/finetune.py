@@ -11,6 +11,7 @@ p = snakemake.params
 with rule_context(snakemake, seed=p.seed) as ctx:
     from polneurons.finetune import finetune
     from polneurons.neuron_store import inhibited_set
+    from polneurons.neurons import NeuronSet
 
     record = json.loads(Path(snakemake.input.model).read_text())
     model, tok = load_base(record, p.dtype, p.device)
@@ -19,7 +20,11 @@ with rule_context(snakemake, seed=p.seed) as ctx:
     ctx.log.info("%d training examples for %s/%s", len(examples), lean, src)
     inhibit = None
     if p.inhibit:
-        neurons = inhibited_set(snakemake.input.neurons, **p.inhibit, seed=p.seed)
+        if p.inhibit["random"]:  # a drawn random control (rule random_control)
+            neurons = NeuronSet.load(snakemake.input.control)
+        else:
+            spec = {key: p.inhibit[key] for key in ("n", "of", "site")}
+            neurons = inhibited_set(snakemake.input.neurons, **spec)
         ctx.log.info("inhibiting %d neurons (%s)", len(neurons), p.inhibit)
         inhibit = {
             "strategy": p.inhibit["strategy"],

@@ -14,7 +14,7 @@ with rule_context(snakemake) as ctx:
     record = json.loads(Path(snakemake.input.model).read_text())
     model, tok = load_run(record, snakemake.input.adapter, p.dtype, p.device, p.adapter_dtype)
     items = eval_items(p.root, p.test_sets, p.eval_prompts)
-    prompts = eval_prompts(p.root, tok, items, p.prompt_format)
+    prompts = eval_prompts(p.root, tok, items, p.prompt_format, p.topic_names)
     ctx.log.info("%d prompts over %s", len(prompts), ", ".join(p.test_sets))
     responses = greedy_generate(
         model,

@@ -1,18 +1,25 @@
 """inhibitft_tables: vanilla control vs InhibitFT vs random inhibition (TS, CG, reductions with
-CIs, METHOD 5 and 8), the judge-free counterpart, perplexity, and the ablation over n."""
-
-import re
+CIs, METHOD 5 and 8), the judge-free counterpart, perplexity, and the ablation over n. The draws
+of a random control are pooled (mean, CI over prompts, spread _sd over draws); a second table
+lists, per draw and layer, the neurons it could not match in their layer."""
 
 import pandas as pd
 
+from polneurons.config import INHIBIT_KIND
 from polneurons.io import read_json
-from polneurons.metrics import generalization_with_ci
+from polneurons.metrics import draw_spread, generalization_with_ci, pool_draws
 from polneurons.plots import ablation
 from polneurons.rule import rule_context
-from polneurons.tables import collect_loglik, collect_ratings, loglik_shift, parse_run, write_table
+from polneurons.tables import (
+    collect_loglik,
+    collect_ratings,
+    control_table,
+    loglik_shift,
+    parse_run,
+    write_table,
+)
 
 p, out = snakemake.params, snakemake.output
-KIND = re.compile(r"(?P<arm>ift|rnd)-(?P<strategy>[a-z_]+)-n(?P<n>[0-9.]+)")
 
 with rule_context(snakemake) as ctx:
     boot = dict(n_boot=p.scoring["n_boot"], seed=p.seed, alpha=p.scoring["alpha"])
@@ -43,6 +50,11 @@ with rule_context(snakemake) as ctx:
             index=["model", "leaning", "source", "condition"], columns="topic", values="dS_ll"
         )
         .reset_index()
+        .rename_axis(columns=None)
+    )
+    arm = ["model", "leaning", "source"]
+    summary = pool_draws(summary, arm).merge(
+        draw_spread(summary, arm), on=["condition", *arm], how="left"
     )
     write_table(
         summary, out.loglik_csv, out.loglik_md, title="Judge-free TS_ll and CG_ll per condition"
@@ -58,7 +70,7 @@ with rule_context(snakemake) as ctx:
     curve = []
     per_model = main[(main["source"] == "mean") & (main["model"] != "mean")]
     for _, row in per_model.iterrows():
-        kind = KIND.fullmatch(row["condition"])
+        kind = INHIBIT_KIND.fullmatch(row["condition"])
         label = f"{'InhibitFT' if kind['arm'] == 'ift' else 'random'} ({kind['strategy']})"
         for metric in ("CG", "TS"):
             curve.append(
@@ -84,3 +96,9 @@ with rule_context(snakemake) as ctx:
                 }
             )
     ablation(pd.DataFrame(curve), out.png, out.pdf)
+    write_table(
+        control_table(snakemake.input.controls),
+        out.controls_csv,
+        out.controls_md,
+        title="Random inhibition control: per draw and layer, neurons not matched in their layer",
+    )

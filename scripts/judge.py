@@ -27,7 +27,7 @@ with rule_context(snakemake) as ctx:
     items = [
         JudgeItem(
             r["test_set"],
-            None if r["test_set"] in EXTRA_SETS else topic_name(r["test_set"]),
+            None if r["test_set"] in EXTRA_SETS else topic_name(r["test_set"], p.topic_names),
             r["response"],
         )
         for r in rows

@@ -6,6 +6,7 @@ from pathlib import Path
 from polneurons.io import write_jsonl
 from polneurons.models import load_contrast_pair
 from polneurons.neuron_store import patch_set
+from polneurons.neurons import NeuronSet
 from polneurons.patching import patched_generate
 from polneurons.prompts import adds_special_tokens, eval_items, eval_prompts
 from polneurons.rule import rule_context
@@ -21,9 +22,12 @@ with rule_context(snakemake, seed=p.seed) as ctx:
     groups = [(t, [t]) for t in p.topics] if condition == "specific" else [(None, p.test_sets)]
     rows = []
     for topic, test_sets in groups:
-        neurons = patch_set(snakemake.input.neurons, condition, topic, site=p.site, seed=p.seed)
+        if snakemake.input.get("control"):  # a drawn random control (rule random_control)
+            neurons = NeuronSet.load(snakemake.input.control)
+        else:
+            neurons = patch_set(snakemake.input.neurons, condition, topic, site=p.site)
         items = eval_items(p.root, test_sets, p.eval_prompts)
-        prompts = eval_prompts(p.root, tok, items, p.prompt_format)
+        prompts = eval_prompts(p.root, tok, items, p.prompt_format, p.topic_names)
         ctx.log.info("%s: %d neurons, %d prompts", topic or condition, len(neurons), len(prompts))
         responses = patched_generate(
             model,

@@ -1,12 +1,14 @@
 """patching_tables: S of M0, M_s and each patched condition, and the share of the fine-tuning
-shift each patch recovers, (S_patch - S_M0) / (S_Ms - S_M0), with bootstrap CIs (METHOD 7)."""
+shift each patch recovers, (S_patch - S_M0) / (S_Ms - S_M0), with bootstrap CIs (METHOD 7).
+The draws of the random control are pooled: their mean (CI over prompts) and spread (_sd);
+a second table lists, per draw and layer, the neurons it could not match in their layer."""
 
 import pandas as pd
 
-from polneurons.metrics import bootstrap_scores, scores_table
+from polneurons.metrics import bootstrap_scores, draw_spread, pool_draws, scores_table
 from polneurons.plots import patching_bars
 from polneurons.rule import rule_context
-from polneurons.tables import collect_ratings, write_table
+from polneurons.tables import collect_ratings, control_table, write_table
 
 p, out = snakemake.params, snakemake.output
 CONDITIONS = ["base", "ft"] + [f"patch-{c}" for c in p.conditions]
@@ -43,15 +45,22 @@ with rule_context(snakemake) as ctx:
     keys = ["model", "source", "condition", "test_set"]
     frames, bars = [], []
     for leaning, ratings in collect_ratings(snakemake.input.ratings).items():
-        point = scores_table(ratings)
+        per_draw = scores_table(ratings)
+        point = pool_draws(per_draw, ["model", "source", "test_set"])
         reps = bootstrap_scores(ratings, n_boot=p.scoring["n_boot"], seed=p.seed)
+        reps = pool_draws(reps, ["model", "source", "test_set", "replicate"])
         table = recovered(point)
         quantiles = recovered(reps).groupby(keys)[["S", "recovered"]]
         low = quantiles.quantile(p.scoring["alpha"] / 2).add_suffix("_lo")
         high = quantiles.quantile(1 - p.scoring["alpha"] / 2).add_suffix("_hi")
-        table = table.merge(low.join(high).reset_index(), on=keys, how="left").assign(
-            leaning=leaning
+        spread = draw_spread(recovered(per_draw), ["model", "source", "test_set"])
+        table = (
+            table.merge(low.join(high).reset_index(), on=keys, how="left")
+            .merge(spread[[*keys, "S_sd", "recovered_sd"]], on=keys, how="left")
+            .assign(leaning=leaning)
         )
+        # the "all" rows of a condition have as many draws as its per-test-set rows
+        table["draws"] = table.groupby(["model", "source", "condition"])["draws"].transform("max")
         frames.append(table)
         # the bar chart also shows M0 on each source's panel
         s_ci = reps.groupby(["model", "condition", "source", "test_set"])["S"]
@@ -81,6 +90,9 @@ with rule_context(snakemake) as ctx:
         "recovered",
         "recovered_lo",
         "recovered_hi",
+        "draws",
+        "S_sd",
+        "recovered_sd",
     ]
     table = table[table["condition"] != "ft"][columns].sort_values(
         ["model", "leaning", "source", "condition", "test_set"]
@@ -89,4 +101,11 @@ with rule_context(snakemake) as ctx:
         table, out.csv, out.md, title="Activation patching: S and recovered share of the FT shift"
     )
     ctx.log.info("\n%s", table[table["test_set"] == "all"].round(3).to_string(index=False))
+    controls = control_table(snakemake.input.controls)
+    write_table(
+        controls,
+        out.controls_csv,
+        out.controls_md,
+        title="Random patching control: per draw and layer, neurons not matched in their layer",
+    )
     patching_bars(pd.concat(bars, ignore_index=True), [c for c in CONDITIONS], out.png, out.pdf)

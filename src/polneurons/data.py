@@ -10,7 +10,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from polneurons.errors import DataError, EnvironmentProblem, IntegrityError
+from polneurons.errors import ConfigError, DataError, EnvironmentProblem, IntegrityError
 from polneurons.io import atomic_path, sha256_file
 
 TOPICS = (
@@ -282,6 +282,19 @@ def training_examples(
     return pool
 
 
-def topic_name(topic: str) -> str:
-    """Human-readable topic for the templates: 'crime_and_gun' -> 'crime and gun'."""
-    return topic.replace("_", " ")
+TOPIC_NAME_STYLES = ("as_released", "spaced")
+
+
+def topic_name(topic: str, style: str) -> str:
+    """A topic as the answer and judge templates get it (config prompt_topic_names, METHOD 4).
+
+    as_released: the snake_case name, as the authors' scripts pass it ('crime_and_gun');
+    spaced: underscores as spaces ('crime and gun').
+    """
+    if style == "as_released":
+        return topic
+    if style == "spaced":
+        return topic.replace("_", " ")
+    raise ConfigError(
+        f"prompt_topic_names: unknown style {style!r}", f"use one of {', '.join(TOPIC_NAME_STYLES)}"
+    )

@@ -198,6 +198,46 @@ def bootstrap_scores(
     return replicates
 
 
+# ---------------------------------------------------------------- draws of a random control
+
+
+def _drawn(frame: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+    from polneurons.config import split_draw
+
+    base = frame["condition"].map(lambda c: split_draw(c)[0])
+    return base, base != frame["condition"]
+
+
+def pool_draws(frame: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
+    """The draws of each random control (condition <kind>-s<k>) as one row under <kind>.
+
+    Every column outside `keys` and `condition` is averaged over the draws (a score, or a
+    replicate's score: the bootstrap then gives the CI of the mean over draws); `draws` is
+    their number (1 for a condition without draws). `keys` are the columns that identify a row
+    apart from the condition (e.g. model, source, test_set, replicate).
+    """
+    base, drawn = _drawn(frame)
+    by = ["condition", *keys]
+    values = [c for c in frame.columns if c not in by]
+    pooled = frame[drawn].assign(condition=base[drawn]).groupby(by, as_index=False, dropna=False)
+    pooled = (
+        pooled[values]
+        .mean()
+        .merge(pooled.size().rename(columns={"size": "draws"}), on=by, how="left")
+    )
+    return pd.concat([frame[~drawn].assign(draws=1), pooled], ignore_index=True)
+
+
+def draw_spread(frame: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
+    """The spread over the draws of each random control: per <kind> and `keys`, the standard
+    deviation (ddof 1; NaN for one draw) of every other numeric column, as <column>_sd."""
+    base, drawn = _drawn(frame)
+    by = ["condition", *keys]
+    values = [c for c in frame.select_dtypes("number").columns if c not in by and c != "replicate"]
+    grouped = frame[drawn].assign(condition=base[drawn]).groupby(by, dropna=False)[values]
+    return grouped.std(ddof=1).add_suffix("_sd").reset_index()
+
+
 # ---------------------------------------------------------------- generalization (section 5)
 
 
@@ -256,10 +296,23 @@ def topic_shift_and_cg(
 
 
 def reduction(cg_ft, cg_x) -> dict:
-    """Reduction of cross-topic generalization by a mitigation X (scalars or arrays)."""
+    """Reduction of cross-topic generalization by a mitigation X (scalars or arrays).
+
+    METHOD.md section 5 writes absolute = CG_FT(s) - CG_X(s), which is negative for a working
+    mitigation of a left fine-tune (CG_FT < 0). Here both are measured towards the fine-tuning's
+    direction, sign(CG_FT): absolute = sign(CG_FT) * (CG_FT - CG_X), relative = absolute /
+    |CG_FT| (= 1 - CG_X / CG_FT, METHOD's relative, for either sign). Positive: X moved CG back
+    towards 0; 1 (relative): all of it. NaN where CG_FT = 0 (no direction to reduce).
+    """
+    cg_ft, cg_x = np.asarray(cg_ft, dtype=float), np.asarray(cg_x, dtype=float)
+    direction = np.where(cg_ft == 0, np.nan, np.sign(cg_ft))
     with np.errstate(divide="ignore", invalid="ignore"):
-        # METHOD.md section 5: relative = 1 - CG_X(s) / CG_FT(s), absolute = CG_FT(s) - CG_X(s)
-        return {"relative": 1 - np.divide(cg_x, cg_ft), "absolute": np.subtract(cg_ft, cg_x)}
+        # METHOD.md section 5, signed by the direction of the fine-tuning's shift
+        absolute = direction * (cg_ft - cg_x)
+        relative = np.divide(absolute, np.abs(cg_ft))
+    if absolute.ndim == 0:
+        return {"relative": float(relative), "absolute": float(absolute)}
+    return {"relative": relative, "absolute": absolute}
 
 
 def ts_kept(ts_ft, ts_x):
@@ -277,10 +330,13 @@ def mitigation_table(
     per-source `relative` when some CG_FT(s) is near zero; per source the two coincide."""
     keys = ["model", "source", *_replicate(tscg)]
     ft = tscg.loc[tscg["condition"] == ft_condition, [*keys, "CG", "TS"]]
+    carried = ["draws"] if "draws" in tscg.columns else []  # from pool_draws
     rows = []
     for x in x_conditions:
         paired = ft.merge(
-            tscg.loc[tscg["condition"] == x, [*keys, "CG", "TS"]], on=keys, suffixes=("_ft", "_x")
+            tscg.loc[tscg["condition"] == x, [*keys, "CG", "TS", *carried]],
+            on=keys,
+            suffixes=("_ft", "_x"),
         )
         if paired.empty:
             raise DataError(
@@ -313,7 +369,7 @@ def _attach_ci(
     point: pd.DataFrame, replicates: pd.DataFrame, keys: list[str], alpha: float
 ) -> pd.DataFrame:
     """point with <value>_lo and <value>_hi columns: percentile CIs of each value over replicates."""
-    values = [c for c in replicates.columns if c not in keys and c != "replicate"]
+    values = [c for c in replicates.columns if c not in keys and c not in ("replicate", "draws")]
     grouped = replicates.groupby(keys, dropna=False)[values]
     low = grouped.quantile(alpha / 2).add_suffix("_lo")
     high = grouped.quantile(1 - alpha / 2).add_suffix("_hi")
@@ -333,14 +389,22 @@ def generalization_with_ci(
 ) -> dict[str, pd.DataFrame]:
     """From per-prompt ratings {(model, condition, source, test_set): [rating, ...]}:
     {"scores", "delta", "tscg", "mitigation"} tables, each value with _lo/_hi bootstrap CI columns
-    ("mitigation" only when x_conditions are given)."""
+    ("mitigation" only when x_conditions are given).
+
+    In "mitigation" the draws of a random control (<kind>-s<k>) are one row under <kind>: the
+    mean over draws (`draws` of them; its CI over prompts), and <value>_sd, the spread over
+    draws (pool_draws, draw_spread). The other tables keep one row per draw."""
+    from polneurons.config import split_draw
+
+    pooled_x = list(dict.fromkeys(split_draw(x)[0] for x in x_conditions))
 
     def tables(scores: pd.DataFrame) -> dict[str, pd.DataFrame]:
         delta = delta_matrix(scores, base_condition)
         tscg = topic_shift_and_cg(delta, topics, extra_sets)
         result = {"scores": scores, "delta": delta, "tscg": tscg}
         if x_conditions:
-            result["mitigation"] = mitigation_table(tscg, x_conditions, ft_condition)
+            pooled = pool_draws(tscg, ["model", "source", *_replicate(tscg)])
+            result["mitigation"] = mitigation_table(pooled, pooled_x, ft_condition)
         return result
 
     point = tables(scores_table(ratings))
@@ -351,9 +415,18 @@ def generalization_with_ci(
         "tscg": ARM_COLUMNS,
         "mitigation": ARM_COLUMNS,
     }
-    return {
+    result = {
         name: _attach_ci(point[name], replicates[name], list(keys[name]), alpha) for name in point
     }
+    if x_conditions:
+        spread = draw_spread(
+            mitigation_table(point["tscg"], x_conditions, ft_condition), ["model", "source"]
+        )
+        spread = spread[[c for c in spread.columns if not c.endswith("_ft_sd")]]
+        result["mitigation"] = result["mitigation"].merge(
+            spread, on=["condition", "model", "source"], how="left"
+        )
+    return result
 
 
 # ---------------------------------------------------------------- judge-free stance (section 4)

@@ -15,7 +15,14 @@ import torch
 
 from polneurons.errors import ConfigError, IntegrityError
 from polneurons.io import atomic_path, read_json, save_torch, write_json, write_text
-from polneurons.neurons import NeuronSet, random_like, summary, top_fraction
+from polneurons.neurons import (
+    NeuronSet,
+    control_report,
+    draw_seed,
+    random_like,
+    summary,
+    top_fraction,
+)
 
 
 def save_localization(out_dir, general, specific, r_by_topic, info: dict) -> None:
@@ -60,22 +67,39 @@ def load_summary(neurons_dir) -> dict:
     return read_json(Path(neurons_dir) / "summary.json")
 
 
-def inhibited_set(
-    neurons_dir, *, strategy: str, n: float, of: str, random: bool, site: str, seed: int
-) -> NeuronSet:
-    """F_n: the top n% of G (METHOD 8), or as many random neurons with the same per-layer counts."""
-    chosen = top_fraction(load_general(neurons_dir, site), n, of=of)
-    return random_like(chosen, seed=seed) if random else chosen
+def inhibited_set(neurons_dir, *, n: float, of: str, site: str) -> NeuronSet:
+    """F_n: the top n% of G (METHOD 8)."""
+    return top_fraction(load_general(neurons_dir, site), n, of=of)
 
 
-def patch_set(neurons_dir, condition: str, topic: str | None, *, site: str, seed: int) -> NeuronSet:
-    """The neurons a patching condition overwrites (METHOD 7): G, S_t, or random with G's layer counts."""
+def patch_set(neurons_dir, condition: str, topic: str | None, *, site: str) -> NeuronSet:
+    """The neurons a patching condition overwrites (METHOD 7): G or S_t (random: `random_control`)."""
     if condition == "general":
         return load_general(neurons_dir, site)
     if condition == "specific":
         return load_specific(neurons_dir, topic, site)
-    if condition == "random":
-        return random_like(load_general(neurons_dir, site), seed=seed)
-    raise ConfigError(
-        f"unknown patching condition {condition!r}", "use general, specific or random"
-    )
+    raise ConfigError(f"unknown patching condition {condition!r}", "use general or specific")
+
+
+def treated_set(neurons_dir, spec: dict) -> NeuronSet:
+    """The set a random control stands in for: G (patching) or F_n (InhibitFT, spec "n", "of")."""
+    if spec["treated"] == "general":
+        return load_general(neurons_dir, spec["site"])
+    return inhibited_set(neurons_dir, n=spec["n"], of=spec["of"], site=spec["site"])
+
+
+def random_control(neurons_dir, spec: dict, seed: int) -> tuple[NeuronSet, dict]:
+    """Draw `spec["draw"]` of a random control (METHOD 7, 8) and its report.
+
+    As many random neurons as the treated set (G or F_n, `treated_set`), never inside it, with
+    its per-layer counts where a layer has enough other neurons and the shortfall spilled to
+    the nearest layers otherwise (`neurons.random_like`); the report counts them per layer.
+    """
+    treated = treated_set(neurons_dir, spec)
+    control = random_like(treated, seed=draw_seed(seed, spec["draw"]), exclude=treated)
+    return control, {**spec, "seed": seed, **control_report(treated, control)}
+
+
+def save_control(control: NeuronSet, report: dict, path, report_path) -> None:
+    control.save(path)
+    write_json(report_path, report)

@@ -8,6 +8,7 @@ canonical order, so every selection is deterministic.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -200,24 +201,68 @@ def jaccard(a: NeuronSet, b: NeuronSet) -> float:
     return shared / union if union else 1.0
 
 
+def draw_seed(seed: int, draw: int) -> int:
+    """The generator seed of random-control draw `draw` under the config `seed` (METHOD 7, 8).
+
+    Distinct for every (seed, draw) pair, so the draws of one config are independent and a
+    draw does not reappear as another draw of a neighbouring seed.
+    """
+    digest = hashlib.sha256(f"polneurons-random-control-{seed}-{draw}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> 1
+
+
+def layer_quotas(counts: list[int], free: list[int]) -> tuple[list[int], list[int]]:
+    """How many random neurons each layer gives, for a control matching `counts` per layer.
+
+    Every layer first gives its own count, or all of its `free` (not excluded) neurons when it
+    has fewer; that shortfall is the layer's `unmatched` count. Each unmatched neuron then spills
+    to the nearest layer that still has free neurons (distance in layers; on a tie the lower
+    layer first; the short layers are served in ascending order), so the control keeps its size
+    and stays as close to the treated set's depth profile as the exclusion allows (METHOD 7, 8).
+    Returns (quota, unmatched), one entry per layer; ConfigError if all layers together have
+    fewer free neurons than `counts` asks.
+    """
+    if sum(free) < sum(counts):
+        raise ConfigError(
+            f"a random control needs {sum(counts)} neurons but only {sum(free)} are outside "
+            "the treated set",
+            "lower the neuron percentage (neurons.k or inhibitft.n)",
+        )
+    quota = [min(c, f) for c, f in zip(counts, free, strict=True)]
+    unmatched = [c - q for c, q in zip(counts, quota, strict=True)]
+    left = [f - q for f, q in zip(free, quota, strict=True)]
+    n_layers = len(counts)
+    for layer in range(n_layers):
+        need = unmatched[layer]
+        for distance in range(1, n_layers):
+            if need == 0:
+                break
+            for other in (layer - distance, layer + distance):
+                if 0 <= other < n_layers and left[other] and need:
+                    take = min(need, left[other])
+                    quota[other] += take
+                    left[other] -= take
+                    need -= take
+    return quota, unmatched
+
+
 def random_like(neuron_set: NeuronSet, seed: int, exclude: NeuronSet | None = None) -> NeuronSet:
-    """Random neurons with the same count in every layer (seeded), avoiding `exclude`; score 0."""
+    """Random neurons (seeded, score 0) with `neuron_set`'s per-layer counts, avoiding `exclude`.
+
+    Where a layer has too few neurons outside `exclude`, all of them are taken and the rest
+    spill to the nearest layers (`layer_quotas`); `control_report` counts them.
+    """
     allowed = torch.ones(neuron_set.n_layers, neuron_set.width, dtype=torch.bool)
     if exclude is not None:
         _same_site(neuron_set, exclude)
         allowed &= ~exclude.as_mask()
+    quota, _ = layer_quotas(neuron_set.per_layer_counts().tolist(), allowed.sum(dim=1).tolist())
     generator = torch.Generator().manual_seed(seed)
     layers, indices = [], []
-    for layer, count in enumerate(neuron_set.per_layer_counts().tolist()):
+    for layer, count in enumerate(quota):
         if count == 0:
             continue
         candidates = allowed[layer].nonzero().flatten()
-        if len(candidates) < count:
-            raise ConfigError(
-                f"cannot draw {count} random neurons in layer {layer}: "
-                f"only {len(candidates)} are not excluded",
-                "lower the neuron percentage or drop the exclusion",
-            )
         chosen = candidates[torch.randperm(len(candidates), generator=generator)[:count]]
         layers.append(torch.full((count,), layer))
         indices.append(chosen)
@@ -229,6 +274,28 @@ def random_like(neuron_set: NeuronSet, seed: int, exclude: NeuronSet | None = No
         neuron_set.n_layers,
         neuron_set.width,
     )
+
+
+def control_report(treated: NeuronSet, control: NeuronSet) -> dict:
+    """Per layer, how a random control matches its treated set (JSON-ready).
+
+    `unmatched`: the treated neurons of a layer the control could not match there (the layer
+    has too few neurons outside the treated set); `spilled_in`: control neurons a layer holds
+    beyond its treated count; `overlap`: neurons in both sets (0 for a control drawn by
+    `random_like(treated, seed, exclude=treated)`).
+    """
+    _same_site(treated, control)
+    want, got = treated.per_layer_counts(), control.per_layer_counts()
+    return {
+        "size": len(control),
+        "treated_size": len(treated),
+        "overlap": int(torch.isin(control.flat, treated.flat).sum()),
+        "unmatched_total": int((want - got).clamp(min=0).sum()),
+        "treated_per_layer": want.tolist(),
+        "control_per_layer": got.tolist(),
+        "unmatched_per_layer": (want - got).clamp(min=0).tolist(),
+        "spilled_in_per_layer": (got - want).clamp(min=0).tolist(),
+    }
 
 
 def top_fraction(

@@ -8,12 +8,13 @@ from polneurons.errors import ConfigError
 PROMPT_FORMATS = ("bare", "chat")
 
 
-def answer_prompt(templates: dict[str, str], test_set: str, text: str) -> str:
+def answer_prompt(templates: dict[str, str], test_set: str, text: str, topic_names: str) -> str:
     """answer_prompt.txt (slots: topic, topic, instruction) for the six topics; answer_prompt2.txt
-    (slot: statement) for pct and questionnaire (METHOD 4)."""
+    (slot: statement) for pct and questionnaire (METHOD 4). The topic is written as
+    `topic_names` says (data.topic_name)."""
     if test_set in EXTRA_SETS:
         return templates["answer_prompt2"].format(text)
-    name = topic_name(test_set)
+    name = topic_name(test_set, topic_names)
     return templates["answer_prompt"].format(name, name, text)
 
 
@@ -62,10 +63,16 @@ def eval_items(root, test_sets, limit: int | None) -> list[dict]:
     return items
 
 
-def eval_prompts(root, tokenizer, items: list[dict], prompt_format: str) -> list[str]:
+def eval_prompts(
+    root, tokenizer, items: list[dict], prompt_format: str, topic_names: str
+) -> list[str]:
     templates = load_templates(root)
     return [
-        render(tokenizer, answer_prompt(templates, it["test_set"], it["text"]), prompt_format)
+        render(
+            tokenizer,
+            answer_prompt(templates, it["test_set"], it["text"], topic_names),
+            prompt_format,
+        )
         for it in items
     ]
 

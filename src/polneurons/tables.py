@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from polneurons.io import atomic_path, read_jsonl
+from polneurons.io import atomic_path, read_json, read_jsonl
 
 
 def parse_run(path: str | Path) -> dict:
@@ -87,6 +87,40 @@ def loglik_shift(frame: pd.DataFrame, topics, n_boot: int, seed: int, alpha: flo
         ts = diffs[source].mean() if source in diffs else np.nan
         cg = np.mean([diffs[t].mean() for t in others]) if others else np.nan
         rows += [dict(**key, topic="TS_ll", dS_ll=ts), dict(**key, topic="CG_ll", dS_ll=cg)]
+    return pd.DataFrame(rows)
+
+
+def control_table(report_paths) -> pd.DataFrame:
+    """Per random-control draw and layer (layers the treated set or the draw touch): the treated
+    count, the draw's count, the neurons it could not match in that layer (`unmatched`: too few
+    neurons outside the treated set there) and those it took there instead (`spilled_in`), with
+    the draw's overlap with the treated set (0 by construction). From random_control's reports."""
+    rows = []
+    for path in report_paths:
+        run, report = parse_run(Path(path).parent), read_json(path)
+        per_layer = zip(
+            report["treated_per_layer"],
+            report["control_per_layer"],
+            report["unmatched_per_layer"],
+            report["spilled_in_per_layer"],
+            strict=True,
+        )
+        for layer, (treated, drawn, unmatched, spilled) in enumerate(per_layer):
+            if treated or drawn:
+                rows.append(
+                    {
+                        **run,
+                        "treated": report["treated"],
+                        "draw": report["draw"],
+                        "layer": layer,
+                        "treated_count": treated,
+                        "control_count": drawn,
+                        "unmatched": unmatched,
+                        "spilled_in": spilled,
+                        "overlap_total": report["overlap"],
+                        "unmatched_total": report["unmatched_total"],
+                    }
+                )
     return pd.DataFrame(rows)
 
 

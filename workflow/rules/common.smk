@@ -1,6 +1,16 @@
 # Helpers shared by the rules: paths, run ids, resources. The config is already validated.
+import re
+
 from polneurons.data import TOPICS, FILES
-from polneurons.config import inhibitft_finetune, random_control_at
+from polneurons.config import (
+    control_draws,
+    control_spec,
+    inhibit_spec,
+    data_settings,
+    drawn_kind,
+    inhibitft_finetune,
+    random_control_at,
+)
 
 RES = config["results"]
 MODELS = list(config["models"])
@@ -26,14 +36,23 @@ def inhibitft_kinds():
             for n in IFT["n"]:
                 kinds.append(f"ift-{strategy}-n{fmt_n(n)}")
                 if random_control_at(IFT, n):
-                    kinds.append(f"rnd-{strategy}-n{fmt_n(n)}")
+                    kinds += [
+                        drawn_kind(f"rnd-{strategy}-n{fmt_n(n)}", k)
+                        for k in control_draws(config)
+                    ]
     return kinds
 
 
 def patch_kinds():
     if not config["patching"]["enabled"]:
         return []
-    return [f"patch-{c}" for c in config["patching"]["conditions"]]
+    kinds = []
+    for c in config["patching"]["conditions"]:
+        if c == "random":
+            kinds += [drawn_kind("patch-random", k) for k in control_draws(config)]
+        else:
+            kinds.append(f"patch-{c}")
+    return kinds
 
 
 def run_ids(kinds, sources=None):
@@ -49,11 +68,18 @@ def alt(values):
     return "|".join(sorted(str(v).replace(".", r"\.") for v in values))
 
 
-TRAIN_KIND_RE = r"ft|ftctl|(ift|rnd)-(freeze_rows|stopgrad)-n[0-9.]+"
+# a random control's kind ends in -s<draw> (polneurons.config.drawn_kind)
+INHIBIT_KIND_RE = (
+    r"ift-(freeze_rows|stopgrad)-n[0-9.]+|rnd-(freeze_rows|stopgrad)-n[0-9.]+-s[0-9]+"
+)
+TRAIN_KIND_RE = rf"ft|ftctl|{INHIBIT_KIND_RE}"
+CONTROL_KIND_RE = r"patch-random-s[0-9]+|rnd-(freeze_rows|stopgrad)-n[0-9.]+-s[0-9]+"
 RUN_RE = (
     rf"base|({alt(config['leanings'])})/({alt(config['source_topics'])})/"
-    rf"({TRAIN_KIND_RE}|patch-(general|specific|random))"
+    rf"({TRAIN_KIND_RE}|patch-(general|specific|random-s[0-9]+))"
 )
+# config["data"] without where the files come from: a param only of what changes a result
+DATA = data_settings(config["data"])
 
 
 wildcard_constraints:
@@ -74,6 +100,17 @@ def adapter_of(wc):
     if wc.run == "base":
         return []
     return f"{RES}/{wc.model}/{wc.run}/train"
+
+
+def control_of(kind):
+    """The drawn random-control neurons a run of this kind uses (none for other kinds)."""
+
+    def inputs(wc):
+        if not re.fullmatch(CONTROL_KIND_RE, kind(wc)):
+            return []
+        return f"{RES}/{wc.model}/{wc.lean}/{wc.src}/{kind(wc)}/control/neurons.pt"
+
+    return inputs
 
 
 def params_b(wc):
@@ -127,6 +164,12 @@ def per_run(name, kinds, sources=None, with_base=True):
         [f"{m}/base" for m in MODELS] if with_base else []
     )
     return [f"{RES}/{run}/{name}" for run in runs]
+
+
+def control_reports(kinds, sources=None):
+    """The draw reports of the random controls among these run kinds."""
+    drawn = [k for k in kinds if re.fullmatch(CONTROL_KIND_RE, k)]
+    return per_run("control/report.json", drawn, sources, with_base=False)
 
 
 def inhibitft_runs(name, kinds=None):

@@ -73,8 +73,10 @@ rule neuron_tables:
 rule patching_tables:
     input:
         ratings=per_run("ratings.jsonl", ["ft"] + patch_kinds(), PATCH_SOURCES),
+        controls=control_reports(patch_kinds(), PATCH_SOURCES),
     output:
         **table_paths("patching", category="3. Activation patching"),
+        **table_paths("patching_controls", "controls"),
         png=report_item(
             figure_paths("patching")["png"],
             "3. Activation patching",
@@ -101,12 +103,14 @@ rule inhibitft_tables:
         perplexity=inhibitft_runs(
             "perplexity.json", [k for k in inhibitft_kinds() if k.startswith("ift")]
         ),
+        controls=control_reports(inhibitft_kinds(), IFT_SOURCES),
     output:
         **table_paths(
             "inhibitft_main", exts=("csv", "md", "tex"), category="4. InhibitFT"
         ),
         **table_paths("perplexity", "ppl", category="4. InhibitFT"),
         **table_paths("inhibitft_loglik", "loglik", category="4. InhibitFT"),
+        **table_paths("inhibitft_controls", "controls"),
         png=report_item(
             figure_paths("ablation")["png"], "4. InhibitFT", "ablation", "ablation.rst"
         ),

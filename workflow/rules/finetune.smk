@@ -24,7 +24,7 @@ rule finetune:
             config["finetune"] if wc.kind == "ft" else inhibitft_finetune(config)
         ),
         inhibit=None,
-        data=config["data"],
+        data=DATA,
         seed=config["seed"],
         prompt_format=config["prompt_format"],
         topics=config["topics"],
@@ -39,20 +39,15 @@ rule inhibitft:
         model=model_record,
         files=rules.download_data.output.files,
         neurons=f"{RES}/{{model}}/{{lean}}/{{src}}/ft/neurons",
+        control=control_of(lambda wc: wc.kind),
     output:
-        train=directory(
-            protected(
-                f"{RES}/{{model}}/{{lean}}/{{src}}/{{control}}-{{strategy}}-n{{n}}/train"
-            )
-        ),
+        train=directory(protected(f"{RES}/{{model}}/{{lean}}/{{src}}/{{kind}}/train")),
     log:
-        f"{RES}/logs/inhibitft/{{model}}/{{lean}}/{{src}}/{{control}}-{{strategy}}-n{{n}}.log",
+        f"{RES}/logs/inhibitft/{{model}}/{{lean}}/{{src}}/{{kind}}.log",
     benchmark:
-        f"{RES}/benchmarks/inhibitft/{{model}}/{{lean}}/{{src}}/{{control}}-{{strategy}}-n{{n}}.tsv"
+        f"{RES}/benchmarks/inhibitft/{{model}}/{{lean}}/{{src}}/{{kind}}.tsv"
     wildcard_constraints:
-        control="ift|rnd",
-        strategy="freeze_rows|stopgrad",
-        n="[0-9.]+",
+        kind=INHIBIT_KIND_RE,
     conda:
         "../../envs/polneurons.yaml"
     threads: config["resources"]["threads"]
@@ -61,14 +56,8 @@ rule inhibitft:
     params:
         root=data_root,
         settings=inhibitft_finetune(config),
-        inhibit=lambda wc: {
-            "strategy": wc.strategy,
-            "n": float(wc.n),
-            "of": IFT["of"],
-            "random": wc.control == "rnd",
-            "site": config["neurons"]["site"],
-        },
-        data=config["data"],
+        inhibit=lambda wc: inhibit_spec(wc.kind, IFT, config["neurons"]["site"]),
+        data=DATA,
         seed=config["seed"],
         prompt_format=config["prompt_format"],
         topics=config["topics"],

@@ -21,6 +21,7 @@ rule dump_activations:
         root=data_root,
         eval_prompts=config["data"]["eval_prompts"],
         neurons=config["neurons"],
+        topic_names=config["prompt_topic_names"],
         prompt_format=config["prompt_format"],
         device=config["device"],
         dtype=config["dtype"],
@@ -53,3 +54,26 @@ rule localize_neurons:
         seed=config["seed"],
     script:
         "../../scripts/localize_neurons.py"
+
+
+# One draw of a random control (METHOD 7, 8): as many neurons as G (patch-random-s<k>) or F_n
+# (rnd-<strategy>-n<n>-s<k>), none of them in that set; cached like any run.
+rule random_control:
+    input:
+        neurons=f"{RES}/{{model}}/{{lean}}/{{src}}/ft/neurons",
+    output:
+        neurons=f"{RES}/{{model}}/{{lean}}/{{src}}/{{kind}}/control/neurons.pt",
+        checksum=f"{RES}/{{model}}/{{lean}}/{{src}}/{{kind}}/control/neurons.pt.sha256",
+        report=f"{RES}/{{model}}/{{lean}}/{{src}}/{{kind}}/control/report.json",
+    log:
+        f"{RES}/logs/random_control/{{model}}/{{lean}}/{{src}}/{{kind}}.log",
+    wildcard_constraints:
+        kind=CONTROL_KIND_RE,
+    localrule: True
+    conda:
+        "../../envs/polneurons.yaml"
+    params:
+        spec=lambda wc: control_spec(wc.kind, IFT, config["neurons"]["site"]),
+        seed=config["seed"],
+    script:
+        "../../scripts/random_control.py"

@@ -7,6 +7,7 @@ rule patch_generate:
         files=rules.download_data.output.files,
         adapter=f"{RES}/{{model}}/{{lean}}/{{src}}/ft/train",
         neurons=f"{RES}/{{model}}/{{lean}}/{{src}}/ft/neurons",
+        control=control_of(lambda wc: f"patch-{wc.condition}"),
     output:
         generations=f"{RES}/{{model}}/{{lean}}/{{src}}/patch-{{condition}}/generations.jsonl",
     log:
@@ -14,7 +15,7 @@ rule patch_generate:
     benchmark:
         f"{RES}/benchmarks/patch_generate/{{model}}/{{lean}}/{{src}}/{{condition}}.tsv"
     wildcard_constraints:
-        condition="general|specific|random",
+        condition="general|specific|random-s[0-9]+",
     conda:
         "../../envs/polneurons.yaml"
     threads: config["resources"]["threads"]
@@ -26,6 +27,7 @@ rule patch_generate:
         test_sets=TEST_SETS,
         eval_prompts=config["data"]["eval_prompts"],
         generation=config["generation"],
+        topic_names=config["prompt_topic_names"],
         site=config["neurons"]["site"],
         prompt_format=config["prompt_format"],
         seed=config["seed"],

@@ -27,6 +27,7 @@ rule generate:
         test_sets=TEST_SETS,
         eval_prompts=config["data"]["eval_prompts"],
         generation=config["generation"],
+        topic_names=config["prompt_topic_names"],
         prompt_format=config["prompt_format"],
         device=config["device"],
         dtype=config["dtype"],
@@ -57,6 +58,7 @@ rule judge:
     params:
         root=data_root,
         judge=config["judge"],
+        topic_names=config["prompt_topic_names"],
         cache=f"{RES}/judge/openai_cache.jsonl",
     script:
         "../../scripts/judge.py"
@@ -105,7 +107,7 @@ rule score_likelihood:
     params:
         root=data_root,
         topics=config["topics"],
-        data=config["data"],
+        data=DATA,
         perplexity=config["perplexity"],
         seed=config["seed"],
         prompt_format=config["prompt_format"],
