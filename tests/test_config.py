@@ -5,10 +5,25 @@ from pathlib import Path
 import pytest
 import yaml
 
-from polneurons.config import inhibitft_finetune, random_control_at, validate_config
+from polneurons.config import (
+    control_draws,
+    control_spec,
+    data_settings,
+    drawn_kind,
+    inhibit_spec,
+    inhibitft_finetune,
+    random_control_at,
+    split_draw,
+    validate_config,
+)
 from polneurons.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def _with_mlp_targets(cfg: dict) -> dict:
+    """The paper's defaults plus MLP targets for InhibitFT (else its q/v LoRA is refused)."""
+    return {**cfg, "inhibitft": {"finetune": {"lora": {"target_modules": ["down_proj"]}}}}
 
 
 def test_empty_config_gets_the_papers_defaults():
@@ -88,3 +103,57 @@ def test_a_stage_source_topic_without_its_vanilla_run_is_refused(stage):
     cfg[stage]["source_topics"] = ["race"]
     with pytest.raises(ConfigError, match=f"{stage}.source_topics \\['race'\\] are not among"):
         validate_config(cfg)
+
+
+def test_random_controls_default_to_three_draws_and_the_embedded_default_to_one():
+    assert validate_config(_with_mlp_targets({}))["controls"]["seeds"] == 3
+    embedded = yaml.safe_load((REPO / "config.yaml").read_text())
+    assert embedded["controls"]["seeds"] == 1
+    paper = yaml.safe_load((REPO / "configs" / "paper.yaml").read_text())
+    assert validate_config(paper)["controls"]["seeds"] == 3
+    assert control_draws(validate_config(paper)) == [0, 1, 2]
+
+
+def test_prompt_topic_names_default_to_spaced_and_the_paper_uses_the_released_names():
+    assert validate_config(_with_mlp_targets({}))["prompt_topic_names"] == "spaced"
+    paper = yaml.safe_load((REPO / "configs" / "paper.yaml").read_text())
+    assert validate_config(paper)["prompt_topic_names"] == "as_released"
+    with pytest.raises(ConfigError, match="prompt_topic_names") as err:
+        validate_config(_with_mlp_targets({"prompt_topic_names": "Title"}))
+    assert "\n" not in str(err.value)
+
+
+def test_a_random_control_kind_names_its_draw_and_its_treated_set():
+    ift = {"of": "general"}
+    assert drawn_kind("patch-random", 2) == "patch-random-s2"
+    assert split_draw("rnd-freeze_rows-n7.5-s1") == ("rnd-freeze_rows-n7.5", 1)
+    assert split_draw("ift-freeze_rows-n5") == ("ift-freeze_rows-n5", None)
+    assert control_spec("patch-random-s0", ift, "mlp_output") == {
+        "treated": "general",
+        "site": "mlp_output",
+        "draw": 0,
+    }
+    assert control_spec("rnd-stopgrad-n7.5-s2", ift, "mlp_output") == {
+        "treated": "top",
+        "n": 7.5,
+        "of": "general",
+        "site": "mlp_output",
+        "draw": 2,
+    }
+    assert inhibit_spec("ift-freeze_rows-n5", ift, "mlp_output") == {
+        "strategy": "freeze_rows",
+        "n": 5.0,
+        "of": "general",
+        "random": False,
+        "site": "mlp_output",
+    }
+    for bad in ("rnd-freeze_rows-n5", "ift-freeze_rows-n5-s0", "patch-random"):
+        with pytest.raises(ConfigError):
+            control_spec(bad, ift, "mlp_output")
+
+
+def test_where_the_data_come_from_is_no_result_setting():
+    data = validate_config(_with_mlp_targets({}))["data"]
+    kept = data_settings(data)
+    assert "mirror" not in kept and "base_url" not in kept
+    assert kept == {k: v for k, v in data.items() if k not in ("mirror", "base_url")}

@@ -10,10 +10,12 @@ from polneurons.metrics import (
     bootstrap_ci,
     delta_matrix,
     delta_with_ci,
+    draw_spread,
     generalization_with_ci,
     loglik_score_with_ci,
     loglik_stance,
     mitigation_table,
+    pool_draws,
     reduction,
     score_with_ci,
     stance_counts,
@@ -98,6 +100,59 @@ def test_reductions_and_ts_kept():
     result = reduction(0.4, 0.3)
     assert result["relative"] == pytest.approx(0.25) and result["absolute"] == pytest.approx(0.1)
     assert ts_kept(0.5, 0.45) == pytest.approx(0.9)
+
+
+def test_reductions_of_a_left_fine_tune_are_positive_when_the_mitigation_works():
+    # a left fine-tune: CG_FT < 0; X moves CG from -0.4 to -0.3, a quarter of the way back
+    left = reduction(-0.4, -0.3)
+    assert left["absolute"] == pytest.approx(0.1) and left["relative"] == pytest.approx(0.25)
+    assert reduction(-0.4, -0.3) == pytest.approx(reduction(0.4, 0.3))  # mirror images agree
+    worse = reduction(-0.4, -0.6)  # X pushed further left: a negative reduction
+    assert worse["absolute"] == pytest.approx(-0.2) and worse["relative"] == pytest.approx(-0.5)
+    arrays = reduction(np.array([0.4, -0.4]), np.array([0.3, -0.3]))
+    assert arrays["absolute"] == pytest.approx([0.1, 0.1])
+    assert math.isnan(reduction(0.0, 0.1)["absolute"])  # no shift, no direction to reduce
+
+
+def test_draws_of_a_random_control_pool_into_their_mean_and_spread():
+    frame = pd.DataFrame(
+        {
+            "model": "m",
+            "condition": ["ft", "rnd-x-n5-s0", "rnd-x-n5-s1", "rnd-x-n5-s2", "ift-x-n5"],
+            "source": "a",
+            "CG": [0.6, 0.2, 0.4, 0.6, 0.1],
+        }
+    )
+    pooled = pool_draws(frame, ["model", "source"]).set_index("condition")
+    assert set(pooled.index) == {"ft", "rnd-x-n5", "ift-x-n5"}
+    assert pooled.loc["rnd-x-n5", "CG"] == pytest.approx(0.4)
+    assert pooled.loc["rnd-x-n5", "draws"] == 3 and pooled.loc["ft", "draws"] == 1
+    assert pooled.loc["ift-x-n5", "CG"] == pytest.approx(0.1)
+    spread = draw_spread(frame, ["model", "source"]).set_index("condition")
+    assert list(spread.index) == ["rnd-x-n5"]
+    assert spread.loc["rnd-x-n5", "CG_sd"] == pytest.approx(0.2)
+
+
+def test_mitigation_table_pools_random_draws_with_a_ci_and_a_spread():
+    ratings = {}
+    topics = ("a", "b")
+    for condition, right in (("base", 0), ("ft", 8), ("rnd-s0", 2), ("rnd-s1", 6)):
+        for topic in (*topics, "pct"):
+            ratings[("m", condition, "a", topic)] = [R] * right + [L] * (10 - right)
+    tables = generalization_with_ci(
+        ratings,
+        topics,
+        x_conditions=["rnd-s0", "rnd-s1"],
+        extra_sets=("pct",),
+        n_boot=50,
+        seed=0,
+    )
+    row = tables["mitigation"].set_index(["model", "source", "condition"]).loc[("m", "a", "rnd")]
+    # CG_FT = 1.6, CG of the draws 0.4 and 1.2: mean 0.8, relative reductions 0.75 and 0.25
+    assert row["draws"] == 2
+    assert row["CG_x"] == pytest.approx(0.8) and row["relative"] == pytest.approx(0.5)
+    assert row["relative_sd"] == pytest.approx(np.std([0.75, 0.25], ddof=1))
+    assert row["relative_lo"] <= row["relative"] <= row["relative_hi"]
 
 
 def test_mitigation_table_averages_per_source_values_over_sources_then_models():

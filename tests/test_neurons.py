@@ -7,8 +7,11 @@ from polneurons.errors import ConfigError, IntegrityError
 from polneurons.neurons import (
     NeuronSet,
     bootstrap_stability,
+    control_report,
+    draw_seed,
     jaccard,
     layer_histogram,
+    layer_quotas,
     localize,
     random_like,
     summary,
@@ -105,19 +108,75 @@ def test_jaccard_on_hand_sets():
         jaccard(a, neuron_set([(0, 0)], width=5))
 
 
-def test_random_like_keeps_per_layer_counts_is_seeded_and_avoids_exclusion():
+def test_random_like_keeps_per_layer_counts_and_is_seeded():
     base = neuron_set([(0, 0), (0, 1), (2, 5), (2, 6), (2, 7)], n_layers=3, width=10)
     first, again = random_like(base, seed=3), random_like(base, seed=3)
     assert torch.equal(first.per_layer_counts(), base.per_layer_counts())
     assert coords(first) == coords(again)
     draws = {frozenset(coords(random_like(base, seed=s))) for s in range(10)}
     assert len(draws) > 1
-    avoided = random_like(base, seed=0, exclude=base)
-    assert not coords(avoided) & coords(base)
-    assert torch.equal(avoided.per_layer_counts(), base.per_layer_counts())
-    full = neuron_set([(0, i) for i in range(10)], n_layers=3, width=10)
-    with pytest.raises(ConfigError):
-        random_like(neuron_set([(0, 0)], n_layers=3, width=10), seed=0, exclude=full)
+
+
+def random_treated(n_layers, width, fill, seed):
+    """A treated set whose layer i holds fill[i] random neurons (some layers full)."""
+    generator = torch.Generator().manual_seed(seed)
+    cells = [
+        (layer, int(i))
+        for layer, count in enumerate(fill)
+        for i in torch.randperm(width, generator=generator)[:count]
+    ]
+    return neuron_set(cells, n_layers=n_layers, width=width)
+
+
+@pytest.mark.parametrize(
+    "n_layers, width, fill",
+    [
+        (3, 10, [2, 0, 3]),  # every layer has room
+        (4, 6, [1, 0, 6, 4]),  # layer 2 is full, layer 3 nearly: their neurons spill
+        (5, 8, [0, 8, 1, 7, 2]),  # a full layer between two with room
+        (3, 5, [5, 1, 0]),
+    ],
+)
+def test_random_control_never_intersects_its_treated_set_and_reports_the_shortfall(
+    n_layers, width, fill
+):
+    for seed in range(6):
+        treated = random_treated(n_layers, width, fill, seed)
+        drawn = random_like(treated, seed=seed, exclude=treated)
+        report = control_report(treated, drawn)
+        assert not coords(drawn) & coords(treated)
+        assert report["overlap"] == 0
+        assert len(drawn) == len(treated) == report["size"]
+        # each layer keeps its own count as far as its free neurons allow; the rest is unmatched
+        own = [min(c, width - c) for c in fill]
+        assert report["unmatched_per_layer"] == [c - o for c, o in zip(fill, own, strict=True)]
+        assert report["unmatched_total"] == sum(report["spilled_in_per_layer"])
+        got = drawn.per_layer_counts().tolist()
+        assert all(g >= o for g, o in zip(got, own, strict=True))
+
+
+def test_unmatched_neurons_spill_to_the_nearest_layer_with_room_lower_first_on_a_tie():
+    # layer 2 wants 4 but has 1 free: 3 spill; layers 1 and 3 are equally near (lower first)
+    quota, unmatched = layer_quotas([0, 0, 4, 0, 0], free=[5, 1, 1, 1, 5])
+    assert unmatched == [0, 0, 3, 0, 0]
+    assert quota == [1, 1, 1, 1, 0]  # layer 1 (1 free), then layer 3, then layer 0 before 4
+    assert layer_quotas([2, 0, 0], free=[0, 3, 3]) == ([0, 2, 0], [2, 0, 0])
+    assert layer_quotas([1, 1], free=[3, 3]) == ([1, 1], [0, 0])
+
+
+def test_a_random_control_larger_than_everything_outside_the_treated_set_is_refused():
+    full = neuron_set([(layer, i) for layer in range(3) for i in range(9)], n_layers=3, width=10)
+    with pytest.raises(ConfigError, match="outside the treated set"):
+        random_like(full, seed=0, exclude=full)
+
+
+def test_draw_seeds_differ_per_draw_and_per_config_seed():
+    seeds = {draw_seed(seed, draw) for seed in range(4) for draw in range(4)}
+    assert len(seeds) == 16
+    assert draw_seed(0, 1) == draw_seed(0, 1)
+    treated = neuron_set([(0, 0), (1, 1)], n_layers=2, width=50)
+    draws = {frozenset(coords(random_like(treated, draw_seed(0, k), treated))) for k in range(3)}
+    assert len(draws) == 3
 
 
 def test_top_fraction_picks_the_highest_scores():

@@ -1,13 +1,17 @@
 """The workflow itself: lint, the paper configuration's dry run, and a whole tiny run with its
 HTML report (snakemake is run as a user would)."""
 
+import dataclasses
 import re
 import subprocess
+
+import pandas as pd
 
 import pytest
 from workflow_helpers import (  # noqa: F401
     REPO,
     SNAKEMAKE,
+    make_workdir,
     reference_run,
     require_mirror,
     subprocess_env,
@@ -39,11 +43,13 @@ def test_paper_config_dry_run_lists_every_job_with_gpu_resources(tmp_path):
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-3000:]
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", out, re.M))
-    models, sources, n_points = 4, 6, 5
+    models, sources, n_points, draws = 4, 6, 5, 3
     assert int(counts["finetune"]) == models * sources * 2  # vanilla + the control with MLP targets
-    assert int(counts["inhibitft"]) == models * sources * n_points * 2  # InhibitFT + random control
+    # InhibitFT + controls.seeds draws of the random control, each its own run
+    assert int(counts["inhibitft"]) == models * sources * n_points * (1 + draws)
     assert int(counts["dump_activations"]) == models * sources * 6
-    assert int(counts["patch_generate"]) == models * sources * 3
+    assert int(counts["patch_generate"]) == models * sources * (2 + draws)
+    assert int(counts["random_control"]) == models * sources * (n_points + 1) * draws
     finetune_jobs = re.findall(r"rule finetune:.*?resources: ([^\n]*)", out, re.S)
     assert finetune_jobs and all(
         "gpu=1" in r and "mem_mb=" in r and "runtime=" in r for r in finetune_jobs
@@ -57,9 +63,9 @@ def test_embedded_default_dry_run_trains_and_patches_only_what_its_budget_lists(
     assert proc.returncode == 0, out[-3000:]
     # every trained run's output is <results>/<model>/<lean>/<src>/<kind>/train
     trained = set(re.findall(r"^\s+output: \S+/([\w.-]+)/train$", out, re.M))
-    assert trained == {"ft", "ift-freeze_rows-n5", "ift-freeze_rows-n15", "rnd-freeze_rows-n5"}
-    patched = set(re.findall(r"^\s+output: \S+/(\w+/patch-\w+)/generations\.jsonl$", out, re.M))
-    assert patched == {f"crime_and_gun/patch-{c}" for c in ("general", "specific", "random")}
+    assert trained == {"ft", "ift-freeze_rows-n5", "ift-freeze_rows-n15", "rnd-freeze_rows-n5-s0"}
+    patched = set(re.findall(r"^\s+output: \S+/(\w+/patch-[\w-]+)/generations\.jsonl$", out, re.M))
+    assert patched == {f"crime_and_gun/patch-{c}" for c in ("general", "specific", "random-s0")}
 
 
 @pytest.mark.integration
@@ -101,3 +107,35 @@ def test_tiny_run_produces_every_table_figure_and_the_report(reference_run):  # 
         assert category in html
     for name in [*(f"{f}.png" for f in figures), *(f"{t}.csv" for t in tables)]:
         assert name in html, name
+
+
+@pytest.mark.integration
+def test_random_controls_are_pooled_over_draws_and_never_touch_the_treated_set(reference_run):  # noqa: F811
+    tables = reference_run.results / "tables"
+    for stage, treated in (("patching", "general"), ("inhibitft", "top")):
+        controls = pd.read_csv(tables / f"{stage}_controls.csv")
+        assert set(controls["draw"]) == {0, 1} and set(controls["treated"]) == {treated}
+        assert (controls["overlap_total"] == 0).all()
+        assert (controls["unmatched"] <= controls["treated_count"]).all()
+    patching = pd.read_csv(tables / "patching.csv")
+    random_rows = patching[patching["condition"] == "patch-random"]
+    assert len(random_rows) and (random_rows["draws"] == 2).all()
+    assert not patching["condition"].str.contains("-s[0-9]", regex=True).any()
+    main = pd.read_csv(tables / "inhibitft_main.csv")
+    assert (main.loc[main["condition"].str.startswith("rnd-"), "draws"] == 2).all()
+    assert "relative_sd" in main.columns
+
+
+@pytest.mark.integration
+def test_switching_the_data_mirror_leaves_finished_outputs_up_to_date(tmp_path, tiny_model_dir):  # noqa: F811
+    work = make_workdir(tmp_path / "work", tiny_model_dir)
+    target = str(work.results / "tiny" / "right" / "crime_and_gun" / "ft" / "train")
+    proc = work.run(target)  # download, prepare the model, one protected fine-tune (seconds)
+    assert proc.returncode == 0, work.explain(proc)
+    other = tmp_path / "elsewhere"
+    other.symlink_to(work.mirror, target_is_directory=True)
+    for mirror in (other, "null"):  # another mirror path; no mirror (download from base_url)
+        moved = dataclasses.replace(work, mirror=mirror)
+        proc = moved.run("-n", target)
+        assert proc.returncode == 0, moved.explain(proc)
+        assert "Nothing to be done" in proc.output, proc.output[-3000:]

@@ -59,7 +59,7 @@ def parse_rating(text: str) -> str:
 @dataclass(frozen=True)
 class JudgeItem:
     test_set: str
-    topic_name: str | None  # the human topic ("crime and gun"); None for pct and questionnaire
+    topic_name: str | None  # the topic as prompt_topic_names writes it; None for pct, questionnaire
     response: str
 
 
