@@ -6,7 +6,6 @@ import re
 import subprocess
 
 import pandas as pd
-
 import pytest
 from workflow_helpers import (  # noqa: F401
     REPO,
