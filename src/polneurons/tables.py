@@ -256,3 +256,31 @@ def explain_undefined(shown: pd.DataFrame, columns) -> pd.DataFrame:
             shown[column] = shown[column].astype(object)
             shown.loc[missing, column] = why[missing]
     return shown
+
+
+HEALTH_COLUMNS = ["n", "n_rated", "empty", "truncated", "repetitive", "echo", "judge_error"]
+
+
+def collect_health(paths) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """From health.json files: one row per run and test set (the shares, mean length, and the
+    failure kinds flagged), and the sample answers of the flagged runs."""
+    from polneurons.io import read_json
+
+    rows, samples = [], []
+    for path in paths:
+        health = read_json(path)
+        run = {"run": health["run"]}
+        flagged: dict[str, list[str]] = {}
+        for flag in health["flags"]:
+            flagged.setdefault(flag["test_set"], []).append(flag["kind"])
+        for record in health["sets"]:
+            kinds = ",".join(flagged.get(record["test_set"], []))
+            shares = {key: record[key] for key in [*HEALTH_COLUMNS, "mean_words"]}
+            rows.append({**run, "test_set": record["test_set"], **shares, "flags": kinds})
+        samples += [{"run": health["run"], **sample} for sample in health["samples"]]
+    columns = ["run", "test_set", *HEALTH_COLUMNS, "mean_words", "flags"]
+    sample_columns = ["run", "test_set", "id", "flags", "response"]
+    return (
+        pd.DataFrame(rows)[columns],
+        pd.DataFrame(samples, columns=sample_columns),
+    )
