@@ -163,13 +163,6 @@ def combine_reasons(frame: pd.DataFrame, labels: dict[str, str]) -> pd.DataFrame
     return frame.drop(columns=columns).assign(why_undefined=reasons)
 
 
-def insert_after(frame: pd.DataFrame, anchor: str, columns: pd.DataFrame) -> pd.DataFrame:
-    """frame with `columns` (same index) placed right after column `anchor`."""
-    at = list(frame.columns).index(anchor) + 1
-    left, right = frame.iloc[:, :at], frame.iloc[:, at:]
-    return pd.concat([left, columns, right], axis=1)
-
-
 def collect_loglik(paths) -> pd.DataFrame:
     frames = []
     for path in paths:
