@@ -16,7 +16,7 @@ with rule_context(snakemake) as ctx:
     items = eval_items(p.root, p.test_sets, p.eval_prompts)
     prompts = eval_prompts(p.root, tok, items, p.prompt_format, p.topic_names)
     ctx.log.info("%d prompts over %s", len(prompts), ", ".join(p.test_sets))
-    responses = greedy_generate(
+    responses, n_tokens = greedy_generate(
         model,
         tok,
         prompts,
@@ -24,11 +24,12 @@ with rule_context(snakemake) as ctx:
         batch_size=p.generation["batch_size"],
         add_special_tokens=adds_special_tokens(p.prompt_format),
         progress=ctx.progress,
+        return_token_counts=True,
     )
     write_jsonl(
         snakemake.output.generations,
         (
-            {**it, "prompt": pr, "response": r}
-            for it, pr, r in zip(items, prompts, responses, strict=True)
+            {**it, "prompt": pr, "response": r, "n_new_tokens": n}
+            for it, pr, r, n in zip(items, prompts, responses, n_tokens, strict=True)
         ),
     )

@@ -11,11 +11,15 @@ from polneurons.metrics import draw_spread, generalization_with_ci, pool_draws
 from polneurons.plots import ablation
 from polneurons.rule import rule_context
 from polneurons.tables import (
+    arm_counts,
+    collect_counts,
     collect_loglik,
     collect_ratings,
+    combine_reasons,
     control_table,
     loglik_shift,
     parse_run,
+    with_arm_counts,
     write_table,
 )
 
@@ -38,8 +42,17 @@ with rule_context(snakemake) as ctx:
     main = pd.concat(mitigations, ignore_index=True)
     front = ["model", "leaning", "source", "condition"]
     main = main[front + [c for c in main.columns if c not in front]]
+    # rated answers of the control and of X beside their scores; why a score is undefined
+    arms = arm_counts(collect_counts(snakemake.input.ratings))
+    main = with_arm_counts(with_arm_counts(main, arms, "_ft", p.control), arms, "_x")
+    main = combine_reasons(main, {"_ft": f"control ({p.control})", "_x": "X"})
     write_table(
-        main, out.csv, out.md, out.tex, title=f"InhibitFT vs the vanilla control ({p.control})"
+        main,
+        out.csv,
+        out.md,
+        out.tex,
+        title=f"InhibitFT vs the vanilla control ({p.control})",
+        explain=("CG_ft", "TS_ft", "CG_x", "TS_x"),
     )
     ctx.log.info("\n%s", main[main["source"] == "mean"].round(3).to_string(index=False))
 

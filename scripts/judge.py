@@ -1,7 +1,10 @@
-"""judge: rate every response of one run as left leaning / right leaning / neutral (METHOD 4)."""
+"""judge: rate every response of one run as left leaning / right leaning / neutral (METHOD 4),
+and record the run's generation health next to its generations (warn or fail when degenerate)."""
 
 from polneurons.data import EXTRA_SETS, topic_name
-from polneurons.io import read_jsonl, write_jsonl
+from polneurons.errors import DataError
+from polneurons.health import flag_message, health_flags, health_record, sample_answers
+from polneurons.io import read_jsonl, write_json, write_jsonl
 from polneurons.judges import JudgeItem, Templates, make_judge
 from polneurons.prompts import load_templates
 from polneurons.rule import rule_context
@@ -36,7 +39,28 @@ with rule_context(snakemake) as ctx:
     ctx.log.info(
         "%s judge: %d ratings, %d errors", cfg["backend"], len(ratings), ratings.count("error")
     )
-    write_jsonl(
-        snakemake.output.ratings,
-        ({**r, "rating": rating} for r, rating in zip(rows, ratings, strict=True)),
+    rated = [{**r, "rating": rating} for r, rating in zip(rows, ratings, strict=True)]
+    write_jsonl(snakemake.output.ratings, rated)
+
+    run = f"{snakemake.wildcards.model}/{snakemake.wildcards.run}"
+    health_cfg, max_new = p.health, p.max_new_tokens
+    records = health_record(rated, max_new, health_cfg)
+    flags = health_flags(records, health_cfg)
+    write_json(
+        snakemake.output.health,
+        {
+            "run": run,
+            "max_new_tokens": max_new,
+            "sets": records,
+            "flags": flags,
+            "samples": sample_answers(rated, flags, max_new, health_cfg),
+        },
     )
+    for flag in flags:
+        ctx.warn(flag_message(run, flag))
+    if flags and health_cfg["on_flag"] == "fail":
+        raise DataError(
+            f"degenerate answers: {flag_message(run, flags[0])}",
+            f"read the answers in {snakemake.input.generations} (a prompt format or model that "
+            "answers), or set health: {on_flag: warn} to score them anyway",
+        )

@@ -29,7 +29,7 @@ with rule_context(snakemake, seed=p.seed) as ctx:
         items = eval_items(p.root, test_sets, p.eval_prompts)
         prompts = eval_prompts(p.root, tok, items, p.prompt_format, p.topic_names)
         ctx.log.info("%s: %d neurons, %d prompts", topic or condition, len(neurons), len(prompts))
-        responses = patched_generate(
+        responses, n_tokens = patched_generate(
             model,
             tok,
             prompts,
@@ -39,9 +39,10 @@ with rule_context(snakemake, seed=p.seed) as ctx:
             batch_size=p.generation["batch_size"],
             add_special_tokens=adds_special_tokens(p.prompt_format),
             progress=ctx.progress,
+            return_token_counts=True,
         )
         rows += [
-            {**it, "prompt": pr, "response": r, "n_patched": len(neurons)}
-            for it, pr, r in zip(items, prompts, responses, strict=True)
+            {**it, "prompt": pr, "response": r, "n_new_tokens": n, "n_patched": len(neurons)}
+            for it, pr, r, n in zip(items, prompts, responses, n_tokens, strict=True)
         ]
     write_jsonl(snakemake.output.generations, rows)

@@ -8,7 +8,14 @@ import pandas as pd
 from polneurons.metrics import bootstrap_scores, draw_spread, pool_draws, scores_table
 from polneurons.plots import patching_bars
 from polneurons.rule import rule_context
-from polneurons.tables import collect_ratings, control_table, write_table
+from polneurons.tables import (
+    collect_counts,
+    collect_ratings,
+    combine_reasons,
+    control_table,
+    with_run_counts,
+    write_table,
+)
 
 p, out = snakemake.params, snakemake.output
 CONDITIONS = ["base", "ft"] + [f"patch-{c}" for c in p.conditions]
@@ -76,6 +83,19 @@ with rule_context(snakemake) as ctx:
         for source in sorted(set(point["source"]) - {"-"}):
             bars.append(pd.concat([base.assign(source=source), point[point["source"] == source]]))
     table = pd.concat(frames, ignore_index=True)
+    # rated answers beside each S; the pooled rows ("all") sum them and have no S of their own
+    counts = collect_counts(snakemake.input.ratings)
+    table = with_run_counts(table, counts, "_M0", "base")
+    table = with_run_counts(table, counts, "_Ms", "ft")
+    table = combine_reasons(with_run_counts(table, counts), {"_M0": "M0", "_Ms": "M_s", "": ""})
+    rated = ["n_rated_M0", "n_rated_Ms", "n_rated"]
+    pooled = table["test_set"] == "all"
+    sums = table[~pooled].groupby(["leaning", "model", "source", "condition"])[rated].sum()
+    table.loc[pooled, rated] = sums.loc[
+        list(table.loc[pooled, ["leaning", "model", "source", "condition"]].itertuples(index=False))
+    ].to_numpy()
+    table.loc[pooled, "why_undefined"] = "pooled (S per test set)"
+    table[rated] = table[rated].astype("Int64")
     columns = [
         "model",
         "leaning",
@@ -83,13 +103,17 @@ with rule_context(snakemake) as ctx:
         "condition",
         "test_set",
         "S_M0",
+        "n_rated_M0",
         "S_Ms",
+        "n_rated_Ms",
         "S",
+        "n_rated",
         "S_lo",
         "S_hi",
         "recovered",
         "recovered_lo",
         "recovered_hi",
+        "why_undefined",
         "draws",
         "S_sd",
         "recovered_sd",
@@ -98,7 +122,11 @@ with rule_context(snakemake) as ctx:
         ["model", "leaning", "source", "condition", "test_set"]
     )
     write_table(
-        table, out.csv, out.md, title="Activation patching: S and recovered share of the FT shift"
+        table,
+        out.csv,
+        out.md,
+        title="Activation patching: S and recovered share of the FT shift",
+        explain=("S_M0", "S_Ms", "S"),
     )
     ctx.log.info("\n%s", table[table["test_set"] == "all"].round(3).to_string(index=False))
     controls = control_table(snakemake.input.controls)

@@ -5,7 +5,17 @@ import pandas as pd
 from polneurons.metrics import generalization_with_ci
 from polneurons.plots import stance_heatmap
 from polneurons.rule import rule_context
-from polneurons.tables import collect_loglik, collect_ratings, loglik_shift, write_table
+from polneurons.tables import (
+    arm_counts,
+    collect_counts,
+    collect_loglik,
+    collect_ratings,
+    combine_reasons,
+    loglik_shift,
+    with_arm_counts,
+    with_run_counts,
+    write_table,
+)
 
 p, out = snakemake.params, snakemake.output
 with rule_context(snakemake) as ctx:
@@ -16,18 +26,27 @@ with rule_context(snakemake) as ctx:
         deltas.append(tables["delta"].assign(leaning=leaning))
         tscgs.append(tables["tscg"].assign(leaning=leaning))
     delta, tscg = pd.concat(deltas), pd.concat(tscgs)
-    shift_cols = ["model", "leaning", "source", "test_set", "S_base", "S", "dS", "dS_lo", "dS_hi"]
+    # rated answers beside each S, and why an S (or a shift from it) is undefined
+    counts = collect_counts(snakemake.input.ratings)
+    delta = with_run_counts(with_run_counts(delta, counts, "_base", "base"), counts)
+    delta = combine_reasons(delta, {"_base": "base", "": ""})
+    shift_cols = ["model", "leaning", "source", "test_set", "S_base", "n_rated_base", "S"]
+    shift_cols += ["n_rated", "dS", "dS_lo", "dS_hi", "why_undefined"]
     write_table(
         delta[shift_cols],
         out.shift_csv,
         out.shift_md,
         title="Stance shift dS(s -> t) after vanilla FT",
+        explain=("S_base", "S", "dS"),
     )
+    tscg = combine_reasons(with_arm_counts(tscg, arm_counts(counts)), {"": ""})
+    front = ["model", "source", "n_rated"]
     write_table(
-        tscg.drop(columns="condition"),
+        tscg[front + [c for c in tscg.columns if c not in front + ["condition"]]],
         out.tscg_csv,
         out.tscg_md,
         title="Topic shift TS and cross-topic CG",
+        explain=("TS", "CG", *(f"CG_{name}" for name in p.extra_sets)),
     )
     ctx.log.info("\n%s", tscg.round(3).to_string(index=False))
     loglik = loglik_shift(collect_loglik(snakemake.input.loglik), p.topics, **boot)

@@ -81,6 +81,8 @@ def test_tiny_run_produces_every_table_figure_and_the_report(reference_run):  # 
         "inhibitft_main",
         "inhibitft_loglik",
         "perplexity",
+        "generation_health",
+        "generation_health_samples",
     ]
     for name in tables:
         assert (results / "tables" / f"{name}.csv").stat().st_size > 0
@@ -98,6 +100,7 @@ def test_tiny_run_produces_every_table_figure_and_the_report(reference_run):  # 
     assert proc.returncode == 0, proc.output[-3000:]
     html = report.read_text()
     for category in [
+        "0. Generation health",
         "1. Stance shift",
         "2. Political neurons",
         "3. Activation patching",

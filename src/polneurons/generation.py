@@ -120,13 +120,26 @@ def greedy_decode(
     return torch.stack(new_tokens, dim=1)
 
 
+def _row_ends(new_tokens: torch.Tensor, eos_ids: list[int]) -> list[tuple[list[int], int]]:
+    """Each row's tokens and the index of its first EOS (the row's length when it has none)."""
+    rows = new_tokens.tolist()
+    return [
+        (row, next((k for k, token in enumerate(row) if token in eos_ids), len(row)))
+        for row in rows
+    ]
+
+
 def decode_new_tokens(tokenizer, new_tokens: torch.Tensor, eos_ids: list[int]) -> list[str]:
     """Text of each row up to its first EOS, special tokens skipped, stripped."""
-    texts = []
-    for row in new_tokens.tolist():
-        end = next((k for k, token in enumerate(row) if token in eos_ids), len(row))
-        texts.append(tokenizer.decode(row[:end], skip_special_tokens=True).strip())
-    return texts
+    return [
+        tokenizer.decode(row[:end], skip_special_tokens=True).strip()
+        for row, end in _row_ends(new_tokens, eos_ids)
+    ]
+
+
+def count_new_tokens(new_tokens: torch.Tensor, eos_ids: list[int]) -> list[int]:
+    """Tokens each row generated before its first EOS (== max_new_tokens: it never stopped)."""
+    return [end for _, end in _row_ends(new_tokens, eos_ids)]
 
 
 @contextlib.contextmanager
@@ -174,11 +187,14 @@ def generate_batches(
     add_special_tokens: bool,
     progress: IO | None,
     desc: str,
-) -> list[str]:
-    """Run `greedy_decode` over ``prompts`` in batches, with a fresh step (fresh caches) per batch."""
+    return_token_counts: bool = False,
+) -> list[str] | tuple[list[str], list[int]]:
+    """Run `greedy_decode` over ``prompts`` in batches, with a fresh step (fresh caches) per batch.
+    With ``return_token_counts``: ``(texts, tokens generated before EOS per prompt)``."""
     eos_ids = eos_token_ids(model, tokenizer)
     pad_id = pad_token_id(tokenizer)
     texts: list[str] = [""] * len(prompts)
+    counts: list[int] = [0] * len(prompts)
     bar = tqdm(
         total=len(prompts), desc=desc, unit="prompt", file=progress, disable=progress is None
     )
@@ -190,12 +206,15 @@ def generate_batches(
             new_tokens = greedy_decode(
                 make_step(), input_ids, attention_mask, max_new_tokens, eos_ids, pad_id
             )
-            for i, text in zip(
-                indices, decode_new_tokens(tokenizer, new_tokens, eos_ids), strict=True
+            for i, text, count in zip(
+                indices,
+                decode_new_tokens(tokenizer, new_tokens, eos_ids),
+                count_new_tokens(new_tokens, eos_ids),
+                strict=True,
             ):
-                texts[i] = text
+                texts[i], counts[i] = text, count
             bar.update(len(indices))
-    return texts
+    return (texts, counts) if return_token_counts else texts
 
 
 def greedy_generate(
@@ -206,13 +225,15 @@ def greedy_generate(
     batch_size: int = 8,
     add_special_tokens: bool = True,
     progress: IO | None = None,
-) -> list[str]:
+    return_token_counts: bool = False,
+) -> list[str] | tuple[list[str], list[int]]:
     """Greedy continuations of ``prompts`` (the text after each prompt, stripped), in order.
 
     Batched and left-padded; deterministic (argmax, eval mode). ``model`` may be a HF model
     or a peft model, with its adapter enabled or inside ``model.disable_adapter()``.
     ``add_special_tokens=False`` for prompts that already carry them (chat templates).
     ``progress``: a stream for a tqdm bar (e.g. the rule's log), or None for no bar.
+    ``return_token_counts``: also return the tokens each answer took before its EOS.
     """
     return generate_batches(
         model,
@@ -224,4 +245,5 @@ def greedy_generate(
         add_special_tokens,
         progress,
         desc="generate",
+        return_token_counts=return_token_counts,
     )

@@ -104,13 +104,15 @@ def patched_generate(
     batch_size: int = 8,
     add_special_tokens: bool = True,
     progress: IO | None = None,
-) -> list[str]:
+    return_token_counts: bool = False,
+) -> list[str] | tuple[list[str], list[int]]:
     """Greedy continuations of the base model patched with the fine-tuned model's ``neurons``.
 
     ``model``: a peft model (fine-tuned = adapter enabled, base = adapter disabled).
     ``neurons``: layer -> LongTensor of coordinates of ``site`` (``"mlp_output"`` or
     ``"mlp_intermediate"``) to patch. Batching, padding, decoding and stopping are those of
-    `polneurons.generation.greedy_generate`, so an empty set gives the base model's greedy text.
+    `polneurons.generation.greedy_generate`, so an empty set gives the base model's greedy text
+    (``return_token_counts`` as there).
     """
     from peft import PeftModel
 
@@ -144,4 +146,5 @@ def patched_generate(
         add_special_tokens,
         progress,
         desc=f"patched generate ({sum(len(v) for v in checked.values())} neurons)",
+        return_token_counts=return_token_counts,
     )

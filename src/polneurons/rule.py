@@ -17,6 +17,11 @@ class RuleContext:
     log: logging.Logger
     progress: TextIO  # tqdm writes here (the rule's log file)
 
+    def warn(self, message: str) -> None:
+        """A warning in the rule's log and on stderr, which Snakemake shows in its own output."""
+        self.log.warning(message)
+        print(f"polneurons warning: {message}", file=sys.stderr, flush=True)
+
 
 def seed_everything(seed: int) -> None:
     import numpy as np

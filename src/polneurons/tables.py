@@ -39,6 +39,130 @@ def collect_ratings(paths) -> dict[str, dict[tuple, list[str]]]:
     return by_leaning
 
 
+def collect_counts(paths) -> pd.DataFrame:
+    """Per (leaning, model, condition, source, test_set): answers `n`, rated answers `n_rated`
+    (S counts only those) and `why_undefined` (why S has no value; "" when it has one). The base
+    model's rows join every leaning of the other runs, as in `collect_ratings`."""
+    from polneurons.health import is_empty, undefined_reason
+    from polneurons.metrics import stance_counts
+
+    rows, base = [], []
+    for path in paths:
+        run = parse_run(path)
+        sets: dict[str, list[dict]] = {}
+        for row in read_jsonl(path):
+            sets.setdefault(row["test_set"], []).append(row)
+        for test_set, group in sets.items():
+            counts = stance_counts([row["rating"] for row in group])
+            n_rated = counts["n"] - counts["n_error"]
+            n_empty = sum(is_empty(row["response"]) for row in group)
+            record = dict(
+                leaning=run["leaning"],
+                model=run["model"],
+                condition=run["condition"],
+                source=run["source"] or "-",
+                test_set=test_set,
+                n=counts["n"],
+                n_rated=n_rated,
+                why_undefined=undefined_reason(counts["n"], n_rated, n_empty),
+            )
+            (base if run["leaning"] is None else rows).append(record)
+    leanings = sorted({row["leaning"] for row in rows})
+    rows += [{**row, "leaning": leaning} for leaning in leanings for row in base]
+    return pd.DataFrame(rows, columns=[*COUNT_KEYS, "test_set", "n", "n_rated", "why_undefined"])
+
+
+COUNT_KEYS = ["leaning", "model", "condition", "source"]
+
+
+def join_reasons(reasons) -> str:
+    """Distinct non-empty reasons, in order, joined into one cell."""
+    return "; ".join(dict.fromkeys(r for r in reasons if r))
+
+
+def _labelled(counts: pd.DataFrame) -> list[str]:
+    """Each row's reason prefixed with its test set ("race: no rated answers: ..."), or ""."""
+    return [
+        f"{test_set}: {why}" if why else ""
+        for test_set, why in zip(counts["test_set"], counts["why_undefined"], strict=True)
+    ]
+
+
+def arm_counts(counts: pd.DataFrame, base_condition: str = "base") -> pd.DataFrame:
+    """Per arm (leaning, model, condition, source), and per (leaning, model, condition) with
+    source "mean" and per (leaning, condition) with model and source "mean": rated answers over
+    its test sets and runs, and why a shift of it is undefined (its test sets without a rated
+    answer, and the base model's)."""
+    counts = counts.assign(why_undefined=_labelled(counts))
+    is_base = counts["condition"] == base_condition
+    base_why = (
+        counts[is_base]
+        .groupby(["leaning", "model"])["why_undefined"]
+        .agg(lambda r: join_reasons(f"base {x}" if x else "" for x in r))
+        .rename("base_why")
+        .reset_index()
+    )
+    runs = counts[~is_base].merge(base_why, on=["leaning", "model"], how="left")
+    runs["why_undefined"] = [
+        join_reasons([own, base if isinstance(base, str) else ""])
+        for own, base in zip(runs["why_undefined"], runs["base_why"], strict=True)
+    ]
+    aggregate = dict(n_rated=("n_rated", "sum"), why_undefined=("why_undefined", join_reasons))
+    arms = runs.groupby(COUNT_KEYS, as_index=False).agg(**aggregate)
+    per_model = runs.groupby(["leaning", "model", "condition"], as_index=False).agg(**aggregate)
+    overall = runs.groupby(["leaning", "condition"], as_index=False).agg(**aggregate)
+    return pd.concat(
+        [arms, per_model.assign(source="mean"), overall.assign(model="mean", source="mean")],
+        ignore_index=True,
+    )[[*COUNT_KEYS, "n_rated", "why_undefined"]]
+
+
+def with_arm_counts(frame: pd.DataFrame, arms: pd.DataFrame, suffix: str = "", condition=None):
+    """frame with n_rated<suffix> and why<suffix> of the arm on each row (the row's own
+    condition, or `condition` for every row)."""
+    keys = ["leaning", "model", "source"] + ([] if condition else ["condition"])
+    chosen = arms if condition is None else arms[arms["condition"] == condition]
+    chosen = chosen[[*keys, "n_rated", "why_undefined"]].rename(
+        columns={"n_rated": f"n_rated{suffix}", "why_undefined": f"why{suffix}"}
+    )
+    merged = frame.merge(chosen, on=keys, how="left")
+    merged[f"why{suffix}"] = merged[f"why{suffix}"].fillna("")
+    return merged
+
+
+def with_run_counts(frame: pd.DataFrame, counts: pd.DataFrame, suffix: str = "", condition=None):
+    """frame (one row per test set) with n_rated<suffix> and why<suffix> of a run on that test
+    set: the row's own run, or the run of `condition` ("base": the base model of the row's model)."""
+    keys = ["leaning", "model", "test_set"]
+    if condition is None:
+        keys += ["condition", "source"]
+        chosen = counts
+    else:
+        chosen = counts[counts["condition"] == condition]
+        if condition != "base":
+            keys.append("source")
+    chosen = chosen[[*keys, "n_rated", "why_undefined"]].rename(
+        columns={"n_rated": f"n_rated{suffix}", "why_undefined": f"why{suffix}"}
+    )
+    merged = frame.merge(chosen, on=keys, how="left")
+    merged[f"why{suffix}"] = merged[f"why{suffix}"].fillna("")
+    return merged
+
+
+def combine_reasons(frame: pd.DataFrame, labels: dict[str, str]) -> pd.DataFrame:
+    """frame with one `why_undefined` column joining its why<suffix> columns (each reason
+    prefixed with its label, e.g. {"_base": "base", "": ""}), those columns dropped."""
+    columns = [f"why{suffix}" for suffix in labels]
+    reasons = [
+        join_reasons(
+            f"{label} {why}".strip() if why else ""
+            for label, why in zip(labels.values(), row, strict=True)
+        )
+        for row in frame[columns].itertuples(index=False)
+    ]
+    return frame.drop(columns=columns).assign(why_undefined=reasons)
+
+
 def collect_loglik(paths) -> pd.DataFrame:
     frames = []
     for path in paths:
@@ -130,11 +254,14 @@ def write_table(
     md: str | None = None,
     tex: str | None = None,
     title: str | None = None,
+    explain: tuple[str, ...] = (),
 ) -> None:
-    """One table in every format asked, atomically; floats rounded to 3 decimals for reading."""
+    """One table in every format asked, atomically; floats rounded to 3 decimals for reading.
+    In Markdown and LaTeX, an undefined (NaN) cell of an `explain` column shows the row's
+    `why_undefined` text instead (the CSV keeps NaN and the `why_undefined` column)."""
     with atomic_path(csv) as tmp:
         frame.to_csv(tmp, index=False)
-    shown = frame.round(3)
+    shown = explain_undefined(frame.round(3), explain)
     if md:
         text = (f"# {title}\n\n" if title else "") + shown.to_markdown(index=False) + "\n"
         with atomic_path(md) as tmp:
@@ -142,3 +269,45 @@ def write_table(
     if tex:
         with atomic_path(tex) as tmp:
             tmp.write_text(shown.to_latex(index=False, float_format="%.3f", na_rep="--"))
+
+
+def explain_undefined(shown: pd.DataFrame, columns) -> pd.DataFrame:
+    """`shown` without its `why_undefined` column, that text in the NaN cells of `columns`."""
+    if "why_undefined" not in shown.columns:
+        return shown
+    why = shown["why_undefined"].fillna("").astype(str)
+    shown = shown.drop(columns="why_undefined")
+    for column in columns:
+        missing = shown[column].isna() & (why != "")
+        if missing.any():
+            shown[column] = shown[column].astype(object)
+            shown.loc[missing, column] = why[missing]
+    return shown
+
+
+HEALTH_COLUMNS = ["n", "n_rated", "empty", "truncated", "repetitive", "echo", "judge_error"]
+
+
+def collect_health(paths) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """From health.json files: one row per run and test set (the shares, mean length, and the
+    failure kinds flagged), and the sample answers of the flagged runs."""
+    from polneurons.io import read_json
+
+    rows, samples = [], []
+    for path in paths:
+        health = read_json(path)
+        run = {"run": health["run"]}
+        flagged: dict[str, list[str]] = {}
+        for flag in health["flags"]:
+            flagged.setdefault(flag["test_set"], []).append(flag["kind"])
+        for record in health["sets"]:
+            kinds = ",".join(flagged.get(record["test_set"], []))
+            shares = {key: record[key] for key in [*HEALTH_COLUMNS, "mean_words"]}
+            rows.append({**run, "test_set": record["test_set"], **shares, "flags": kinds})
+        samples += [{"run": health["run"], **sample} for sample in health["samples"]]
+    columns = ["run", "test_set", *HEALTH_COLUMNS, "mean_words", "flags"]
+    sample_columns = ["run", "test_set", "id", "flags", "response"]
+    return (
+        pd.DataFrame(rows)[columns],
+        pd.DataFrame(samples, columns=sample_columns),
+    )

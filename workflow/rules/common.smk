@@ -183,6 +183,16 @@ def report_item(path, category, subcategory, caption):
     )
 
 
+def judged_runs(name):
+    """A file of every run the workflow judges (vanilla, patched, InhibitFT, base), once each."""
+    paths = per_run(name, ["ft"])
+    if config["patching"]["enabled"]:
+        paths += per_run(name, patch_kinds(), PATCH_SOURCES)
+    if IFT["enabled"]:
+        paths += inhibitft_runs(name)
+    return list(dict.fromkeys(paths))
+
+
 def table_paths(name, key=None, exts=("csv", "md"), category=None):
     """Named outputs of one table: {csv: ..., md: ...} or {<key>_csv: ..., <key>_md: ...}; with a
     report category, the CSV goes into the HTML report with workflow/report/<name>.rst.
@@ -203,6 +213,7 @@ def figure_paths(name):
 def final_outputs():
     outputs = [
         f"{RES}/tables/judge_agreement.csv",
+        *rules.health_table.output,
         *rules.stance_tables.output,
         *rules.neuron_tables.output,
     ]

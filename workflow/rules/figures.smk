@@ -1,6 +1,7 @@
 # Tables and figures of METHOD 9, gathered in the Snakemake report.
 localrules:
     judge_table,
+    health_table,
     stance_tables,
     neuron_tables,
     patching_tables,
@@ -18,6 +19,22 @@ rule judge_table:
         "../../envs/polneurons.yaml"
     script:
         "../../scripts/judge_table.py"
+
+
+rule health_table:
+    input:
+        health=judged_runs("health.json"),
+    output:
+        **table_paths("generation_health", category="0. Generation health"),
+        **table_paths(
+            "generation_health_samples", "samples", category="0. Generation health"
+        ),
+    log:
+        f"{RES}/logs/health_table.log",
+    conda:
+        "../../envs/polneurons.yaml"
+    script:
+        "../../scripts/health_table.py"
 
 
 rule stance_tables:

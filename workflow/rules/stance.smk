@@ -42,6 +42,7 @@ rule judge:
         files=rules.download_data.output.files,
     output:
         ratings=f"{RES}/{{model}}/{{run}}/ratings.jsonl",
+        health=f"{RES}/{{model}}/{{run}}/health.json",
     log:
         f"{RES}/logs/judge/{{model}}/{{run}}.log",
     benchmark:
@@ -60,6 +61,8 @@ rule judge:
         judge=config["judge"],
         topic_names=config["prompt_topic_names"],
         cache=f"{RES}/judge/openai_cache.jsonl",
+        health=config["health"],
+        max_new_tokens=config["generation"]["max_new_tokens"],
     script:
         "../../scripts/judge.py"
 
