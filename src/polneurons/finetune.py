@@ -282,10 +282,10 @@ def finetune(
     Writes `out_dir/train_log.json` and either `out_dir/adapter/` (peft adapter with its
     adapter_config.json) or, for method full, `out_dir/model/` (weights and tokenizer).
     """
-    from polneurons.progress import progress_bar
     from transformers import get_linear_schedule_with_warmup
 
     from polneurons.inhibit import Inhibition, inhibition_problem
+    from polneurons.progress import progress_bar
 
     cfg = resolve_config(cfg)
     if tokenizer.eos_token_id is None:

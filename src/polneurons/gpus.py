@@ -106,12 +106,16 @@ def pinned_gpus(n: int, log=None) -> Iterator[list[str]]:
 
     def waiting(held):
         if log is not None:
-            log.info("waiting for a free GPU (%d of %d held); other jobs use the rest", len(held), n)
+            log.info(
+                "waiting for a free GPU (%d of %d held); other jobs use the rest", len(held), n
+            )
 
     visible = visible_gpus()
     with claim_gpus(n, visible, default_lock_dir(), on_wait=waiting) as devices:
         if devices != visible:
             os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(devices)
             if log is not None:
-                log.info("GPU job: CUDA_VISIBLE_DEVICES=%s (of %s)", ",".join(devices), ",".join(visible))
+                log.info(
+                    "GPU job: CUDA_VISIBLE_DEVICES=%s (of %s)", ",".join(devices), ",".join(visible)
+                )
         yield devices
