@@ -5,6 +5,7 @@ model) reach every GPU rule and no CPU rule."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -99,3 +100,25 @@ def test_gpu_partition_and_model_reach_every_gpu_rule_and_no_cpu_rule(tmp_path):
     # Unset (the default): no site resource anywhere, the profile's defaults apply.
     default = parse_rules(tmp_path, {})
     assert not any("gpu_model" in r["resources"] for r in default.values())
+
+
+def test_readme_slurm_command_with_a_site_profile_sends_gpu_rules_to_the_gpu_partition(tmp_path):
+    # The README's cluster command, dry-run: `--profile slurm` (the link in the repository
+    # root) plus the user's own site profile (here the tracked template, unedited).
+    command = [
+        *(sys.executable, "-m", "snakemake", "-n", "--profile", "slurm"),
+        *("--profile", "profiles/site-example.yaml", "--configfile", str(PAPER)),
+        *("--directory", str(tmp_path), "--nocolor"),
+        *("results/llama31_8b/base/ratings.jsonl", "results/llama31_8b/base/loglik.csv"),
+    ]
+    env = {"PYTHONPATH": str(REPO / "src"), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    out = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120, env=env)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    text = out.stdout + out.stderr
+    blocks = dict(re.findall(r"^rule (\w+):\n(?:.*\n)*?\s+resources: (.*)$", text, re.M))
+    assert set(blocks) >= {"prepare_model", "generate", "score_likelihood", "judge"}, text
+    for rule, resources in blocks.items():
+        gpu = "gpu=1" in resources.split(", ")
+        assert gpu == (rule in GPU_RULES), (rule, resources)
+        assert ("slurm_partition=gpu" in resources) == gpu, (rule, resources)
+        assert ("gpu_model=a100" in resources) == gpu, (rule, resources)
