@@ -6,9 +6,11 @@
 # Needs root. Everything it starts is recorded by process id under $STATE_DIR, and
 # tools/slurm/stop_slurm.sh stops exactly those processes.
 #
-# The node has no real GPU but a counted GPU GRES (Gres=gpu:$GPUS, a gres.conf with Count
-# and no device files), so jobs that ask for GPUs (sbatch --gpus / --gres=gpu) are scheduled
-# and `scontrol show job` shows what they asked for; the jobs themselves run on the CPU.
+# The node has no real GPU but a GPU GRES (Gres=gpu:$GPUS in slurm.conf; gres.conf names
+# empty regular files under $STATE_DIR as the devices: Debian's Slurm 22.05 marks the node
+# INVAL for a gpu Count without File), so jobs that ask for GPUs (sbatch --gpus /
+# --gres=gpu) are scheduled and `scontrol show job` shows what they asked for; the jobs
+# themselves run on the CPU.
 #
 # Accounting is off (accounting_storage/none): `sacct` answers "accounting storage is
 # disabled", so snakemake must be run with `--slurm-status-command squeue` here.
@@ -17,7 +19,7 @@
 # Environment:
 #   POLNEURONS_SLURM_STATE    state, spool, log and pid folder [/run/polneurons-slurm]
 #   POLNEURONS_SLURM_WAIT_S   bound on the readiness wait, seconds [60]
-#   POLNEURONS_SLURM_GPUS     GPUs the node declares (counted GRES, no devices) [2]
+#   POLNEURONS_SLURM_GPUS     GPUs the node declares (GRES backed by empty files) [2]
 set -euo pipefail
 
 STATE_DIR=${POLNEURONS_SLURM_STATE:-/run/polneurons-slurm}
@@ -131,7 +133,7 @@ SlurmctldLogFile=$STATE_DIR/slurmctld.log
 SlurmdLogFile=$STATE_DIR/slurmd.log
 SlurmctldDebug=info
 SlurmdDebug=info
-# Counted GPUs without devices (gres.conf: Count, no File): GPU requests are scheduled.
+# GPUs backed by empty files (gres.conf): GPU requests are scheduled, nothing runs on a GPU.
 GresTypes=gpu
 NodeName=$NODE NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$real_mem_mb Gres=gpu:$GPUS State=UNKNOWN
 PartitionName=debug Nodes=$NODE Default=YES MaxTime=INFINITE State=UP
@@ -150,7 +152,7 @@ fi
 if ((running)) && [[ $(<"$CONF") != "$conf_text" ]]; then
     die "slurm is running with a different $CONF" "run tools/slurm/stop_slurm.sh, then this again"
 fi
-gres_text=$(printf '%s\n%s' "$MARKER" "NodeName=$NODE Name=gpu Count=$GPUS")
+gres_text=$(printf '%s\n%s' "$MARKER" "NodeName=$NODE Name=gpu File=$STATE_DIR/gpu[0-$((GPUS - 1))]")
 if [[ -e $GRES_CONF ]] && ! grep -qxF "$MARKER" "$GRES_CONF"; then
     die "$GRES_CONF exists and was not written by this script" \
         "move it away (it is not overwritten) or use that cluster directly"
@@ -161,6 +163,9 @@ fi
 mkdir -p /etc/slurm
 printf '%s\n' "$conf_text" >"$CONF.tmp"
 mv "$CONF.tmp" "$CONF"
+for ((i = 0; i < GPUS; i++)); do
+    : >"$STATE_DIR/gpu$i" # stand-in device files (nothing opens them: TaskPlugin=task/none)
+done
 printf '%s\n' "$gres_text" >"$GRES_CONF.tmp"
 mv "$GRES_CONF.tmp" "$GRES_CONF"
 
