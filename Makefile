@@ -1,7 +1,7 @@
 # Two entry points (README): `make run` and `make test`. Both set up .venv first.
 VENV ?= .venv
 BIN := $(VENV)/bin
-# CPU wheel by default; on a GPU machine: make setup TORCH="torch --index-url https://download.pytorch.org/whl/cu124"
+# CPU wheel by default; on a GPU machine: make setup TORCH="torch --index-url https://download.pytorch.org/whl/cu126"
 TORCH ?= torch==2.13.0
 MIRROR ?=
 CORES ?= all

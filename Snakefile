@@ -4,7 +4,7 @@ import sys
 
 from snakemake.utils import min_version
 
-min_version("9.0")
+min_version("9.17")
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 

@@ -1,12 +1,14 @@
-"""`snakemake --profile profiles/slurm` on a real single-node Slurm.
+"""`snakemake --profile slurm` on a real single-node Slurm.
 
 Runs only with POLNEURONS_SLURM_TEST=1 (and as root): it installs and starts Slurm with
-tools/slurm/start_slurm.sh, then runs the workflow from the repository root as a user would,
-`snakemake --profile profiles/slurm`, on the tiny configuration, in a temporary working
-folder (`--directory`), with GPU requests turned off (config `resources: {gpu: 0}`: this
-test cluster has no GPUs and rejects a job that asks for one). Meanwhile a poller records
-`scontrol show job` of running jobs and cancels one of them with `scancel`; the profile's
-`retries: 1` must resubmit it and the run must still complete.
+tools/slurm/start_slurm.sh, then runs the workflow from the repository root with the
+README's command, `snakemake --profile slurm`, on the tiny configuration, in a temporary
+working folder (`--directory`), with GPU requests on (config `resources: {gpu: 1}`, as on a
+user's cluster: the test node declares counted GPUs without devices, so the jobs run on
+the CPU). Meanwhile a poller records `scontrol show job` of running jobs and cancels one of
+them with `scancel`; the profile's `retries: 1` must resubmit it and the run must still
+complete. The GPU rules must ask Slurm for one GPU each, the CPU rules for none, and the rule
+that needs the network (prepare_model) must run on the submit host, not as a job.
 
 The test cluster has no accounting, so sacct cannot report job states: the test passes
 `--slurm-status-command squeue` (the profile keeps the plugin's sacct default for real
@@ -43,11 +45,15 @@ FULL_RUN = os.environ.get("POLNEURONS_SLURM_FULL") == "1"
 SNAKEMAKE_BOUND_S = 600 if FULL_RUN else 300
 # Seconds before the plugin's first status check (default 40), to keep the test short.
 STATUS_CHECK_START_S = 2
-# GPU requests off: rules read `gpu` from config `resources.gpu`. A config file, merged
-# key by key into the one before it: `--config 'resources={gpu: 0}'` would give the
-# string "0" (snakemake reads nested --config values as strings), which the jobstep
-# plugin rejects ("gpu must be an integer").
-CPU_ONLY_CONFIG = "resources:\n  gpu: 0\n"
+# GPU requests on, one GPU per model job, as a user's cluster run has them (the tiny config
+# turns them off). A config file, merged key by key into the one before it: `--config
+# 'resources={gpu: 1}'` would give the string "1" to the rule (snakemake reads nested
+# --config values as strings), which the jobstep plugin rejects ("gpu must be an integer").
+GPU_CONFIG = "resources:\n  gpu: 1\n"
+# Rules that load a model (gpu: 1 above) and the one that needs the network.
+GPU_RULES = {"generate", "score_likelihood", "finetune", "inhibitft", "dump_activations"}
+GPU_RULES |= {"patch_generate"}
+NETWORK_RULES = {"prepare_model"}
 
 
 @pytest.fixture(scope="module")
@@ -70,14 +76,14 @@ def _workflow_args(workdir: Path) -> tuple[list[str], dict]:
 
     mirror = require_mirror()
     model = build_tiny_checkpoint(workdir.parent / "tiny_model")
-    cpu_only = workdir.parent / "cpu_only.yaml"
-    cpu_only.write_text(CPU_ONLY_CONFIG)
+    gpu_config = workdir.parent / "gpu.yaml"
+    gpu_config.write_text(GPU_CONFIG)
     targets = [] if FULL_RUN else [str(workdir / "results" / "tiny" / "base" / "ratings.jsonl")]
     args = [
         *targets,
         "--configfile",
         str(TINY_CONFIG),
-        str(cpu_only),
+        str(gpu_config),
         "--config",
         f"data={{mirror: {mirror}}}",
         f"model_registry={{tiny: {{path: {model}}}}}",
@@ -96,6 +102,16 @@ def _timelimit_minutes(value: str) -> int:
     return (int(days or 0) * 24 + hours) * 60 + minutes + (1 if seconds else 0)
 
 
+def _gpus_requested(record: dict[str, str]) -> int:
+    """GPUs a job asked for, from `scontrol show job` (TresPerJob/TresPerNode `gres:gpu:N`
+    or `gres/gpu:N`, as --gpus and --gres write them); 0 when none."""
+    total = 0
+    for key in ("TresPerJob", "TresPerNode", "TresPerTask"):
+        for match in re.finditer(r"gres[:/]gpu(?::[\w-]+)?[:=](\d+)", record.get(key, "")):
+            total += int(match.group(1))
+    return total
+
+
 def _memory_mb(value: str) -> int:
     """Slurm memory (e.g. 400M, 4G) in megabytes."""
     number, unit = re.fullmatch(r"(\d+(?:\.\d+)?)([KMGT]?)", value).groups()
@@ -111,8 +127,9 @@ def test_profile_runs_workflow_on_slurm_with_resources_and_retry(slurm, tmp_path
     snakemake = [sys.executable, "-m", "snakemake"]
     command = [
         *snakemake,
+        # The README's command: ./slurm (a link to profiles/slurm) in the repository root.
         "--profile",
-        "profiles/slurm",
+        "slurm",
         "--slurm-status-command",
         "squeue",
         "--slurm-init-seconds-before-status-checks",
@@ -158,7 +175,13 @@ def test_profile_runs_workflow_on_slurm_with_resources_and_retry(slurm, tmp_path
         assert seen["name"] == run_id
         assert seen["state"] in FINISHED_STATES, f"job {slurm_id} left {seen['state']}"
 
-    # Slurm granted what the rules declared: memory, time limit, CPUs; no GPU anywhere.
+    # The network rule ran on this host (a local rule), never as a Slurm job.
+    for rule in NETWORK_RULES:
+        assert f"localrule {rule}:" in log, f"{rule} did not run as a local rule:\n{tail}"
+        assert rule not in {j.rule for j in jobs.values()}, f"{rule} was submitted to Slurm"
+
+    # Slurm granted what the rules declared: memory, time limit, CPUs; one GPU for each GPU
+    # rule, none for the others.
     checked = [i for i in watcher.running_records if i in jobs]
     assert checked, "the poller never caught one of this run's jobs running"
     for slurm_id in checked:
@@ -167,13 +190,18 @@ def test_profile_runs_workflow_on_slurm_with_resources_and_retry(slurm, tmp_path
         assert _memory_mb(record["MinMemoryNode"]) == int(job.resources["mem_mb"]), what
         assert _timelimit_minutes(record["TimeLimit"]) == int(job.resources["runtime"]), what
         assert int(record["NumCPUs"]) == job.threads, what
-        assert "gpu" not in record.get("TRES", "") + record.get("TresPerNode", ""), what
+        expected_gpus = 1 if job.rule in GPU_RULES else 0
+        assert int(job.resources.get("gpu", 0)) == expected_gpus, what
+        assert _gpus_requested(record) == expected_gpus, what
         assert record["Comment"].startswith(f"rule_{job.rule}"), what
+    kinds = {jobs[i].rule in GPU_RULES for i in checked}
+    assert kinds == {True, False}, f"caught only {'GPU' if True in kinds else 'CPU'} jobs running"
     print(
         "seen running on Slurm:",
         ", ".join(
             f"{i} {jobs[i].rule} mem={watcher.running_records[i]['MinMemoryNode']}"
             f" time={watcher.running_records[i]['TimeLimit']}"
+            f" gpus={_gpus_requested(watcher.running_records[i])}"
             for i in checked
         ),
     )

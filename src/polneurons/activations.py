@@ -127,7 +127,7 @@ def dump_activations(
     `out_dir` appears only when complete. `meta` (model and adapter hashes, ...) goes into the
     manifest as given; `progress` is a stream for a tqdm bar. Returns the manifest.
     """
-    from tqdm import tqdm
+    from polneurons.progress import progress_bar
 
     if len(prompts) != len(prompt_ids) or not prompts:
         raise DataError(
@@ -182,7 +182,7 @@ def dump_activations(
         with (
             atomic_path(out_dir, is_dir=True) as folder,
             torch.inference_mode(),
-            tqdm(total=len(prompts), file=progress, disable=progress is None, unit="prompt") as bar,
+            progress_bar(progress, total=len(prompts), unit="prompt") as bar,
         ):
             for start in range(0, len(prompts), batch_size):
                 texts = prompts[start : start + batch_size]

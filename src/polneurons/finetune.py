@@ -282,10 +282,10 @@ def finetune(
     Writes `out_dir/train_log.json` and either `out_dir/adapter/` (peft adapter with its
     adapter_config.json) or, for method full, `out_dir/model/` (weights and tokenizer).
     """
-    from tqdm import tqdm
     from transformers import get_linear_schedule_with_warmup
 
     from polneurons.inhibit import Inhibition, inhibition_problem
+    from polneurons.progress import progress_bar
 
     cfg = resolve_config(cfg)
     if tokenizer.eos_token_id is None:
@@ -351,7 +351,7 @@ def finetune(
     steps = []
     start = time.perf_counter()
     model.train()
-    bar = tqdm(total=total_steps, file=progress, disable=progress is None, desc="finetune")
+    bar = progress_bar(progress, total=total_steps, desc="finetune")
     with inhibition.active() if inhibition else contextlib.nullcontext():
         for step, (epoch, group) in enumerate(step_groups(tokenized, cfg, total_steps), start=1):
             group = [collate(batch, pad_id, device) for batch in group]

@@ -15,10 +15,10 @@ from typing import IO
 
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from polneurons.architectures import unwrap
 from polneurons.errors import DataError
+from polneurons.progress import progress_bar
 
 # (input_ids [batch, new], attention_mask [batch, past + new], position_ids [batch, new])
 #   -> next-token logits [batch, vocab] at the last new position.
@@ -195,9 +195,7 @@ def generate_batches(
     pad_id = pad_token_id(tokenizer)
     texts: list[str] = [""] * len(prompts)
     counts: list[int] = [0] * len(prompts)
-    bar = tqdm(
-        total=len(prompts), desc=desc, unit="prompt", file=progress, disable=progress is None
-    )
+    bar = progress_bar(progress, total=len(prompts), desc=desc, unit="prompt")
     device = unwrap(model).device
     with bar, eval_mode(model), torch.inference_mode():
         for indices, input_ids, attention_mask in encode_batches(

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import TextIO
 
 from polneurons.errors import PolneuronsError, user_errors
+from polneurons.gpus import pinned_gpus
 
 
 @dataclass
@@ -34,7 +35,8 @@ def seed_everything(seed: int) -> None:
 
 @contextlib.contextmanager
 def rule_context(smk, seed: int | None = None):
-    """Log to the rule's log file, set torch threads and seeds, and turn user errors into one line."""
+    """Log to the rule's log file, pin the job's GPUs (`resources.gpu`), set torch threads and
+    seeds, and turn user errors into one line."""
     log_path = smk.log[0] if len(smk.log) else None
     stream = open(log_path, "w", buffering=1) if log_path else sys.stderr  # noqa: SIM115
     logger = logging.getLogger(f"polneurons.{smk.rule}")
@@ -43,14 +45,18 @@ def rule_context(smk, seed: int | None = None):
     logger.handlers[0].setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     logging.captureWarnings(True)
     logging.getLogger("py.warnings").handlers[:] = [logging.StreamHandler(stream)]
+    stack = contextlib.ExitStack()
     try:
-        import torch
-
-        torch.set_num_threads(max(1, int(smk.threads)))
-        if seed is not None:
-            seed_everything(seed)
         with user_errors(logger):
             logger.info("rule %s, wildcards %s", smk.rule, dict(smk.wildcards.items()))
+            gpus = pinned_gpus(int(getattr(smk.resources, "gpu", 0) or 0), logger)
+            # before torch initializes CUDA: it reads CUDA_VISIBLE_DEVICES once
+            stack.enter_context(gpus)
+            import torch
+
+            torch.set_num_threads(max(1, int(smk.threads)))
+            if seed is not None:
+                seed_everything(seed)
             try:
                 yield RuleContext(log=logger, progress=stream)
             except PolneuronsError:
@@ -63,5 +69,6 @@ def rule_context(smk, seed: int | None = None):
                 raise
             logger.info("done")
     finally:
+        stack.close()
         if stream is not sys.stderr:
             stream.close()

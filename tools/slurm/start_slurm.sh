@@ -6,9 +6,11 @@
 # Needs root. Everything it starts is recorded by process id under $STATE_DIR, and
 # tools/slurm/stop_slurm.sh stops exactly those processes.
 #
-# The cluster is CPU-only and GRES-free: no GresTypes, no Gres on the node, so a job that
-# asks for a GPU (sbatch --gpus / --gres=gpu) is rejected. Workflows run on it must turn
-# GPU requests off (config `resources: {gpu: 0}`).
+# The node has no real GPU but a GPU GRES (Gres=gpu:$GPUS in slurm.conf; gres.conf names
+# empty regular files under $STATE_DIR as the devices: Debian's Slurm 22.05 marks the node
+# INVAL for a gpu Count without File), so jobs that ask for GPUs (sbatch --gpus /
+# --gres=gpu) are scheduled and `scontrol show job` shows what they asked for; the jobs
+# themselves run on the CPU.
 #
 # Accounting is off (accounting_storage/none): `sacct` answers "accounting storage is
 # disabled", so snakemake must be run with `--slurm-status-command squeue` here.
@@ -17,11 +19,14 @@
 # Environment:
 #   POLNEURONS_SLURM_STATE    state, spool, log and pid folder [/run/polneurons-slurm]
 #   POLNEURONS_SLURM_WAIT_S   bound on the readiness wait, seconds [60]
+#   POLNEURONS_SLURM_GPUS     GPUs the node declares (GRES backed by empty files) [2]
 set -euo pipefail
 
 STATE_DIR=${POLNEURONS_SLURM_STATE:-/run/polneurons-slurm}
 WAIT_S=${POLNEURONS_SLURM_WAIT_S:-60}
+GPUS=${POLNEURONS_SLURM_GPUS:-2}
 CONF=/etc/slurm/slurm.conf
+GRES_CONF=/etc/slurm/gres.conf
 MARKER="# written by polneurons tools/slurm/start_slurm.sh"
 NODE=$(hostname -s)
 
@@ -99,7 +104,7 @@ real_mem_mb=$((mem_total_mb * 85 / 100)) # below the machine's, or slurmd marks 
 conf_text=$(
     cat <<EOF
 $MARKER
-# Single-node, CPU-only, GRES-free test cluster on localhost. Regenerated on every start.
+# Single-node test cluster on localhost, GPUs counted but absent. Regenerated on every start.
 ClusterName=polneurons
 SlurmctldHost=$NODE(127.0.0.1)
 SlurmUser=root
@@ -128,8 +133,9 @@ SlurmctldLogFile=$STATE_DIR/slurmctld.log
 SlurmdLogFile=$STATE_DIR/slurmd.log
 SlurmctldDebug=info
 SlurmdDebug=info
-# No GresTypes and no Gres= on the node: GPU requests are rejected on this cluster.
-NodeName=$NODE NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$real_mem_mb State=UNKNOWN
+# GPUs backed by empty files (gres.conf): GPU requests are scheduled, nothing runs on a GPU.
+GresTypes=gpu
+NodeName=$NODE NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$real_mem_mb Gres=gpu:$GPUS State=UNKNOWN
 PartitionName=debug Nodes=$NODE Default=YES MaxTime=INFINITE State=UP
 EOF
 )
@@ -146,9 +152,22 @@ fi
 if ((running)) && [[ $(<"$CONF") != "$conf_text" ]]; then
     die "slurm is running with a different $CONF" "run tools/slurm/stop_slurm.sh, then this again"
 fi
+gres_text=$(printf '%s\n%s' "$MARKER" "NodeName=$NODE Name=gpu File=$STATE_DIR/gpu[0-$((GPUS - 1))]")
+if [[ -e $GRES_CONF ]] && ! grep -qxF "$MARKER" "$GRES_CONF"; then
+    die "$GRES_CONF exists and was not written by this script" \
+        "move it away (it is not overwritten) or use that cluster directly"
+fi
+if ((running)) && [[ ! -e $GRES_CONF || $(<"$GRES_CONF") != "$gres_text" ]]; then
+    die "slurm is running with a different $GRES_CONF" "run tools/slurm/stop_slurm.sh, then this again"
+fi
 mkdir -p /etc/slurm
 printf '%s\n' "$conf_text" >"$CONF.tmp"
 mv "$CONF.tmp" "$CONF"
+for ((i = 0; i < GPUS; i++)); do
+    : >"$STATE_DIR/gpu$i" # stand-in device files (nothing opens them: TaskPlugin=task/none)
+done
+printf '%s\n' "$gres_text" >"$GRES_CONF.tmp"
+mv "$GRES_CONF.tmp" "$GRES_CONF"
 
 # --- 4. daemons ---------------------------------------------------------------------------
 if ((running)); then
@@ -190,4 +209,4 @@ left=$((deadline - SECONDS))
 ((left < 10)) && left=10
 answer=$(timeout -k 5 "$left" srun -N1 -n1 -t 1 hostname 2>&1) ||
     die "srun hostname failed: $answer" "see $STATE_DIR/slurmctld.log and $STATE_DIR/slurmd.log"
-say "ready: node $NODE $state, $cpus CPUs, RealMemory=${real_mem_mb}M, srun answered '$answer'"
+say "ready: node $NODE $state, $cpus CPUs, RealMemory=${real_mem_mb}M, gpu:$GPUS, srun answered '$answer'"

@@ -130,11 +130,23 @@ def runtime(wc, attempt):
     return int((r["runtime_base"] + r["runtime_per_b_params"] * params_b(wc)) * attempt)
 
 
+def gpu_site(gpu):
+    """Site resources of a job asking for `gpu` GPUs (partition, GPU model); none without."""
+    r = config["resources"]
+    site = {"slurm_partition": r["gpu_partition"], "gpu_model": r["gpu_model"]}
+    return {k: v for k, v in site.items() if v is not None and gpu > 0}
+
+
 MODEL_JOB = dict(
     gpu=config["resources"]["gpu"],
     mem_mb=mem_mb,
     runtime=runtime,
+    **gpu_site(config["resources"]["gpu"]),
 )
+# Rules that need the network run where snakemake runs (compute nodes may have none).
+NETWORK_LOCAL = config["resources"]["network_rules_local"]
+JUDGE_GPU = config["resources"]["gpu"] if config["judge"]["backend"] == "hf" else 0
+JUDGE_LOCAL = NETWORK_LOCAL and config["judge"]["backend"] == "openai"
 
 
 def raw(rel):

@@ -24,6 +24,7 @@ rule prepare_model:
         f"{RES}/logs/prepare_model/{{model}}.log",
     benchmark:
         f"{RES}/benchmarks/prepare_model/{{model}}.tsv"
+    localrule: NETWORK_LOCAL
     conda:
         "../../envs/polneurons.yaml"
     threads: 1

@@ -48,13 +48,15 @@ rule judge:
     benchmark:
         f"{RES}/benchmarks/judge/{{model}}/{{run}}.tsv"
     priority: 10
+    localrule: JUDGE_LOCAL
     conda:
         "../../envs/polneurons.yaml"
     threads: 1
     resources:
         mem_mb=4000,
         runtime=120,
-        gpu=config["resources"]["gpu"] if config["judge"]["backend"] == "hf" else 0,
+        gpu=JUDGE_GPU,
+        **gpu_site(JUDGE_GPU),
         api_slots=1 if config["judge"]["backend"] == "openai" else 0,
     params:
         root=data_root,

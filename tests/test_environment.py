@@ -1,0 +1,115 @@
+"""The software environment: pyproject's dependency floors, the conda env file that mirrors
+them, and how rule scripts reach the polneurons package inside a conda env."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import pytest
+import yaml
+from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
+from packaging.version import Version
+
+tomllib = pytest.importorskip("tomllib")
+
+REPO = Path(__file__).resolve().parents[1]
+ENV_FILE = REPO / "envs" / "polneurons.yaml"
+# In pyproject but deliberately not in the rule env: a job's script unpickles the snakemake
+# object with the snakemake of the process that started it (appended to sys.path by
+# Snakemake), so a second, possibly different snakemake in the env must not shadow it.
+NOT_IN_RULE_ENV = {"snakemake", "snakemake-executor-plugin-slurm"}
+# Floors that exclude known-broken combinations (package -> the lowest version allowed).
+REQUIRED_FLOORS = {
+    # transformers 5 needs peft >= 0.18 (older peft imports names transformers 5 removed).
+    "peft": "0.18",
+    # spawned jobs get `--retries 0` from 9.14.1 on; several --profile files from 9.17.
+    "snakemake": "9.17",
+    # 0.8 changed the tracing API bench_dump.py uses.
+    "nnsight": "0.8",
+}
+
+
+def pyproject() -> dict:
+    return tomllib.loads((REPO / "pyproject.toml").read_text())
+
+
+def requirements(lines: list[str]) -> dict[str, Requirement]:
+    reqs = [Requirement(line) for line in lines]
+    return {r.name.lower(): r for r in reqs}
+
+
+def env_pip_lines() -> list[str]:
+    deps = yaml.safe_load(ENV_FILE.read_text())["dependencies"]
+    pip = [d["pip"] for d in deps if isinstance(d, dict) and "pip" in d]
+    assert len(pip) == 1, f"{ENV_FILE}: expected one pip: section, found {len(pip)}"
+    return pip[0]
+
+
+def floor(spec: SpecifierSet) -> Version:
+    lows = [Version(s.version) for s in spec if s.operator in (">=", "==", "~=")]
+    assert lows, f"{spec} has no lower bound"
+    return max(lows)
+
+
+def test_conda_env_lists_the_pyproject_dependencies_with_the_same_pins():
+    project = requirements(pyproject()["project"]["dependencies"])
+    env = requirements(env_pip_lines())
+    expected = {n: str(r) for n, r in project.items() if n not in NOT_IN_RULE_ENV}
+    assert {n: str(r) for n, r in env.items()} == expected
+    assert "datasets" in env
+
+
+def test_conda_env_installs_no_local_path():
+    # Snakemake copies the env file under .snakemake/conda/ before creating the env: any
+    # relative path (`-e ../`, `.`) would resolve against that copy, not the checkout.
+    for line in env_pip_lines():
+        assert not re.match(r"^(-e|--editable)\b|^[.~/]", line.strip()), line
+
+
+def test_rule_scripts_import_polneurons_from_their_folder_without_an_install():
+    # What a rule script sees in a conda env without polneurons: no site-packages (-S -I),
+    # and the script's folder appended to sys.path, as Snakemake's script preamble does.
+    link = REPO / "scripts" / "polneurons"
+    assert link.is_symlink() and link.resolve() == (REPO / "src" / "polneurons").resolve()
+    code = (
+        f"import sys; sys.path.append({str(REPO / 'scripts')!r}); "
+        "import polneurons.errors, polneurons.rule; print(polneurons.errors.__file__)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True, check=True
+    )
+    assert Path(out.stdout.strip()).resolve() == (REPO / "src/polneurons/errors.py").resolve()
+
+
+def test_version_floors_exclude_the_broken_combinations():
+    data = pyproject()["project"]
+    reqs = requirements(data["dependencies"] + data["optional-dependencies"]["bench"])
+    for name, lowest in REQUIRED_FLOORS.items():
+        assert floor(reqs[name].specifier) >= Version(lowest), f"{name}: {reqs[name]}"
+    # The Snakefile refuses an older snakemake with the same floor.
+    snakefile = (REPO / "Snakefile").read_text()
+    assert f'min_version("{floor(reqs["snakemake"].specifier)}")' in snakefile
+
+
+def test_installed_packages_satisfy_the_pyproject_pins():
+    # CI installs from pyproject; the floors must still admit what that gives.
+    data = pyproject()["project"]
+    for name, req in requirements(data["dependencies"]).items():
+        try:
+            installed = version(name)
+        except PackageNotFoundError:
+            pytest.fail(f"{name} is a dependency but not installed")
+        assert req.specifier.contains(Version(installed).base_version, prereleases=True), (
+            f"{name} {installed} does not satisfy {req}"
+        )
+
+
+def test_readme_cuda_hint_names_a_wheel_index_current_torch_ships():
+    for text in ((REPO / "README.md").read_text(), (REPO / "Makefile").read_text()):
+        indexes = re.findall(r"download\.pytorch\.org/whl/(cu\d+)", text)
+        assert indexes and set(indexes) <= {"cu126", "cu130"}, indexes
