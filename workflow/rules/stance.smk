@@ -53,10 +53,10 @@ rule judge:
         "../../envs/polneurons.yaml"
     threads: 1
     resources:
+        **gpu_site(JUDGE_GPU),
         mem_mb=4000,
         runtime=120,
         gpu=JUDGE_GPU,
-        **gpu_site(JUDGE_GPU),
         api_slots=1 if config["judge"]["backend"] == "openai" else 0,
     params:
         root=data_root,
