@@ -5,11 +5,11 @@ lists, per draw and layer, the neurons it could not match in their layer."""
 
 import pandas as pd
 
-from polneurons.config import INHIBIT_KIND
 from polneurons.io import read_json
 from polneurons.metrics import draw_spread, generalization_with_ci, pool_draws
 from polneurons.plots import ablation
 from polneurons.rule import rule_context
+from polneurons.runs import parse_kind, run_of_path
 from polneurons.tables import (
     arm_counts,
     collect_counts,
@@ -18,7 +18,6 @@ from polneurons.tables import (
     combine_reasons,
     control_table,
     loglik_shift,
-    parse_run,
     with_arm_counts,
     write_table,
 )
@@ -74,7 +73,7 @@ with rule_context(snakemake) as ctx:
     )
 
     ppl = pd.DataFrame(
-        [{**parse_run(path), **read_json(path)} for path in snakemake.input.perplexity]
+        [{**run_of_path(path), **read_json(path)} for path in snakemake.input.perplexity]
     )
     write_table(
         ppl, out.ppl_csv, out.ppl_md, title="Perplexity on held-out neutral IdeoINST answers"
@@ -83,14 +82,14 @@ with rule_context(snakemake) as ctx:
     curve = []
     per_model = main[(main["source"] == "mean") & (main["model"] != "mean")]
     for _, row in per_model.iterrows():
-        kind = INHIBIT_KIND.fullmatch(row["condition"])
-        label = f"{'InhibitFT' if kind['arm'] == 'ift' else 'random'} ({kind['strategy']})"
+        kind = parse_kind(row["condition"], pooled=True)
+        label = f"{'InhibitFT' if kind.family == 'ift' else 'random'} ({kind.strategy})"
         for metric in ("CG", "TS"):
             curve.append(
                 {
                     "model": row["model"],
                     "condition": label,
-                    "n": float(kind["n"]),
+                    "n": kind.n,
                     "metric": metric,
                     "value": row[f"{metric}_x"],
                     "lo": row[f"{metric}_x_lo"],

@@ -9,7 +9,8 @@ from polneurons.neuron_store import load_general, load_specific, load_summary
 from polneurons.neurons import jaccard, layer_histogram
 from polneurons.plots import neurons_per_layer
 from polneurons.rule import rule_context
-from polneurons.tables import parse_run, write_table
+from polneurons.runs import run_of_path
+from polneurons.tables import write_table
 
 out = snakemake.output
 
@@ -32,7 +33,7 @@ def describe(neuron_set, total: int) -> dict:
 with rule_context(snakemake) as ctx:
     sizes, layers, generals = [], [], {}
     for folder in snakemake.input.neurons:
-        run = parse_run(folder)
+        run = run_of_path(folder)
         summary = load_summary(folder)
         general = load_general(folder)
         generals[(run["model"], run["leaning"], run["source"])] = general

@@ -8,6 +8,7 @@ import pandas as pd
 from polneurons.metrics import bootstrap_scores, draw_spread, pool_draws, scores_table
 from polneurons.plots import patching_bars
 from polneurons.rule import rule_context
+from polneurons.runs import patch_kind
 from polneurons.tables import (
     collect_counts,
     collect_ratings,
@@ -18,7 +19,7 @@ from polneurons.tables import (
 )
 
 p, out = snakemake.params, snakemake.output
-CONDITIONS = ["base", "ft"] + [f"patch-{c}" for c in p.conditions]
+CONDITIONS = ["base", "ft"] + [patch_kind(c) for c in p.conditions]
 
 
 def share(patch_shift, ft_shift):

@@ -5,18 +5,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from polneurons.config import (
-    control_draws,
-    control_spec,
-    data_settings,
-    drawn_kind,
-    inhibit_spec,
-    inhibitft_finetune,
-    random_control_at,
-    split_draw,
-    validate_config,
-)
+from polneurons.config import data_settings, inhibitft_finetune, validate_config
 from polneurons.errors import ConfigError
+from polneurons.runs import control_draws, random_control_at
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -121,35 +112,6 @@ def test_prompt_topic_names_default_to_spaced_and_the_paper_uses_the_released_na
     with pytest.raises(ConfigError, match="prompt_topic_names") as err:
         validate_config(_with_mlp_targets({"prompt_topic_names": "Title"}))
     assert "\n" not in str(err.value)
-
-
-def test_a_random_control_kind_names_its_draw_and_its_treated_set():
-    ift = {"of": "general"}
-    assert drawn_kind("patch-random", 2) == "patch-random-s2"
-    assert split_draw("rnd-freeze_rows-n7.5-s1") == ("rnd-freeze_rows-n7.5", 1)
-    assert split_draw("ift-freeze_rows-n5") == ("ift-freeze_rows-n5", None)
-    assert control_spec("patch-random-s0", ift, "mlp_output") == {
-        "treated": "general",
-        "site": "mlp_output",
-        "draw": 0,
-    }
-    assert control_spec("rnd-stopgrad-n7.5-s2", ift, "mlp_output") == {
-        "treated": "top",
-        "n": 7.5,
-        "of": "general",
-        "site": "mlp_output",
-        "draw": 2,
-    }
-    assert inhibit_spec("ift-freeze_rows-n5", ift, "mlp_output") == {
-        "strategy": "freeze_rows",
-        "n": 5.0,
-        "of": "general",
-        "random": False,
-        "site": "mlp_output",
-    }
-    for bad in ("rnd-freeze_rows-n5", "ift-freeze_rows-n5-s0", "patch-random"):
-        with pytest.raises(ConfigError):
-            control_spec(bad, ift, "mlp_output")
 
 
 def test_where_the_data_come_from_is_no_result_setting():

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import difflib
-import re
 from pathlib import Path
 
 import yaml
@@ -202,66 +201,8 @@ def inhibitft_finetune(config: dict) -> dict:
     return merged
 
 
-def random_control_at(inhibitft: dict, n: float) -> bool:
-    """Whether InhibitFT at n% also trains the random-inhibition control (inhibitft.random_control)."""
-    control = inhibitft["random_control"]
-    return control if isinstance(control, bool) else n in control
-
-
-# Run kinds of the random controls: one run per draw, named <kind>-s<draw> (draw 0, 1, ...;
-# controls.seeds of them), also when there is one draw, so a run named without a draw (the
-# earlier draw that could fall inside the treated set) is never taken for a current one.
-DRAWN_KIND = re.compile(r"(?P<kind>.+)-s(?P<draw>[0-9]+)")
-INHIBIT_KIND = re.compile(
-    r"(?P<arm>ift|rnd)-(?P<strategy>[a-z_]+)-n(?P<n>[0-9.]+)(-s(?P<draw>[0-9]+))?"
-)
 # data keys that say where the pinned files come from, not what they are (sha256-checked)
 DATA_LOCATION_KEYS = ("base_url", "mirror")
-
-
-def control_draws(config: dict) -> list[int]:
-    """The draws of every random control (controls.seeds of them)."""
-    return list(range(config["controls"]["seeds"]))
-
-
-def drawn_kind(kind: str, draw: int) -> str:
-    """The run kind of draw `draw` of a random control: patch-random -> patch-random-s0."""
-    return f"{kind}-s{draw}"
-
-
-def split_draw(kind: str) -> tuple[str, int | None]:
-    """(kind without its draw, draw) of a run kind; (kind, None) for a kind without a draw."""
-    match = DRAWN_KIND.fullmatch(kind)
-    return (match["kind"], int(match["draw"])) if match else (kind, None)
-
-
-def inhibit_spec(kind: str, inhibitft: dict, site: str) -> dict:
-    """What an InhibitFT run kind (ift-<strategy>-n<n>, rnd-<strategy>-n<n>-s<draw>) inhibits."""
-    match = INHIBIT_KIND.fullmatch(kind)
-    if match is None or (match["arm"] == "rnd") != (match["draw"] is not None):
-        raise ConfigError(
-            f"{kind!r} is not an InhibitFT run kind",
-            "use ift-<strategy>-n<n> or rnd-<strategy>-n<n>-s<draw>",
-        )
-    spec = {
-        "strategy": match["strategy"],
-        "n": float(match["n"]),
-        "of": inhibitft["of"],
-        "random": match["arm"] == "rnd",
-        "site": site,
-    }
-    return spec if match["draw"] is None else {**spec, "draw": int(match["draw"])}
-
-
-def control_spec(kind: str, inhibitft: dict, site: str) -> dict:
-    """What a random-control run kind stands in for: patch-random-s<k> -> G, rnd-...-s<k> -> F_n."""
-    base, draw = split_draw(kind)
-    if base == "patch-random" and draw is not None:
-        return {"treated": "general", "site": site, "draw": draw}
-    spec = inhibit_spec(kind, inhibitft, site)
-    if not spec["random"]:
-        raise ConfigError(f"{kind!r} is not a random control", "use rnd-<strategy>-n<n>-s<k>")
-    return {"treated": "top", "n": spec["n"], "of": spec["of"], "site": site, "draw": spec["draw"]}
 
 
 def data_settings(data: dict) -> dict:

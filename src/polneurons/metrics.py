@@ -202,7 +202,7 @@ def bootstrap_scores(
 
 
 def _drawn(frame: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
-    from polneurons.config import split_draw
+    from polneurons.runs import split_draw
 
     base = frame["condition"].map(lambda c: split_draw(c)[0])
     return base, base != frame["condition"]
@@ -394,7 +394,7 @@ def generalization_with_ci(
     In "mitigation" the draws of a random control (<kind>-s<k>) are one row under <kind>: the
     mean over draws (`draws` of them; its CI over prompts), and <value>_sd, the spread over
     draws (pool_draws, draw_spread). The other tables keep one row per draw."""
-    from polneurons.config import split_draw
+    from polneurons.runs import split_draw
 
     pooled_x = list(dict.fromkeys(split_draw(x)[0] for x in x_conditions))
 

@@ -8,16 +8,7 @@ import numpy as np
 import pandas as pd
 
 from polneurons.io import atomic_path, read_json, read_jsonl
-
-
-def parse_run(path: str | Path) -> dict:
-    """{model, leaning, source, condition} of a per-run file or folder:
-    <results>/<model>/base/<name> or <results>/<model>/<leaning>/<source>/<condition>/<name>."""
-    parts = Path(path).parts
-    if parts[-2] == "base":
-        return {"model": parts[-3], "leaning": None, "source": None, "condition": "base"}
-    model, leaning, source, condition = parts[-5:-1]
-    return {"model": model, "leaning": leaning, "source": source, "condition": condition}
+from polneurons.runs import run_of_path
 
 
 def collect_ratings(paths) -> dict[str, dict[tuple, list[str]]]:
@@ -26,7 +17,7 @@ def collect_ratings(paths) -> dict[str, dict[tuple, list[str]]]:
     by_leaning: dict[str, dict[tuple, list[str]]] = {}
     base = {}
     for path in paths:
-        run = parse_run(path)
+        run = run_of_path(path)
         rows = read_jsonl(path)
         sets: dict[str, list[str]] = {}
         for row in rows:
@@ -48,7 +39,7 @@ def collect_counts(paths) -> pd.DataFrame:
 
     rows, base = [], []
     for path in paths:
-        run = parse_run(path)
+        run = run_of_path(path)
         sets: dict[str, list[dict]] = {}
         for row in read_jsonl(path):
             sets.setdefault(row["test_set"], []).append(row)
@@ -167,7 +158,7 @@ def collect_loglik(paths) -> pd.DataFrame:
     frames = []
     for path in paths:
         frame = pd.read_csv(path)
-        for key, value in parse_run(path).items():
+        for key, value in run_of_path(path).items():
             frame[key] = value
         frames.append(frame)
     return pd.concat(frames, ignore_index=True)
@@ -221,7 +212,7 @@ def control_table(report_paths) -> pd.DataFrame:
     the draw's overlap with the treated set (0 by construction). From random_control's reports."""
     rows = []
     for path in report_paths:
-        run, report = parse_run(Path(path).parent), read_json(path)
+        run, report = run_of_path(Path(path).parent), read_json(path)
         per_layer = zip(
             report["treated_per_layer"],
             report["control_per_layer"],

@@ -1,83 +1,32 @@
 # Helpers shared by the rules: paths, run ids, resources. The config is already validated.
-import re
-
 from polneurons.data import TOPICS, FILES
-from polneurons.config import (
-    control_draws,
-    control_spec,
-    inhibit_spec,
-    data_settings,
-    drawn_kind,
-    inhibitft_finetune,
-    random_control_at,
-)
+from polneurons.config import data_settings, inhibitft_finetune
+from polneurons import runs
+from polneurons.runs import control_spec, inhibit_spec
 
 RES = config["results"]
 MODELS = list(config["models"])
 SPECS = config["model_registry"]
 TEST_SETS = list(config["topics"]) + list(config["extra_sets"])
 IFT = config["inhibitft"]
-CONTROL_KIND = "ftctl" if IFT["finetune"] else "ft"
-
-
-def fmt_n(n):
-    return f"{n:g}"
-
-
+CONTROL_KIND = runs.inhibitft_control_kind(config)
 IFT_SOURCES = IFT["source_topics"] or config["source_topics"]
 PATCH_SOURCES = config["patching"]["source_topics"] or config["source_topics"]
+alt = runs.alternatives
 
 
 def inhibitft_kinds():
-    """The run kinds InhibitFT adds per (model, leaning, source): inhibited and random control."""
-    kinds = []
-    if IFT["enabled"]:
-        for strategy in IFT["strategies"]:
-            for n in IFT["n"]:
-                kinds.append(f"ift-{strategy}-n{fmt_n(n)}")
-                if random_control_at(IFT, n):
-                    kinds += [
-                        drawn_kind(f"rnd-{strategy}-n{fmt_n(n)}", k)
-                        for k in control_draws(config)
-                    ]
-    return kinds
+    return runs.inhibitft_kinds(config)
 
 
 def patch_kinds():
-    if not config["patching"]["enabled"]:
-        return []
-    kinds = []
-    for c in config["patching"]["conditions"]:
-        if c == "random":
-            kinds += [drawn_kind("patch-random", k) for k in control_draws(config)]
-        else:
-            kinds.append(f"patch-{c}")
-    return kinds
+    return runs.patch_kinds(config)
 
 
 def run_ids(kinds, sources=None):
-    return [
-        f"{lean}/{src}/{kind}"
-        for lean in config["leanings"]
-        for src in sources or config["source_topics"]
-        for kind in kinds
-    ]
+    return runs.run_ids(config, kinds, sources)
 
 
-def alt(values):
-    return "|".join(sorted(str(v).replace(".", r"\.") for v in values))
-
-
-# a random control's kind ends in -s<draw> (polneurons.config.drawn_kind)
-INHIBIT_KIND_RE = (
-    r"ift-(freeze_rows|stopgrad)-n[0-9.]+|rnd-(freeze_rows|stopgrad)-n[0-9.]+-s[0-9]+"
-)
-TRAIN_KIND_RE = rf"ft|ftctl|{INHIBIT_KIND_RE}"
-CONTROL_KIND_RE = r"patch-random-s[0-9]+|rnd-(freeze_rows|stopgrad)-n[0-9.]+-s[0-9]+"
-RUN_RE = (
-    rf"base|({alt(config['leanings'])})/({alt(config['source_topics'])})/"
-    rf"({TRAIN_KIND_RE}|patch-(general|specific|random-s[0-9]+))"
-)
 # config["data"] without where the files come from: a param only of what changes a result
 DATA = data_settings(config["data"])
 
@@ -87,8 +36,8 @@ wildcard_constraints:
     lean=alt(config["leanings"]),
     src=alt(config["source_topics"]),
     topic=alt(config["topics"]),
-    kind=TRAIN_KIND_RE,
-    run=RUN_RE,
+    kind=runs.TRAIN_KIND,
+    run=runs.run_pattern(config),
 
 
 def model_record(wc):
@@ -106,7 +55,7 @@ def control_of(kind):
     """The drawn random-control neurons a run of this kind uses (none for other kinds)."""
 
     def inputs(wc):
-        if not re.fullmatch(CONTROL_KIND_RE, kind(wc)):
+        if not runs.parse_kind(kind(wc)).is_control:
             return []
         return f"{RES}/{wc.model}/{wc.lean}/{wc.src}/{kind(wc)}/control/neurons.pt"
 
@@ -180,7 +129,7 @@ def per_run(name, kinds, sources=None, with_base=True):
 
 def control_reports(kinds, sources=None):
     """The draw reports of the random controls among these run kinds."""
-    drawn = [k for k in kinds if re.fullmatch(CONTROL_KIND_RE, k)]
+    drawn = [k for k in kinds if runs.parse_kind(k).is_control]
     return per_run("control/report.json", drawn, sources, with_base=False)
 
 

@@ -47,7 +47,7 @@ rule inhibitft:
     benchmark:
         f"{RES}/benchmarks/inhibitft/{{model}}/{{lean}}/{{src}}/{{kind}}.tsv"
     wildcard_constraints:
-        kind=INHIBIT_KIND_RE,
+        kind=runs.INHIBIT_KIND,
     conda:
         "../../envs/polneurons.yaml"
     threads: config["resources"]["threads"]

@@ -68,7 +68,7 @@ rule random_control:
     log:
         f"{RES}/logs/random_control/{{model}}/{{lean}}/{{src}}/{{kind}}.log",
     wildcard_constraints:
-        kind=CONTROL_KIND_RE,
+        kind=runs.CONTROL_KIND,
     localrule: True
     conda:
         "../../envs/polneurons.yaml"

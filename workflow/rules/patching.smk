@@ -7,7 +7,7 @@ rule patch_generate:
         files=rules.download_data.output.files,
         adapter=f"{RES}/{{model}}/{{lean}}/{{src}}/ft/train",
         neurons=f"{RES}/{{model}}/{{lean}}/{{src}}/ft/neurons",
-        control=control_of(lambda wc: f"patch-{wc.condition}"),
+        control=control_of(lambda wc: runs.patch_kind(wc.condition)),
     output:
         generations=f"{RES}/{{model}}/{{lean}}/{{src}}/patch-{{condition}}/generations.jsonl",
     log:
@@ -15,7 +15,7 @@ rule patch_generate:
     benchmark:
         f"{RES}/benchmarks/patch_generate/{{model}}/{{lean}}/{{src}}/{{condition}}.tsv"
     wildcard_constraints:
-        condition="general|specific|random-s[0-9]+",
+        condition=runs.PATCH_CONDITION,
     conda:
         "../../envs/polneurons.yaml"
     threads: config["resources"]["threads"]

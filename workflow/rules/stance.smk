@@ -1,5 +1,5 @@
 # Stance measurement (METHOD 4): greedy generation, judging, the score S, the judge-free S_ll.
-GENERATED_RUN_RE = rf"base|({alt(config['leanings'])})/({alt(config['source_topics'])})/({TRAIN_KIND_RE})"
+GENERATED_RUN_RE = runs.run_pattern(config, runs.TRAIN_KIND)
 
 
 rule generate:

@@ -1,0 +1,147 @@
+"""Run ids (polneurons.runs): every kind builds, parses back and matches its wildcard pattern."""
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from polneurons import runs
+from polneurons.config import validate_config
+from polneurons.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _config(path="config.yaml", **changes):
+    cfg = yaml.safe_load((REPO / path).read_text())
+    for key, value in changes.items():
+        cfg.setdefault(key, {}).update(value)
+    return validate_config(cfg)
+
+
+def _every_kind(config):
+    kinds = ["ft", runs.inhibitft_control_kind(config)]
+    kinds += runs.inhibitft_kinds(config) + runs.patch_kinds(config)
+    return list(dict.fromkeys(kinds))
+
+
+@pytest.mark.parametrize("path", ["config.yaml", "configs/paper.yaml", "tests/configs/tiny.yaml"])
+def test_every_run_of_a_config_parses_back_and_matches_the_run_pattern(path):
+    raw = yaml.safe_load((REPO / path).read_text())
+    for spec in raw.get("model_registry", {}).values():
+        spec["path"] = str(REPO) if spec["path"].startswith("/") else spec["path"]
+    config = validate_config(raw)
+    pattern = re.compile(runs.run_pattern(config))
+    ids = runs.run_ids(config, _every_kind(config)) + [runs.BASE]
+    assert len(ids) == len(set(ids))
+    for run_id in ids:
+        assert pattern.fullmatch(run_id), run_id
+        assert str(runs.parse_run(run_id)) == run_id
+    trained = re.compile(runs.run_pattern(config, runs.TRAIN_KIND))
+    for run_id in ids:
+        run = runs.parse_run(run_id)
+        expected = run.kind is None or run.kind.trained
+        assert bool(trained.fullmatch(run_id)) == expected, run_id
+
+
+def test_the_paper_config_has_three_draws_of_each_random_control():
+    config = _config("configs/paper.yaml")
+    kinds = runs.inhibitft_kinds(config) + runs.patch_kinds(config)
+    controls = [runs.parse_kind(k) for k in kinds if runs.parse_kind(k).is_control]
+    by_base = {}
+    for kind in controls:
+        by_base.setdefault(kind.base, []).append(kind.draw)
+    assert by_base and all(draws == [0, 1, 2] for draws in by_base.values())
+    assert {runs.parse_kind(k).base for k in kinds if k.startswith("patch-random")} == {
+        "patch-random"
+    }
+
+
+def test_each_kind_family_says_what_it_needs():
+    ft, ift, rnd = (runs.parse_kind(k) for k in ("ft", "ift-stopgrad-n7.5", "rnd-stopgrad-n5-s2"))
+    patch, random = runs.parse_kind("patch-general"), runs.parse_kind("patch-random-s1")
+    assert ft.trained and not ft.needs_neurons and not ft.is_control
+    assert ift.trained and ift.needs_neurons and not ift.is_control and ift.n == 7.5
+    assert rnd.trained and rnd.is_control and rnd.draw == 2 and rnd.base == "rnd-stopgrad-n5"
+    assert not patch.trained and patch.needs_neurons and patch.patched == "general"
+    assert random.is_control and random.patched == "random" and random.base == "patch-random"
+    assert re.fullmatch(runs.CONTROL_KIND, str(rnd)) and re.fullmatch(
+        runs.CONTROL_KIND, "patch-random-s1"
+    )
+    assert not re.fullmatch(runs.CONTROL_KIND, str(ift))
+
+
+def test_builders_and_parsers_agree():
+    assert runs.inhibit_kind("freeze_rows", 5) == "ift-freeze_rows-n5"
+    assert runs.inhibit_kind("freeze_rows", 7.5, draw=0) == "rnd-freeze_rows-n7.5-s0"
+    assert runs.patch_kind("random", 3) == "patch-random-s3"
+    assert runs.split_draw("rnd-freeze_rows-n7.5-s1") == ("rnd-freeze_rows-n7.5", 1)
+    assert runs.split_draw("ift-freeze_rows-n5") == ("ift-freeze_rows-n5", None)
+    assert runs.parse_kind("rnd-freeze_rows-n5", pooled=True).draw is None
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "rnd-freeze_rows-n5",
+        "ift-freeze_rows-n5-s0",
+        "patch-random",
+        "patch-general-s0",
+        "patch-everything",
+        "ft-s0",
+        "ift-freeze_rows",
+        "",
+    ],
+)
+def test_a_malformed_kind_is_refused_in_one_line(bad):
+    with pytest.raises(ConfigError) as err:
+        runs.parse_kind(bad)
+    assert "\n" not in str(err.value) and "run kind" in str(err.value)
+
+
+def test_a_random_control_kind_names_its_draw_and_its_treated_set():
+    ift = {"of": "general"}
+    assert runs.control_spec("patch-random-s0", ift, "mlp_output") == {
+        "treated": "general",
+        "site": "mlp_output",
+        "draw": 0,
+    }
+    assert runs.control_spec("rnd-stopgrad-n7.5-s2", ift, "mlp_output") == {
+        "treated": "top",
+        "n": 7.5,
+        "of": "general",
+        "site": "mlp_output",
+        "draw": 2,
+    }
+    assert runs.inhibit_spec("ift-freeze_rows-n5", ift, "mlp_output") == {
+        "strategy": "freeze_rows",
+        "n": 5.0,
+        "of": "general",
+        "random": False,
+        "site": "mlp_output",
+    }
+    for bad in ("rnd-freeze_rows-n5", "ift-freeze_rows-n5-s0", "patch-random", "patch-general"):
+        with pytest.raises(ConfigError):
+            runs.control_spec(bad, ift, "mlp_output")
+
+
+def test_a_path_names_its_run():
+    assert runs.run_of_path("results/m/base/ratings.jsonl") == {
+        "model": "m",
+        "leaning": None,
+        "source": None,
+        "condition": "base",
+    }
+    assert runs.run_of_path("results/m/left/race/patch-random-s0/ratings.jsonl") == {
+        "model": "m",
+        "leaning": "left",
+        "source": "race",
+        "condition": "patch-random-s0",
+    }
+
+
+def test_the_module_examples_hold():
+    import doctest
+
+    assert doctest.testmod(runs).failed == 0
