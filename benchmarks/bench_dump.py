@@ -39,7 +39,7 @@ from common import (
 )
 
 from polneurons import activations
-from polneurons.activations import dump_activations, rms_contrast
+from polneurons.activations import dump_activations, topic_contrast
 
 
 def parse_args(argv=None):
@@ -105,7 +105,7 @@ def nnsight_contrast_batch(model):
             node = node[int(part)] if part.isdigit() else getattr(node, part)
         return node
 
-    def contrast_batch(model, neuron_site, input_ids, attention_mask, raw_tokens):
+    def contrast_batch(model, neuron_site, input_ids, attention_mask, counted, raw_tokens):
         envoys = [envoy(names[neuron_site.module(layer)]) for layer in range(neuron_site.n_layers)]
         output_site = neuron_site.site == "mlp_output"
         forward = dict(
@@ -123,11 +123,15 @@ def nnsight_contrast_batch(model):
         tuned = run()
         rows = torch.arange(len(input_ids), device=input_ids.device)
         last = attention_mask.sum(1) - 1
-        padding = ~attention_mask.bool()[:, None, :, None]
-        diff = (tuned.float() - base.float()).masked_fill_(padding, 0)
+        kept = counted & attention_mask.bool()
+        padding = ~kept[:, None, :, None]
+        reference = base.float().masked_fill_(padding, 0)
+        diff = tuned.float().masked_fill_(padding, 0) - reference
         out = {
-            "n_tokens": (last + 1).cpu(),
+            "prompt_length": (last + 1).cpu(),
+            "n_tokens": kept.sum(1).cpu(),
             "sq_diff_sum": diff.square().sum(2).cpu(),
+            "sq_base_sum": reference.square().sum(2).cpu(),
             "last_m0": base[rows, :, last].half().cpu(),
             "last_ms": tuned[rows, :, last].half().cpu(),
         }
@@ -218,7 +222,7 @@ def main(argv=None) -> None:
                 seconds[name].append(timed(fn, args.device))
         median = {name: statistics.median(s) for name, s in seconds.items()}
         r_gap = (
-            float((rms_contrast(tmp / "ours") - rms_contrast(tmp / "nnsight")).abs().max())
+            float((topic_contrast(tmp / "ours") - topic_contrast(tmp / "nnsight")).abs().max())
             if nnsight
             else None
         )

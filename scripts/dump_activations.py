@@ -4,7 +4,7 @@ import json
 from pathlib import Path
 
 from polneurons import __version__
-from polneurons.activations import dump_activations
+from polneurons.activations import dump_activations, instruction_spans
 from polneurons.models import adapter_sha256, load_contrast_pair
 from polneurons.prompts import adds_special_tokens, eval_items, eval_prompts
 from polneurons.rule import rule_context
@@ -17,6 +17,8 @@ with rule_context(snakemake) as ctx:
     )
     items = eval_items(p.root, [snakemake.wildcards.topic], p.eval_prompts)
     prompts = eval_prompts(p.root, tok, items, p.prompt_format, p.topic_names)
+    only_instruction = p.neurons["tokens"] == "instruction"
+    spans = instruction_spans(prompts, [it["text"] for it in items]) if only_instruction else None
     meta = {
         "model": record["source"],
         "model_sha256": record["config_sha256"],
@@ -37,5 +39,6 @@ with rule_context(snakemake) as ctx:
         add_special_tokens=adds_special_tokens(p.prompt_format),
         meta=meta,
         progress=ctx.progress,
+        spans=spans,
     )
     ctx.log.info("%d prompts in %d shards", len(items), len(manifest["shards"]))

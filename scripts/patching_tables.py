@@ -14,39 +14,13 @@ from polneurons.tables import (
     collect_ratings,
     combine_reasons,
     control_table,
+    patching_recovered,
     with_run_counts,
     write_table,
 )
 
 p, out = snakemake.params, snakemake.output
 CONDITIONS = ["base", "ft"] + [patch_kind(c) for c in p.conditions]
-
-
-def share(patch_shift, ft_shift):
-    """(S_patch - S_M0) / (S_Ms - S_M0) (METHOD 7); undefined (NaN) where FT did not move S."""
-    return (patch_shift / ft_shift.where(ft_shift != 0)).astype(float)
-
-
-def recovered(scores: pd.DataFrame) -> pd.DataFrame:
-    """Per (model, source, condition, test_set[, replicate]): S and the recovered share; also a
-    pooled row per condition (test_set "all": shares of the summed shifts over its test sets)."""
-    rep = ["replicate"] if "replicate" in scores.columns else []
-    base = scores[scores["condition"] == "base"][["model", "test_set", *rep, "S"]].rename(
-        columns={"S": "S_M0"}
-    )
-    arms = scores[scores["condition"] != "base"].merge(base, on=["model", "test_set", *rep])
-    ft = arms[arms["condition"] == "ft"][["model", "source", "test_set", *rep, "S"]].rename(
-        columns={"S": "S_Ms"}
-    )
-    rows = arms.merge(ft, on=["model", "source", "test_set", *rep])
-    rows["recovered"] = share(rows["S"] - rows["S_M0"], rows["S_Ms"] - rows["S_M0"])
-    pooled = rows.groupby(["model", "source", "condition", *rep], as_index=False)[
-        ["S", "S_M0", "S_Ms"]
-    ].sum()
-    pooled["recovered"] = share(pooled["S"] - pooled["S_M0"], pooled["S_Ms"] - pooled["S_M0"])
-    pooled["test_set"] = "all"
-    pooled[["S", "S_M0", "S_Ms"]] = float("nan")
-    return pd.concat([rows, pooled], ignore_index=True)
 
 
 with rule_context(snakemake) as ctx:
@@ -57,11 +31,12 @@ with rule_context(snakemake) as ctx:
         point = pool_draws(per_draw, ["model", "source", "test_set"])
         reps = bootstrap_scores(ratings, n_boot=p.scoring["n_boot"], seed=p.seed)
         reps = pool_draws(reps, ["model", "source", "test_set", "replicate"])
-        table = recovered(point)
-        quantiles = recovered(reps).groupby(keys)[["S", "recovered"]]
+        table = patching_recovered(point)
+        measured = ["S", "recovered", "recovered_vs_all"]
+        quantiles = patching_recovered(reps).groupby(keys)[measured]
         low = quantiles.quantile(p.scoring["alpha"] / 2).add_suffix("_lo")
         high = quantiles.quantile(1 - p.scoring["alpha"] / 2).add_suffix("_hi")
-        spread = draw_spread(recovered(per_draw), ["model", "source", "test_set"])
+        spread = draw_spread(patching_recovered(per_draw), ["model", "source", "test_set"])
         table = (
             table.merge(low.join(high).reset_index(), on=keys, how="left")
             .merge(spread[[*keys, "S_sd", "recovered_sd"]], on=keys, how="left")
@@ -114,6 +89,9 @@ with rule_context(snakemake) as ctx:
         "recovered",
         "recovered_lo",
         "recovered_hi",
+        "recovered_vs_all",
+        "recovered_vs_all_lo",
+        "recovered_vs_all_hi",
         "why_undefined",
         "draws",
         "S_sd",

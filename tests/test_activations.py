@@ -5,7 +5,12 @@ import torch
 from peft import LoraConfig, get_peft_model
 
 import polneurons.activations as activations
-from polneurons.activations import check_dumps_of_adapter, dump_activations, read_dump, rms_contrast
+from polneurons.activations import (
+    check_dumps_of_adapter,
+    dump_activations,
+    read_dump,
+    topic_contrast,
+)
 from polneurons.errors import IntegrityError
 from polneurons.io import sha256_file
 from polneurons.tiny import FIXTURE_TEXT
@@ -92,7 +97,7 @@ def test_dump_matches_unpadded_prompt_by_prompt_brute_force(peft_llama, tokenize
 
     total_sq = sum(sq for _, sq, *_ in expected)
     r_expected = torch.sqrt(total_sq / sum(n for n, *_ in expected))
-    r = rms_contrast(tmp_path / "dump")
+    r = topic_contrast(tmp_path / "dump")
     assert r.shape == (manifest["n_layers"], manifest["width"]) and (r > 0).all()
     torch.testing.assert_close(r, r_expected, rtol=1e-4, atol=1e-6)
 
@@ -145,7 +150,7 @@ def test_a_damaged_or_missing_shard_is_refused(peft_llama, tokenizer, tmp_path, 
     dump(peft_llama, tokenizer, tmp_path / "dump")
     damage(tmp_path / "dump" / "shard-00001.pt")
     with pytest.raises(IntegrityError, match="shard-00001.pt"):
-        rms_contrast(tmp_path / "dump")
+        topic_contrast(tmp_path / "dump")
 
 
 def test_a_malformed_manifest_is_refused(peft_llama, tokenizer, tmp_path):
@@ -177,18 +182,18 @@ def test_no_dump_folder_when_the_dump_fails_midway(peft_llama, tokenizer, tmp_pa
     assert written and list(tmp_path.iterdir()) == []
 
 
-def test_rms_contrast_over_resampled_prompts(peft_llama, tokenizer, tmp_path):
+def test_topic_contrast_over_resampled_prompts(peft_llama, tokenizer, tmp_path):
     dump(peft_llama, tokenizer, tmp_path / "dump")
-    plain = rms_contrast(tmp_path / "dump")
-    assert torch.equal(rms_contrast(tmp_path / "dump", prompt_index=range(len(PROMPTS))), plain)
+    plain = topic_contrast(tmp_path / "dump")
+    assert torch.equal(topic_contrast(tmp_path / "dump", prompt_index=range(len(PROMPTS))), plain)
     shards = shards_of(tmp_path / "dump")
     sq = torch.cat([s["sq_diff_sum"] for s in shards])
     n = torch.cat([s["n_tokens"] for s in shards])
     resampled = [0, 0, 5, 3]
     expected = torch.sqrt((2 * sq[0] + sq[5] + sq[3]) / (2 * n[0] + n[5] + n[3]))
-    torch.testing.assert_close(rms_contrast(tmp_path / "dump", prompt_index=resampled), expected)
+    torch.testing.assert_close(topic_contrast(tmp_path / "dump", prompt_index=resampled), expected)
     with pytest.raises(ValueError):
-        rms_contrast(tmp_path / "dump", prompt_index=[len(PROMPTS)])
+        topic_contrast(tmp_path / "dump", prompt_index=[len(PROMPTS)])
 
 
 def test_a_dump_of_another_adapter_is_refused_before_localization(peft_llama, tokenizer, tmp_path):
@@ -199,3 +204,99 @@ def test_a_dump_of_another_adapter_is_refused_before_localization(peft_llama, to
     with pytest.raises(IntegrityError, match="science dump .* another adapter") as err:
         check_dumps_of_adapter(dumps, "a" * 64)
     assert "\n" not in str(err.value) and "delete" in str(err.value)
+
+
+# ---------------------------------------------------------------- contrast variants
+
+
+def _instruction_mask(tokenizer, prompt, span):
+    """Brute force: the tokens whose characters overlap the span, from the offsets."""
+    offsets = tokenizer(prompt, return_offsets_mapping=True)["offset_mapping"]
+    return torch.tensor([b > a and a < span[1] and b > span[0] for a, b in offsets])
+
+
+def test_instruction_tokens_sum_only_the_instructions_own_tokens(peft_llama, tokenizer, tmp_path):
+    instructions = [p[: len(p) // 2] or p for p in PROMPTS]
+    prompts = [f"Template: answer about x. {text} Answer:" for text in instructions]
+    spans = activations.instruction_spans(prompts, instructions)
+    assert [prompts[i][a:b] for i, (a, b) in enumerate(spans)] == instructions
+    dump_activations(
+        peft_llama, tokenizer, prompts, IDS, tmp_path / "dump", batch_size=3, spans=spans
+    )
+    manifest = read_dump(tmp_path / "dump")[0]
+    assert manifest["tokens"] == "instruction"
+    layers = peft_llama.base_model.model.model.layers
+    captured = {}
+    hooks = [
+        layer.mlp.register_forward_hook(lambda m, a, out, i=i: captured.__setitem__(i, out[0]))
+        for i, layer in enumerate(layers)
+    ]
+    records = [
+        row
+        for shard in shards_of(tmp_path / "dump")
+        for row in zip(
+            shard["n_tokens"],
+            shard["sq_diff_sum"],
+            shard["sq_base_sum"],
+            shard["prompt_length"],
+            strict=True,
+        )
+    ]
+    with torch.no_grad():
+        for prompt, span, (n, sq, sq_base, length) in zip(prompts, spans, records, strict=True):
+            mask = _instruction_mask(tokenizer, prompt, span)
+            input_ids = torch.tensor([tokenizer(prompt)["input_ids"]])
+            with peft_llama.disable_adapter():
+                peft_llama(input_ids=input_ids)
+            base = torch.stack([captured[i] for i in range(len(layers))], 1)[mask]
+            peft_llama(input_ids=input_ids)
+            tuned = torch.stack([captured[i] for i in range(len(layers))], 1)[mask]
+            assert 0 < n == int(mask.sum()) < length == input_ids.shape[1]
+            torch.testing.assert_close(sq, ((tuned - base) ** 2).sum(0), rtol=1e-4, atol=1e-5)
+            torch.testing.assert_close(sq_base, (base**2).sum(0), rtol=1e-4, atol=1e-5)
+    for hook in hooks:
+        hook.remove()
+
+
+def test_prompts_that_differ_only_in_the_template_get_the_same_instruction_contrast(
+    peft_llama, tokenizer, tmp_path
+):
+    """Two topics whose prompts share every instruction and differ only in the template text
+    (after the instruction: a causal model's instruction tokens cannot see it): under
+    `instruction` their r_t are identical (difference 0); over all tokens they are not."""
+    r = {}
+    for tokens in ("all", "instruction"):
+        for topic, template in (
+            ("a", "{} Answer about guns:"),
+            ("b", "{} Reply on taxes, please:"),
+        ):
+            prompts = [template.format(text) for text in PROMPTS]
+            spans = activations.instruction_spans(prompts, PROMPTS) if tokens != "all" else None
+            folder = tmp_path / tokens / topic
+            dump_activations(peft_llama, tokenizer, prompts, IDS, folder, spans=spans)
+            r[tokens, topic] = topic_contrast(folder, "relative")
+    torch.testing.assert_close(r["instruction", "a"], r["instruction", "b"], rtol=0, atol=1e-5)
+    assert (r["all", "a"] - r["all", "b"]).abs().max() > 1e-3
+
+
+def test_relative_contrast_is_the_rms_over_the_base_models_own_rms(peft_llama, tokenizer, tmp_path):
+    dump(peft_llama, tokenizer, tmp_path / "dump")
+    expected = brute_force(peft_llama, tokenizer, "mlp_output")
+    n = sum(e[0] for e in expected)
+    sq = sum(e[1] for e in expected)
+    base_sq = sum((e[4] ** 2).sum(0) for e in expected)
+    relative = torch.sqrt(sq / n) / torch.sqrt(base_sq / n)
+    torch.testing.assert_close(
+        topic_contrast(tmp_path / "dump", "relative"), relative, rtol=1e-4, atol=1e-6
+    )
+    torch.testing.assert_close(
+        topic_contrast(tmp_path / "dump", "rms"), torch.sqrt(sq / n), rtol=1e-4, atol=1e-6
+    )
+
+
+def test_an_instruction_missing_from_its_prompt_is_refused_in_one_line():
+    from polneurons.errors import DataError
+
+    with pytest.raises(DataError, match="not in its rendered prompt") as err:
+        activations.instruction_spans(["Template: {}"], ["Why guns?"])
+    assert "neurons.tokens: all" in str(err.value) and "\n" not in str(err.value)

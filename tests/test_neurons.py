@@ -2,7 +2,7 @@ import pytest
 import torch
 from peft import LoraConfig, get_peft_model
 
-from polneurons.activations import dump_activations, rms_contrast
+from polneurons.activations import dump_activations, topic_contrast
 from polneurons.errors import ConfigError, IntegrityError
 from polneurons.neurons import (
     NeuronSet,
@@ -243,7 +243,7 @@ def topic_dumps(llama, tokenizer, tmp_path):
 
 def test_bootstrap_of_identical_prompts_always_recovers_g(topic_dumps):
     stable = bootstrap_stability({"t": topic_dumps["repeated"]}, k=30, n_boot=5, seed=0)
-    general, _ = localize({"t": rms_contrast(topic_dumps["repeated"])}, k=30)
+    general, _ = localize({"t": topic_contrast(topic_dumps["repeated"])}, k=30)
     assert stable["general_size"] == len(general) == 19  # floor(30% of 2 x 32)
     assert stable["recovered_share_mean"] == pytest.approx(1.0)
     assert stable["jaccard_ci95"] == pytest.approx([1.0, 1.0])
@@ -253,9 +253,55 @@ def test_bootstrap_of_identical_prompts_always_recovers_g(topic_dumps):
 def test_bootstrap_is_seeded_and_reports_shares_of_the_full_data_g(topic_dumps):
     first = bootstrap_stability(topic_dumps, k=30, n_boot=8, seed=1)
     assert first == bootstrap_stability(topic_dumps, k=30, n_boot=8, seed=1)
-    general, _ = localize({t: rms_contrast(d) for t, d in topic_dumps.items()}, k=30)
+    general, _ = localize({t: topic_contrast(d) for t, d in topic_dumps.items()}, k=30)
     assert first["general_size"] == len(general) > 0
     low, high = first["recovered_share_ci95"]
     assert 0 <= low <= first["recovered_share_mean"] <= high <= 1
     assert first["size_min"] <= first["size_mean"] <= first["size_max"] <= 19
     assert first["topics"] == ["repeated", "varied"] and first["n_boot"] == 8
+
+
+def test_per_layer_ranking_takes_k_percent_of_each_layer_by_brute_force():
+    r = torch.rand(4, 10, generator=torch.Generator().manual_seed(2)) * torch.tensor(
+        [[0.1], [1.0], [10.0], [100.0]]
+    )  # the layer scale grows with depth, as in a real model
+    mask = top_k_percent(r, 30, within="layer")
+    for layer in range(4):
+        expected = set(torch.argsort(r[layer], descending=True)[:3].tolist())
+        assert set(mask[layer].nonzero().flatten().tolist()) == expected
+    pooled = top_k_percent(r, 30)
+    assert pooled[:2].sum() == 0 and pooled[3].sum() >= 8  # pooled: the deep layers take it all
+    with pytest.raises(ConfigError, match="rank_within"):
+        top_k_percent(r, 30, within="column")
+
+
+def test_localize_ranks_within_each_layer_when_asked():
+    general, specific = localize({"a": R_A, "b": R_B}, k=67, rank_within="layer")
+    # two neurons per layer (floor(3 * 0.67) = 2): a takes (0,0) (0,1) (1,0) (1,2),
+    # b takes (0,0) (0,2) (1,0) (1,1)
+    assert coords(general) == {(0, 0), (1, 0)}
+    assert coords(specific["a"]) == {(0, 1), (1, 2)} and coords(specific["b"]) == {(0, 2), (1, 1)}
+
+
+def test_bootstrap_follows_the_contrast_and_ranking_of_the_run(topic_dumps):
+    stable = bootstrap_stability(
+        topic_dumps, k=30, n_boot=4, seed=0, contrast="relative", rank_within="layer"
+    )
+    r = {t: topic_contrast(d, "relative") for t, d in topic_dumps.items()}
+    general, _ = localize(r, k=30, rank_within="layer")
+    assert stable["general_size"] == len(general)
+    assert len(general) <= 2 * 9  # floor(30% of 32) per layer, 2 layers
+
+
+def test_the_all_and_complement_patch_sets_cover_the_site_and_complement_plus_g_is_all(tmp_path):
+    from polneurons.neuron_store import patch_set, save_localization
+
+    general, specific = localize({"a": R_A, "b": R_B}, k=50)
+    save_localization(tmp_path / "neurons", general, specific, {"a": R_A, "b": R_B}, {})
+    every = patch_set(tmp_path / "neurons", "all", None, site="mlp_output")
+    rest = patch_set(tmp_path / "neurons", "complement", None, site="mlp_output")
+    assert len(every) == 6 and every.as_mask().all()
+    assert not (rest.as_mask() & general.as_mask()).any()
+    assert torch.equal(rest.as_mask() | general.as_mask(), every.as_mask())
+    with pytest.raises(ConfigError, match="unknown patching condition"):
+        patch_set(tmp_path / "neurons", "everything", None, site="mlp_output")

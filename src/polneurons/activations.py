@@ -5,15 +5,19 @@ A dump folder holds ``shard-00000.pt``, ``shard-00001.pt``, ... (at most ``shard
 each, in prompt order) and ``manifest.json``. Each shard is a dict:
 
 - ``first_prompt`` (int), ``prompt_ids`` (list of str);
-- ``n_tokens`` int64 [p]: prompt tokens of each prompt (padding excluded);
-- ``sq_diff_sum`` float32 [p, n_layers, width]: per prompt, the sum over its tokens of
+- ``prompt_length`` int64 [p]: prompt tokens of each prompt (padding excluded);
+- ``n_tokens`` int64 [p]: the tokens the contrast sums over (``tokens``: every prompt token,
+  or only the instruction's own tokens; docs/method.md, "Contrast variants");
+- ``sq_diff_sum`` float32 [p, n_layers, width]: per prompt, the sum over those tokens of
   (h_Ms - h_M0)^2. Kept in float32, not float16: these sums feed r_t exactly, and a float16
   sum of squares loses precision (and overflows above 65504) where float32 does not;
+- ``sq_base_sum`` float32 [p, n_layers, width]: the sum over the same tokens of h_M0^2 (the
+  base model's own scale, for the ``relative`` contrast; from the same pass);
 - ``last_m0``, ``last_ms`` float16 [p, n_layers, width]: activations at the last prompt token;
 - only with ``raw_tokens``: ``raw_m0``, ``raw_ms`` float16 [tokens, n_layers, width], every
   prompt token of the shard's prompts, prompt after prompt.
 
-The manifest records the format, package version, site, n_layers, width, dtype and shape of
+The manifest records the format, package version, site, token selection, n_layers, width, dtype and shape of
 each field, the prompt ids, every shard's file name, sha256 and prompt range, and the caller's
 ``meta`` (model and adapter hashes). Readers refuse any shard that does not match it.
 """
@@ -32,7 +36,9 @@ from polneurons.errors import ConfigError, DataError, IntegrityError, ModelError
 from polneurons.io import atomic_path, load_torch_verified, save_torch, write_json
 from polneurons.sites import NeuronSite
 
-DUMP_FORMAT = "polneurons.activations/1"
+DUMP_FORMAT = "polneurons.activations/2"
+TOKEN_SELECTIONS = ("all", "instruction")
+CONTRASTS = ("rms", "relative")
 MANIFEST = "manifest.json"
 
 
@@ -40,8 +46,10 @@ def _field_specs(n_layers: int, width: int, raw_tokens: bool) -> dict[str, dict]
     """dtype and shape of each shard field; the first dimension is named ("prompts" or "tokens")."""
     neurons = [n_layers, width]
     specs = {
+        "prompt_length": ("int64", ["prompts"]),
         "n_tokens": ("int64", ["prompts"]),
         "sq_diff_sum": ("float32", ["prompts", *neurons]),
+        "sq_base_sum": ("float32", ["prompts", *neurons]),
         "last_m0": ("float16", ["prompts", *neurons]),
         "last_ms": ("float16", ["prompts", *neurons]),
     }
@@ -65,18 +73,20 @@ def _pad_right(
 
 
 def _contrast_batch(
-    model, neuron_site: NeuronSite, input_ids, attention_mask, raw_tokens: bool
+    model, neuron_site: NeuronSite, input_ids, attention_mask, counted, raw_tokens: bool
 ) -> dict:
-    """One teacher-forced pass of M0 (adapter disabled) and one of M_s over a padded batch."""
+    """One teacher-forced pass of M0 (adapter disabled) and one of M_s over a padded batch;
+    the sums run over the `counted` [batch, tokens] positions (a subset of the real tokens)."""
     batch = len(input_ids)
     n_layers, width = neuron_site.n_layers, neuron_site.width
     rows = torch.arange(batch, device=input_ids.device)
     last = attention_mask.sum(1) - 1
-    padding = ~attention_mask.bool()[..., None]
+    padding = ~(counted & attention_mask.bool())[..., None]
     forward = dict(
         input_ids=input_ids, attention_mask=attention_mask, use_cache=False, logits_to_keep=1
     )
     sq_diff_sum = torch.zeros(batch, n_layers, width, dtype=torch.float32, device=input_ids.device)
+    sq_base_sum = torch.zeros_like(sq_diff_sum)
     last_ms = torch.zeros(batch, n_layers, width, dtype=torch.float16, device=input_ids.device)
     raw_ms = {}
 
@@ -84,8 +94,10 @@ def _contrast_batch(
         model(**forward)
 
     def contrast(layer: int, act: torch.Tensor) -> None:
-        diff = (act.float() - base[layer].float()).masked_fill_(padding, 0)
+        reference = base[layer].float().masked_fill_(padding, 0)
+        diff = act.float().masked_fill_(padding, 0) - reference
         sq_diff_sum[:, layer] = diff.square().sum(1)
+        sq_base_sum[:, layer] = reference.square().sum(1)
         last_ms[:, layer] = act[rows, last]
         if raw_tokens:
             raw_ms[layer] = act.half()
@@ -93,8 +105,10 @@ def _contrast_batch(
     with neuron_site.record(callback=contrast):
         model(**forward)
     out = {
-        "n_tokens": (last + 1).cpu(),
+        "prompt_length": (last + 1).cpu(),
+        "n_tokens": (counted & attention_mask.bool()).sum(1).cpu(),
         "sq_diff_sum": sq_diff_sum.cpu(),
+        "sq_base_sum": sq_base_sum.cpu(),
         "last_m0": torch.stack([base[layer][rows, last] for layer in range(n_layers)], 1)
         .half()
         .cpu(),
@@ -119,11 +133,14 @@ def dump_activations(
     add_special_tokens: bool = True,
     meta: dict | None = None,
     progress=None,
+    spans: list[tuple[int, int]] | None = None,
 ) -> dict:
     """Dump the contrast of a peft model with its adapter on (M_s) and off (M0) over `prompts`.
 
-    Teacher-forced passes in inference mode over prompt tokens only, all positions, padding
-    masked out. Memory is bounded by one batch and one shard, whatever the number of prompts.
+    Teacher-forced passes in inference mode over prompt tokens only, padding masked out. The
+    sums run over every prompt token, or with `spans` (one (start, end) character span per
+    prompt, e.g. `instruction_spans`) only over the tokens whose characters overlap the span:
+    no BOS, chat markup or template text (docs/method.md, "Contrast variants"). Memory is bounded by one batch and one shard, whatever the number of prompts.
     `out_dir` appears only when complete. `meta` (model and adapter hashes, ...) goes into the
     manifest as given; `progress` is a stream for a tqdm bar. Returns the manifest.
     """
@@ -137,6 +154,13 @@ def dump_activations(
         raise ConfigError(
             f"batch_size and shard_size must be at least 1, got {batch_size} and {shard_size}",
             "fix the config",
+        )
+    if spans is not None and len(spans) != len(prompts):
+        raise DataError(f"{len(prompts)} prompts but {len(spans)} spans", "give one per prompt")
+    if spans is not None and not getattr(tokenizer, "is_fast", False):
+        raise ConfigError(
+            "neurons.tokens: instruction needs a fast tokenizer (character offsets)",
+            "use a checkpoint with tokenizer.json, or set neurons.tokens: all",
         )
     if len(set(prompt_ids)) != len(prompt_ids):
         raise DataError("prompt ids are not unique", "give every prompt its own id")
@@ -155,6 +179,7 @@ def dump_activations(
         "n_layers": neuron_site.n_layers,
         "width": neuron_site.width,
         "raw_tokens": raw_tokens,
+        "tokens": "all" if spans is None else "instruction",
         "add_special_tokens": add_special_tokens,
         "padding": "right, masked",
         "fields": _field_specs(neuron_site.n_layers, neuron_site.width, raw_tokens),
@@ -186,17 +211,32 @@ def dump_activations(
         ):
             for start in range(0, len(prompts), batch_size):
                 texts = prompts[start : start + batch_size]
-                tokens = tokenizer(texts, add_special_tokens=add_special_tokens)["input_ids"]
+                encoded = tokenizer(
+                    texts,
+                    add_special_tokens=add_special_tokens,
+                    return_offsets_mapping=spans is not None,
+                )
+                tokens = encoded["input_ids"]
                 for offset, ids in enumerate(tokens):
                     if not ids:
                         raise DataError(
                             f"prompt {prompt_ids[start + offset]!r} has no tokens",
                             "drop empty prompts",
                         )
+                input_ids, attention_mask = _pad_right(tokens, pad_id, device)
+                if spans is None:
+                    counted = attention_mask.bool()
+                else:
+                    counted = _span_mask(
+                        encoded["offset_mapping"],
+                        spans[start : start + batch_size],
+                        prompt_ids[start : start + batch_size],
+                        input_ids.shape[1],
+                    ).to(device)
                 batch = _contrast_batch(
-                    model, neuron_site, *_pad_right(tokens, pad_id, device), raw_tokens
+                    model, neuron_site, input_ids, attention_mask, counted, raw_tokens
                 )
-                for row, n in enumerate(batch["n_tokens"].tolist()):
+                for row, n in enumerate(batch["prompt_length"].tolist()):
                     pending.append(
                         {
                             name: batch[name][row : row + 1]
@@ -214,6 +254,39 @@ def dump_activations(
     finally:
         model.train(was_training)
     return manifest
+
+
+def _span_mask(offsets, spans, prompt_ids, width: int) -> torch.Tensor:
+    """[prompts, width] bool: the tokens whose character offsets overlap their prompt's span."""
+    mask = torch.zeros(len(offsets), width, dtype=torch.bool)
+    for row, (pairs, (begin, end)) in enumerate(zip(offsets, spans, strict=True)):
+        for position, (first, last) in enumerate(pairs):
+            mask[row, position] = last > first and first < end and last > begin
+        if not mask[row].any():
+            raise DataError(
+                f"prompt {prompt_ids[row]!r} has no token inside its instruction",
+                "drop empty instructions, or set neurons.tokens: all",
+            )
+    return mask
+
+
+def instruction_spans(prompts: list[str], instructions: list[str]) -> list[tuple[int, int]]:
+    """The (start, end) character span of each instruction in its rendered prompt (its last
+    occurrence: the template comes first). DataError when a prompt does not contain it.
+
+    >>> instruction_spans(["Topic: x. Q: Why?"], ["Why?"])
+    [(13, 17)]
+    """
+    spans = []
+    for prompt, text in zip(prompts, instructions, strict=True):
+        begin = prompt.rfind(text)
+        if begin < 0 or not text:
+            raise DataError(
+                f"the instruction {text[:40]!r} is not in its rendered prompt",
+                "set neurons.tokens: all for a template that rewrites the instruction",
+            )
+        spans.append((begin, begin + len(text)))
+    return spans
 
 
 def _malformed(out_dir: Path, what: str) -> IntegrityError:
@@ -281,13 +354,14 @@ def _check_shard(shard, entry: dict, manifest: dict, path: Path, out_dir: Path) 
     require(shard["prompt_ids"] == manifest["prompt_ids"][first : first + count], "prompt ids")
     leading = {"prompts": count}
     if "raw_m0" in fields:
-        leading["tokens"] = int(shard["n_tokens"].sum())
+        leading["tokens"] = int(shard["prompt_length"].sum())
     for name, spec in fields.items():
         tensor = shard[name]
         shape = [leading[spec["shape"][0]], *spec["shape"][1:]]
         require(isinstance(tensor, torch.Tensor) and list(tensor.shape) == shape, f"{name} shape")
         require(str(tensor.dtype).removeprefix("torch.") == spec["dtype"], f"{name} dtype")
-    require(bool((shard["n_tokens"] > 0).all()), "a prompt with no tokens")
+    require(bool((shard["n_tokens"] > 0).all()), "a prompt with no counted tokens")
+    require(bool((shard["n_tokens"] <= shard["prompt_length"]).all()), "more tokens than prompt")
 
 
 def read_dump(out_dir) -> tuple[dict, Iterator[dict]]:
@@ -334,34 +408,48 @@ def check_dumps_of_adapter(dumps: dict[str, str | Path], adapter_sha256: str) ->
             )
 
 
-def contrast_sums(out_dir, weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def contrast_sums(out_dir, weights: torch.Tensor) -> dict[str, torch.Tensor]:
     """Prompt-weighted totals of a dump, streamed shard by shard.
 
     `weights` [n_sets, n_prompts] (e.g. how often a bootstrap draw picked each prompt) ->
-    (sum of squared differences [n_sets, n_layers, width], token count [n_sets]), float32.
+    {"sq_diff_sum", "sq_base_sum": [n_sets, n_layers, width], "n_tokens": [n_sets]}, float32.
     """
     manifest, shards = read_dump(out_dir)
     n_prompts = len(manifest["prompt_ids"])
     if weights.dim() != 2 or weights.shape[1] != n_prompts:
         raise ValueError(f"weights must be [n_sets, {n_prompts}], got {list(weights.shape)}")
     weights = weights.float()
-    sq_diff_sum = torch.zeros(len(weights), manifest["n_layers"] * manifest["width"])
+    neurons = manifest["n_layers"] * manifest["width"]
+    sums = {name: torch.zeros(len(weights), neurons) for name in ("sq_diff_sum", "sq_base_sum")}
     n_tokens = torch.zeros(len(weights))
     for shard in shards:
         first = shard["first_prompt"]
         shard_weights = weights[:, first : first + len(shard["n_tokens"])]
-        sq_diff_sum += shard_weights @ shard["sq_diff_sum"].flatten(1)
+        for name in sums:
+            sums[name] += shard_weights @ shard[name].flatten(1)
         n_tokens += shard_weights @ shard["n_tokens"].float()
-    return sq_diff_sum.view(len(weights), manifest["n_layers"], manifest["width"]), n_tokens
+    shape = (len(weights), manifest["n_layers"], manifest["width"])
+    return {**{name: total.view(shape) for name, total in sums.items()}, "n_tokens": n_tokens}
 
 
-def rms_from_sums(sq_diff_sum: torch.Tensor, n_tokens: torch.Tensor) -> torch.Tensor:
-    """r from summed squared differences [..., n_layers, width] and token counts [...]."""
-    # METHOD 6: r_t(layer, i) = sqrt( sum over prompts and tokens of (h_Ms - h_M0)^2 / number of tokens )
-    return torch.sqrt(sq_diff_sum / n_tokens[..., None, None])
+def contrast_from_sums(sums: dict[str, torch.Tensor], contrast: str = "rms") -> torch.Tensor:
+    """r_t [..., n_layers, width] from the totals of `contrast_sums` (docs/method.md, "PNLAC").
+
+    ``rms`` (the paper): r = sqrt( sum over prompts and tokens of (h_Ms - h_M0)^2 / tokens ).
+    ``relative``: r / rms(h_M0), the base model's RMS of the same neuron on the same tokens, so
+    a neuron's change is measured against its own scale, not the layer's (a neuron the base
+    model never drives, rms(h_M0) = 0, gets r / 1e-6: as large as its change makes it).
+    """
+    n_tokens = sums["n_tokens"][..., None, None]
+    r = torch.sqrt(sums["sq_diff_sum"] / n_tokens)
+    if contrast == "rms":
+        return r
+    if contrast == "relative":
+        return r / torch.sqrt(sums["sq_base_sum"] / n_tokens).clamp_min(1e-6)
+    raise ConfigError(f"unknown neurons.contrast {contrast!r}", f"use one of {CONTRASTS}")
 
 
-def rms_contrast(out_dir, prompt_index=None) -> torch.Tensor:
+def topic_contrast(out_dir, contrast: str = "rms", prompt_index=None) -> torch.Tensor:
     """r_t [n_layers, width] of a dump, over all prompts or over `prompt_index` (repeats count)."""
     n_prompts = len(read_dump(out_dir)[0]["prompt_ids"])
     if prompt_index is None:
@@ -374,4 +462,4 @@ def rms_contrast(out_dir, prompt_index=None) -> torch.Tensor:
         ):
             raise ValueError(f"prompt_index must be non-empty, with entries in 0..{n_prompts - 1}")
         weights = torch.bincount(prompt_index, minlength=n_prompts)[None]
-    return rms_from_sums(*contrast_sums(out_dir, weights))[0]
+    return contrast_from_sums(contrast_sums(out_dir, weights), contrast)[0]

@@ -73,12 +73,21 @@ def inhibited_set(neurons_dir, *, n: float, of: str, site: str) -> NeuronSet:
 
 
 def patch_set(neurons_dir, condition: str, topic: str | None, *, site: str) -> NeuronSet:
-    """The neurons a patching condition overwrites (METHOD 7): G or S_t (random: `random_control`)."""
+    """The neurons a patching condition overwrites (docs/method.md, "Activation patching"): G,
+    S_t, every coordinate of the site (`all`, the ceiling of patching at this site) or every
+    coordinate but G (`complement`); random draws come from `random_control`."""
     if condition == "general":
         return load_general(neurons_dir, site)
     if condition == "specific":
         return load_specific(neurons_dir, topic, site)
-    raise ConfigError(f"unknown patching condition {condition!r}", "use general or specific")
+    if condition == "all":
+        general = load_general(neurons_dir, site)
+        return NeuronSet.every(general.site, general.n_layers, general.width)
+    if condition == "complement":
+        return load_general(neurons_dir, site).complement()
+    raise ConfigError(
+        f"unknown patching condition {condition!r}", "use general, specific, all or complement"
+    )
 
 
 def treated_set(neurons_dir, spec: dict) -> NeuronSet:

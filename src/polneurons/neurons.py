@@ -58,6 +58,19 @@ class NeuronSet:
         n_layers, width = mask.shape
         return cls(layers, indices, scores[mask], site, n_layers, width)
 
+    @classmethod
+    def every(cls, site: str, n_layers: int, width: int) -> NeuronSet:
+        """Every coordinate of the site (the `all` patching condition), score 0."""
+        return cls.from_mask(
+            torch.ones(n_layers, width, dtype=torch.bool), torch.zeros(n_layers, width), site
+        )
+
+    def complement(self) -> NeuronSet:
+        """Every coordinate of the site outside this set (score 0): with it, the whole site."""
+        return NeuronSet.from_mask(
+            ~self.as_mask(), torch.zeros(self.n_layers, self.width), self.site
+        )
+
     @property
     def flat(self) -> torch.Tensor:
         """layer * width + index: one integer per neuron."""
@@ -155,20 +168,39 @@ def _rank(scores: torch.Tensor) -> torch.Tensor:
     return torch.sort(scores, dim=-1, descending=True, stable=True).indices
 
 
-def top_k_percent(r: torch.Tensor, k: float) -> torch.Tensor:
-    """Boolean mask of the top k% of all neurons of r [..., n_layers, width], layers pooled."""
-    # METHOD 6: N_t = top k% of all neurons by r_t (ties: lower layer, then lower index, first)
-    flat = r.flatten(-2)
-    n_top = _count_for_percent(flat.shape[-1], k)
-    top = _rank(flat)[..., :n_top]
-    mask = torch.zeros(flat.shape, dtype=torch.bool).scatter_(-1, top, True)
+RANK_WITHIN = ("all", "layer")
+
+
+def top_k_percent(r: torch.Tensor, k: float, within: str = "all") -> torch.Tensor:
+    """Boolean mask of the top k% of the neurons of r [..., n_layers, width] (docs/method.md,
+    "PNLAC"): of all neurons, layers pooled (``all``, the paper), or of each layer (``layer``).
+
+    >>> top_k_percent(torch.tensor([[1.0, 2.0], [30.0, 40.0]]), 50).tolist()
+    [[False, False], [True, True]]
+    >>> top_k_percent(torch.tensor([[1.0, 2.0], [30.0, 40.0]]), 50, within="layer").tolist()
+    [[False, True], [False, True]]
+    """
+    # paper: N_t = top k% of all neurons by r_t (ties: lower layer, then lower index, first)
+    if within == "all":
+        ranked = r.flatten(-2)
+    elif within == "layer":
+        ranked = r
+    else:
+        raise ConfigError(f"unknown neurons.rank_within {within!r}", f"use one of {RANK_WITHIN}")
+    n_top = _count_for_percent(ranked.shape[-1], k)
+    top = _rank(ranked)[..., :n_top]
+    mask = torch.zeros(ranked.shape, dtype=torch.bool).scatter_(-1, top, True)
     return mask.view(r.shape)
 
 
 def localize(
-    r_by_topic: dict[str, torch.Tensor], k: float, site: str = "mlp_output"
+    r_by_topic: dict[str, torch.Tensor],
+    k: float,
+    site: str = "mlp_output",
+    rank_within: str = "all",
 ) -> tuple[NeuronSet, dict[str, NeuronSet]]:
-    """General neurons G and topic-specific neurons S_t from the contrasts r_t [n_layers, width]."""
+    """General neurons G and topic-specific neurons S_t from the contrasts r_t [n_layers, width],
+    N_t ranked as `rank_within` says (`top_k_percent`)."""
     # METHOD 6: G = intersection of the N_t, scored by the mean r_t; S_t = N_t \ G, scored by r_t
     if not r_by_topic:
         raise ValueError("localize needs at least one topic")
@@ -176,7 +208,7 @@ def localize(
     r = torch.stack([r_by_topic[t].float() for t in topics])  # stack refuses unequal shapes
     if r.dim() != 3:
         raise ValueError("each r_t must be [n_layers, width]")
-    in_top = top_k_percent(r, k)
+    in_top = top_k_percent(r, k, rank_within)
     general_mask = in_top.all(dim=0)
     general = NeuronSet.from_mask(general_mask, r.mean(dim=0), site)
     specific = {
@@ -333,7 +365,12 @@ def _mean_and_ci95(values: list[float]) -> tuple[float, list[float]]:
 
 
 def bootstrap_stability(
-    dump_dirs_by_topic: dict, k: float, n_boot: int = 100, seed: int = 0
+    dump_dirs_by_topic: dict,
+    k: float,
+    n_boot: int = 100,
+    seed: int = 0,
+    contrast: str = "rms",
+    rank_within: str = "all",
 ) -> dict:
     """Stability of G when each topic's prompts are resampled with replacement (seeded).
 
@@ -341,7 +378,7 @@ def bootstrap_stability(
     CI; None when the full G is empty), the Jaccard index of the two, and the replicate G sizes.
     Holds n_topics x n_boot x n_layers x width float32 contrasts in memory.
     """
-    from polneurons.activations import contrast_sums, read_dump, rms_from_sums
+    from polneurons.activations import contrast_from_sums, contrast_sums, read_dump
 
     if n_boot < 1:
         raise ConfigError(f"n_boot must be at least 1, got {n_boot}", "fix the config")
@@ -356,7 +393,7 @@ def bootstrap_stability(
         weights = torch.zeros(n_boot + 1, n_prompts)
         weights[0] = 1  # row 0: the full data
         weights[1:].scatter_add_(1, resampled, torch.ones(n_boot, n_prompts))
-        r = rms_from_sums(*contrast_sums(dump_dirs_by_topic[topic], weights))
+        r = contrast_from_sums(contrast_sums(dump_dirs_by_topic[topic], weights), contrast)
         full_r[topic], boot_r[topic] = r[0], r[1:]
     if len(sites) != 1:
         raise DataError(
@@ -364,10 +401,10 @@ def bootstrap_stability(
             "dump every topic of one fine-tuned model with the same neuron_site",
         )
     site = sites.pop()[0]
-    general, _ = localize(full_r, k, site)
+    general, _ = localize(full_r, k, site, rank_within)
     recovered, overlap, sizes = [], [], []
     for b in range(n_boot):
-        replicate, _ = localize({t: boot_r[t][b] for t in topics}, k, site)
+        replicate, _ = localize({t: boot_r[t][b] for t in topics}, k, site, rank_within)
         if len(general):
             recovered.append(float(torch.isin(general.flat, replicate.flat).float().mean()))
         overlap.append(jaccard(general, replicate))

@@ -14,7 +14,8 @@ kind                                what it is                                 t
 ``rnd-<strategy>-n<n>-s<draw>``     InhibitFT on draw <draw> of a random set   yes
                                     the size of F_n, outside F_n
 ``patch-<set>``                     M0 with M_s's activations of one neuron    no
-                                    set patched in (``general``, ``specific``)
+                                    set patched in (``general``, ``specific``,
+                                    ``all`` coordinates, ``complement`` of G)
 ``patch-random-s<draw>``            the same with draw <draw> of a random set  no
                                     the size of G, outside G
 ==================================  =========================================  ==============
@@ -39,7 +40,7 @@ from polneurons.errors import ConfigError
 
 BASE = "base"
 TRAINED_FAMILIES = ("ft", "ftctl", "ift", "rnd")
-PATCH_SETS = ("general", "specific")
+PATCH_SETS = ("general", "specific", "all", "complement")
 # Kind patterns (also the Snakemake wildcard constraints, so every rule file uses these)
 DRAW = r"-s[0-9]+"
 INHIBIT_KIND = rf"ift-[a-z_]+-n[0-9.]+|rnd-[a-z_]+-n[0-9.]+{DRAW}"

@@ -302,3 +302,51 @@ def collect_health(paths) -> tuple[pd.DataFrame, pd.DataFrame]:
         pd.DataFrame(rows)[columns],
         pd.DataFrame(samples, columns=sample_columns),
     )
+
+
+# ---------------------------------------------------------------- activation patching
+
+
+def recovered_share(patch_shift, ft_shift):
+    """(S_patch - S_M0) / (S_Ms - S_M0) (docs/method.md, "Activation patching"); undefined
+    (NaN) where fine-tuning did not move S."""
+    return (patch_shift / ft_shift.where(ft_shift != 0)).astype(float)
+
+
+def patching_recovered(scores: pd.DataFrame, ceiling: str = "patch-all") -> pd.DataFrame:
+    """Per (model, source, condition, test_set[, replicate]) of a scores table (conditions base,
+    ft and patch-*): S, S_M0, S_Ms and the recovered share; also a pooled row per condition
+    (test_set "all": the share of the summed shifts over its test sets). `recovered_vs_all` is
+    each share over the share of the `ceiling` condition (every coordinate patched) of the same
+    model, source and test set: NaN without that condition.
+
+    >>> frame = pd.DataFrame({"model": "m", "source": ["-", "t", "t", "t"], "test_set": "a",
+    ...     "condition": ["base", "ft", "patch-general", "patch-all"], "S": [0.0, 1.0, 0.4, 0.8]})
+    >>> row = patching_recovered(frame).set_index(["condition", "test_set"]).loc["patch-general"]
+    >>> row.loc["a", ["recovered", "recovered_vs_all"]].round(3).tolist()
+    [0.4, 0.5]
+    """
+    rep = ["replicate"] if "replicate" in scores.columns else []
+    base = scores[scores["condition"] == "base"][["model", "test_set", *rep, "S"]].rename(
+        columns={"S": "S_M0"}
+    )
+    arms = scores[scores["condition"] != "base"].merge(base, on=["model", "test_set", *rep])
+    ft = arms[arms["condition"] == "ft"][["model", "source", "test_set", *rep, "S"]].rename(
+        columns={"S": "S_Ms"}
+    )
+    rows = arms.merge(ft, on=["model", "source", "test_set", *rep])
+    rows["recovered"] = recovered_share(rows["S"] - rows["S_M0"], rows["S_Ms"] - rows["S_M0"])
+    pooled = rows.groupby(["model", "source", "condition", *rep], as_index=False)[
+        ["S", "S_M0", "S_Ms"]
+    ].sum()
+    pooled["recovered"] = recovered_share(
+        pooled["S"] - pooled["S_M0"], pooled["S_Ms"] - pooled["S_M0"]
+    )
+    pooled["test_set"] = "all"
+    pooled[["S", "S_M0", "S_Ms"]] = float("nan")
+    table = pd.concat([rows, pooled], ignore_index=True)
+    keys = ["model", "source", "test_set", *rep]
+    top = table[table["condition"] == ceiling][[*keys, "recovered"]]
+    table = table.merge(top.rename(columns={"recovered": "ceiling"}), on=keys, how="left")
+    table["recovered_vs_all"] = recovered_share(table["recovered"], table["ceiling"])
+    return table.drop(columns="ceiling")

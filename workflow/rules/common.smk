@@ -29,6 +29,14 @@ def run_ids(kinds, sources=None):
 
 # config["data"] without where the files come from: a param only of what changes a result
 DATA = data_settings(config["data"])
+# what each PNLAC step reads of `neurons` (a change of the ranking does not redo the dumps)
+DUMP_SETTINGS = {
+    key: config["neurons"][key]
+    for key in ("site", "batch_size", "shard_size", "raw_tokens", "tokens")
+}
+LOCALIZE_SETTINGS = {
+    key: config["neurons"][key] for key in ("tokens", "contrast", "rank_within")
+}
 
 
 wildcard_constraints:

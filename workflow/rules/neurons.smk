@@ -20,7 +20,7 @@ rule dump_activations:
     params:
         root=data_root,
         eval_prompts=config["data"]["eval_prompts"],
-        neurons=config["neurons"],
+        neurons=DUMP_SETTINGS,
         topic_names=config["prompt_topic_names"],
         prompt_format=config["prompt_format"],
         device=config["device"],
@@ -51,6 +51,7 @@ rule localize_neurons:
         topics=config["topics"],
         k=config["neurons"]["k"],
         bootstrap=config["neurons"]["bootstrap"],
+        neurons=LOCALIZE_SETTINGS,
         seed=config["seed"],
     script:
         "../../scripts/localize_neurons.py"
