@@ -6,7 +6,7 @@ from pathlib import Path
 from polneurons import __version__
 from polneurons.activations import dump_activations, instruction_spans
 from polneurons.models import adapter_sha256, load_contrast_pair
-from polneurons.prompts import adds_special_tokens, eval_items, eval_prompts
+from polneurons.prompts import adds_special_tokens, eval_prompts, localize_items
 from polneurons.rule import rule_context
 
 p = snakemake.params
@@ -15,7 +15,7 @@ with rule_context(snakemake) as ctx:
     model, tok = load_contrast_pair(
         record, snakemake.input.adapter, p.dtype, p.device, p.adapter_dtype
     )
-    items = eval_items(p.root, [snakemake.wildcards.topic], p.eval_prompts)
+    items = localize_items(p.root, snakemake.wildcards.topic, p.pools, p.seed, p.eval_prompts)
     prompts = eval_prompts(p.root, tok, items, p.prompt_format, p.topic_names)
     only_instruction = p.neurons["tokens"] == "instruction"
     spans = instruction_spans(prompts, [it["text"] for it in items]) if only_instruction else None

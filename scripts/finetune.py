@@ -16,7 +16,7 @@ with rule_context(snakemake, seed=p.seed) as ctx:
     record = json.loads(Path(snakemake.input.model).read_text())
     model, tok = load_base(record, p.dtype, p.device)
     lean, src = snakemake.wildcards.lean, snakemake.wildcards.src
-    examples = train_examples(p.root, tok, src, lean, p.data, p.seed, p.prompt_format)
+    examples = train_examples(p.root, tok, src, lean, p.data, p.pools, p.seed, p.prompt_format)
     ctx.log.info("%d training examples for %s/%s", len(examples), lean, src)
     inhibit = None
     if p.inhibit:

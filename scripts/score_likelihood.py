@@ -10,7 +10,7 @@ from polneurons.capability import perplexity
 from polneurons.io import atomic_path, write_json
 from polneurons.metrics import loglik_stance
 from polneurons.models import load_run
-from polneurons.prompts import adds_special_tokens, render, topic_split
+from polneurons.prompts import adds_special_tokens, render, topic_pools
 from polneurons.rule import rule_context
 
 p = snakemake.params
@@ -19,7 +19,7 @@ with rule_context(snakemake) as ctx:
     model, tok = load_run(record, snakemake.input.adapter, p.dtype, p.device, p.adapter_dtype)
     rows, neutral = [], []
     for topic in p.topics:
-        split = topic_split(p.root, topic, p.data, p.seed, p.perplexity["texts"])
+        split = topic_pools(p.root, topic, p.pools, p.seed)
         values = loglik_stance(
             model,
             tok,
@@ -31,7 +31,7 @@ with rule_context(snakemake) as ctx:
             {"topic": topic, "pair": q.index, "value": float(v)}
             for q, v in zip(split.loglik, values, strict=True)
         ]
-        neutral += split.neutral
+        neutral += split.perplexity
         ctx.log.info("%s: S_ll %.3f over %d pairs", topic, float(values.mean()), len(values))
     with atomic_path(snakemake.output.loglik) as tmp:
         pd.DataFrame(rows).to_csv(tmp, index=False)

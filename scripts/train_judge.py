@@ -1,24 +1,15 @@
-"""train_judge: the offline classifier judge on IdeoINST's GPT-4 labels, with held-out agreement."""
+"""train_judge: the offline classifier judge on IdeoINST's GPT-4 labels of its own data pool
+(no fine-tune trains on it), with held-out agreement per topic."""
 
-import json
-from pathlib import Path
-
-from polneurons.data import LEANINGS, ideoinst_path
 from polneurons.io import write_json
-from polneurons.judges import ClassifierJudge, ideoinst_training_examples
+from polneurons.judges import ClassifierJudge, ideoinst_training_examples, judge_pool_records
+from polneurons.prompts import topic_pools
 from polneurons.rule import rule_context
 
 p = snakemake.params
 with rule_context(snakemake, seed=p.seed) as ctx:
-    root = Path(p.root)
-    records = {
-        topic: [
-            r
-            for lean in LEANINGS
-            for r in json.loads((root / ideoinst_path(topic, lean)).read_text())
-        ]
-        for topic in p.topics
-    }
+    pools = {topic: topic_pools(p.root, topic, p.pools, p.seed) for topic in p.topics}
+    records = judge_pool_records(pools)
     texts, labels, groups, topics = ideoinst_training_examples(records)
     judge = ClassifierJudge()
     agreement = judge.train(

@@ -12,7 +12,7 @@ from polneurons.data import (
     load_eval_set,
     load_pairs,
     normalise_label,
-    split_topic,
+    topic_pools,
     training_examples,
 )
 from polneurons.errors import DataError, IntegrityError
@@ -63,24 +63,40 @@ def test_eval_sets_have_the_papers_sizes(mirror):
     assert sizes == {**dict.fromkeys(TOPICS, 100), "pct": 61, "questionnaire": 29}
 
 
-def test_split_keeps_loglik_pairs_and_neutral_texts_out_of_training(mirror):
+def _sizes(**changes):
+    sizes = dict(
+        loglik_pairs=20, perplexity_texts=10, localize_prompts=0, judge_pairs=0, holdout_eval=True
+    )
+    return {**sizes, **changes}
+
+
+def test_pools_keep_loglik_pairs_and_neutral_texts_out_of_training(mirror):
     pairs = load_pairs(mirror, "race")
     evals = load_eval_set(mirror, "race")
-    split = split_topic(pairs, evals, loglik_pairs=20, holdout_eval=True, seed=0, neutral_texts=10)
-    train = {p.index for p in split.train}
-    assert len(split.loglik) == 20 and len(split.neutral) == 10
-    assert not train & {p.index for p in split.loglik}
-    assert not {p.instruction for p in split.train} & set(evals)
-    kept = split_topic(pairs, evals, loglik_pairs=20, holdout_eval=False, seed=0)
-    assert set(evals) <= {p.instruction for p in kept.train}
+    pools = topic_pools(pairs, evals, sizes=_sizes(), seed=0)
+    train = {p.index for p in pools.train}
+    assert len(pools.loglik) == 20 and len(pools.perplexity) == 10
+    assert not train & {p.index for p in pools.loglik}
+    assert not {p.answer(lean) for p in pools.train for lean in ("left", "right")} & set(
+        pools.perplexity
+    )
+    assert not {p.instruction for p in pools.train} & set(evals) and not pools.leaks
+    kept = topic_pools(pairs, evals, sizes=_sizes(holdout_eval=False), seed=0)
+    assert set(evals) <= {p.instruction for p in kept.train} and kept.leaks
+
+
+def test_too_many_held_out_pairs_for_a_topic_is_refused_in_one_line(mirror):
+    pairs, evals = load_pairs(mirror, "race"), load_eval_set(mirror, "race")
+    with pytest.raises(DataError, match="too few") as err:
+        topic_pools(pairs, evals, sizes=_sizes(judge_pairs=5000), seed=0)
+    assert "data.judge_pairs" in str(err.value) and "\n" not in str(err.value)
 
 
 def test_training_sample_is_seeded_and_label_filter_keeps_matching_labels(mirror):
-    split = split_topic(
+    split = topic_pools(
         load_pairs(mirror, "science"),
         load_eval_set(mirror, "science"),
-        loglik_pairs=5,
-        holdout_eval=False,
+        sizes=_sizes(loglik_pairs=5, holdout_eval=False),
         seed=0,
     )
     a = training_examples(split, "right", n_examples=16, label_filter=False, seed=1)

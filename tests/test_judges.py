@@ -1,7 +1,9 @@
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from polneurons.data import IDEOINST as IDEOINST_REPO
 from polneurons.data import TOPICS
@@ -19,6 +21,8 @@ from polneurons.judges import (
     parse_rating,
 )
 from polneurons.tiny import save_tiny_checkpoint
+
+REPO = Path(__file__).resolve().parents[1]
 
 IDEOINST = f"{IDEOINST_REPO}/data/IdeoINST"
 # As in the released files: a literal backslash-n before {response}.
@@ -197,3 +201,17 @@ def test_make_judge_builds_each_backend_and_refuses_bad_config_in_one_line(tmp_p
         with pytest.raises(ConfigError) as error:
             make_judge(cfg, TEMPLATES, path)
         assert "\n" not in str(error.value)
+
+
+def test_the_judge_trained_on_its_own_pool_still_agrees_with_gpt4_on_every_topic(mirror):
+    from polneurons.config import pool_sizes, validate_config
+    from polneurons.judges import judge_pool_records
+    from polneurons.prompts import topic_pools
+
+    config = validate_config(yaml.safe_load((REPO / "config.yaml").read_text()))
+    sizes = pool_sizes(config)
+    pools = {topic: topic_pools(mirror, topic, sizes, config["seed"]) for topic in TOPICS}
+    texts, labels, groups, topics = ideoinst_training_examples(judge_pool_records(pools))
+    assert len(texts) <= 2 * sizes["judge_pairs"] * len(TOPICS)
+    agreement = ClassifierJudge().train(texts, labels, groups, topics=topics, seed=0)
+    assert agreement["kappa"] >= 0.6 and set(agreement["kappa_by_topic"]) == set(TOPICS)

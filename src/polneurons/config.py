@@ -205,6 +205,24 @@ def inhibitft_finetune(config: dict) -> dict:
 DATA_LOCATION_KEYS = ("base_url", "mirror")
 
 
+def pool_sizes(config: dict) -> dict:
+    """How many pairs of each topic every data pool takes (`data.topic_pools`): the one param
+    of every rule that reads a pool, so that all of them cut the same pools.
+
+    The judge pool is carved out only for the classifier judge (the others are not trained);
+    held-out localization prompts are as many per topic as the evaluation prompts.
+    """
+    data = config["data"]
+    held_out = config["neurons"]["localize_prompts"] == "held_out"
+    return {
+        "loglik_pairs": data["loglik_pairs"],
+        "perplexity_texts": config["perplexity"]["texts"],
+        "localize_prompts": (data["eval_prompts"] or 100) if held_out else 0,
+        "judge_pairs": data["judge_pairs"] if config["judge"]["backend"] == "classifier" else 0,
+        "holdout_eval": data["holdout_eval"],
+    }
+
+
 def data_settings(data: dict) -> dict:
     """The data keys that change a result: all but where the files come from (DATA_LOCATION_KEYS).
 

@@ -233,41 +233,80 @@ def load_template(data_dir: str | Path, name: str) -> str:
 
 
 @dataclass(frozen=True)
-class TopicSplit:
-    """Disjoint uses of a topic's IdeoINST pairs: training pool, judge-free (log-likelihood) pairs,
-    and neutral answers held out for the perplexity check."""
+class TopicPools:
+    """The disjoint uses of one topic's IdeoINST pairs (docs/method.md, "Data pools"):
+
+    - `train`: what a fine-tune on the topic samples its examples from;
+    - `loglik`: pairs of the judge-free log-likelihood stance S_ll;
+    - `perplexity`: neutral-labelled answers, the perplexity texts (never trained on);
+    - `localize`: instructions the neurons are localized on (`neurons.localize_prompts:
+      held_out`; empty with `same_as_eval`, which localizes on the evaluation prompts);
+    - `judge`: pairs whose two answers train the classifier judge.
+
+    The evaluation instructions (the authors' `dataset_100`) are never in loglik, perplexity,
+    localize or judge; they are in `train` only with `data.holdout_eval: false` (the paper's
+    leak, kept for fidelity and named in `leaks`).
+    """
 
     train: list[Pair]
     loglik: list[Pair]
-    neutral: list[str]
+    perplexity: list[str]
+    localize: list[str]
+    judge: list[Pair]
+    leaks: tuple[str, ...] = ()
 
 
-def split_topic(
+POOL_SIZES = ("loglik_pairs", "perplexity_texts", "localize_prompts", "judge_pairs")
+
+
+def topic_pools(
     pairs: list[Pair],
     eval_instructions: list[str],
     *,
-    loglik_pairs: int,
-    holdout_eval: bool,
+    sizes: dict,
     seed: int,
-    neutral_texts: int = 0,
-) -> TopicSplit:
-    """Held-out log-likelihood pairs never overlap training; the evaluation instructions stay in
-    training unless holdout_eval (the paper's default keeps them, METHOD 10)."""
+) -> TopicPools:
+    """Every split of one topic, from one seeded shuffle of the pairs outside the evaluation set.
+
+    `sizes` (see `pool_sizes`): `loglik_pairs`, `perplexity_texts`, `localize_prompts` and
+    `judge_pairs` per topic, and `holdout_eval`. In that order each pool takes the next pairs
+    of the shuffle (perplexity: the next neutral-labelled answers); the rest is the training pool.
+    DataError when the topic has too few pairs for the sizes asked.
+    """
     eval_set = {e.strip() for e in eval_instructions}
     outside = [p for p in pairs if p.instruction not in eval_set]
     inside = [p for p in pairs if p.instruction in eval_set]
     rng = random.Random(f"{seed}-{pairs[0].topic if pairs else ''}")
     rng.shuffle(outside)
-    loglik, rest = outside[:loglik_pairs], outside[loglik_pairs:]
-    neutral_pairs = [p for p in rest if "neutral" in (p.left_label, p.right_label)][:neutral_texts]
-    held = {p.index for p in neutral_pairs}
-    train = [p for p in rest if p.index not in held] + ([] if holdout_eval else inside)
-    neutral = [p.left if p.left_label == "neutral" else p.right for p in neutral_pairs]
-    return TopicSplit(train=sorted(train, key=lambda p: p.index), loglik=loglik, neutral=neutral)
+    loglik, rest = outside[: sizes["loglik_pairs"]], outside[sizes["loglik_pairs"] :]
+    neutral = [p for p in rest if "neutral" in (p.left_label, p.right_label)]
+    neutral = neutral[: sizes["perplexity_texts"]]
+    held = {p.index for p in neutral}
+    rest = [p for p in rest if p.index not in held]
+    n_localize, n_judge = sizes["localize_prompts"], sizes["judge_pairs"]
+    localize, judge = rest[:n_localize], rest[n_localize : n_localize + n_judge]
+    rest = rest[n_localize + n_judge :]
+    if len(localize) < n_localize or len(judge) < n_judge or not rest:
+        topic = pairs[0].topic if pairs else "?"
+        raise DataError(
+            f"IdeoINST {topic} has {len(outside)} pairs outside the evaluation set, too few for "
+            f"{sizes['loglik_pairs']} log-likelihood pairs, {n_localize} localization prompts, "
+            f"{n_judge} judge pairs and a training pool",
+            "lower data.loglik_pairs, data.judge_pairs or the localization prompts",
+        )
+    train = rest + ([] if sizes["holdout_eval"] else inside)
+    return TopicPools(
+        train=sorted(train, key=lambda p: p.index),
+        loglik=loglik,
+        perplexity=[p.left if p.left_label == "neutral" else p.right for p in neutral],
+        localize=[p.instruction for p in localize],
+        judge=judge,
+        leaks=() if sizes["holdout_eval"] else ("evaluation instructions are trained on",),
+    )
 
 
 def training_examples(
-    split: TopicSplit, leaning: str, *, n_examples: int | None, label_filter: bool, seed: int
+    split: TopicPools, leaning: str, *, n_examples: int | None, label_filter: bool, seed: int
 ) -> list[Pair]:
     """The training pairs of one (topic, leaning): optionally only those GPT-4 labelled with the
     leaning, optionally a seeded subsample of n_examples."""

@@ -109,6 +109,32 @@ def ideoinst_training_examples(
     return texts, labels, groups, topics
 
 
+def pair_records(pairs) -> list[dict]:
+    """IdeoINST records ({instruction, output, label}) of both answers of each `data.Pair`."""
+    return [
+        {"instruction": pair.instruction, "output": answer, "label": str(label)}
+        for pair in pairs
+        for answer, label in ((pair.left, pair.left_label), (pair.right, pair.right_label))
+    ]
+
+
+def judge_pool_records(pools_by_topic: Mapping) -> dict[str, list[dict]]:
+    """The classifier judge's training records, per topic: both answers of each pair of the
+    topic's judge pool (`data.TopicPools.judge`), less any answer text that also appears in a
+    training pool of any topic (IdeoINST repeats a few answers), so the judge never learns a
+    text a fine-tune may have memorised (docs/method.md, "Data pools")."""
+    trainable = {
+        answer
+        for pools in pools_by_topic.values()
+        for pair in pools.train
+        for answer in (pair.left, pair.right)
+    }
+    return {
+        topic: [r for r in pair_records(pools.judge) if r["output"] not in trainable]
+        for topic, pools in pools_by_topic.items()
+    }
+
+
 def group_split(
     groups: Sequence[str], test_fraction: float, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:

@@ -77,25 +77,31 @@ def eval_prompts(
     ]
 
 
-def topic_split(root, topic: str, data_cfg: dict, seed: int, neutral_texts: int = 0):
-    from polneurons.data import load_eval_set, load_pairs, split_topic
+def topic_pools(root, topic: str, sizes: dict, seed: int):
+    """The data pools of one topic (data.topic_pools; `sizes` from config.pool_sizes)."""
+    from polneurons.data import load_eval_set, load_pairs
+    from polneurons.data import topic_pools as cut
 
-    return split_topic(
-        load_pairs(root, topic),
-        load_eval_set(root, topic),
-        loglik_pairs=data_cfg["loglik_pairs"],
-        holdout_eval=data_cfg["holdout_eval"],
-        seed=seed,
-        neutral_texts=neutral_texts,
-    )
+    return cut(load_pairs(root, topic), load_eval_set(root, topic), sizes=sizes, seed=seed)
 
 
-def train_examples(root, tokenizer, topic, leaning, data_cfg, seed, prompt_format):
+def localize_items(root, topic: str, sizes: dict, seed: int, limit: int | None) -> list[dict]:
+    """The prompts the neurons of `topic` are localized on: its held-out localization pool, or
+    (sizes["localize_prompts"] == 0, `same_as_eval`) its evaluation prompts, as the paper."""
+    if not sizes["localize_prompts"]:
+        return eval_items(root, [topic], limit)
+    texts = topic_pools(root, topic, sizes, seed).localize
+    return [
+        {"id": f"{topic}-loc-{i:03d}", "test_set": topic, "text": t} for i, t in enumerate(texts)
+    ]
+
+
+def train_examples(root, tokenizer, topic, leaning, data_cfg, sizes, seed, prompt_format):
     """(prompt, completion) pairs: the bare instruction (METHOD 3), rendered in the prompt format."""
     from polneurons.data import training_examples
 
     pairs = training_examples(
-        topic_split(root, topic, data_cfg, seed),
+        topic_pools(root, topic, sizes, seed),
         leaning,
         n_examples=data_cfg["train_examples"],
         label_filter=data_cfg["label_filter"],

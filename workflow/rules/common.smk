@@ -1,6 +1,6 @@
 # Helpers shared by the rules: paths, run ids, resources. The config is already validated.
 from polneurons.data import TOPICS, FILES
-from polneurons.config import data_settings, inhibitft_finetune
+from polneurons.config import data_settings, inhibitft_finetune, pool_sizes
 from polneurons import runs
 from polneurons.runs import control_spec, inhibit_spec
 
@@ -29,6 +29,9 @@ def run_ids(kinds, sources=None):
 
 # config["data"] without where the files come from: a param only of what changes a result
 DATA = data_settings(config["data"])
+# the per-topic sizes of every data pool (training, log-likelihood, perplexity, localization,
+# judge): every rule that reads a pool gets the same, so all cut the same disjoint pools
+POOLS = pool_sizes(config)
 # what each PNLAC step reads of `neurons` (a change of the ranking does not redo the dumps)
 DUMP_SETTINGS = {
     key: config["neurons"][key]

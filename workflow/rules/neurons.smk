@@ -21,6 +21,8 @@ rule dump_activations:
         root=data_root,
         eval_prompts=config["data"]["eval_prompts"],
         neurons=DUMP_SETTINGS,
+        pools=POOLS,
+        seed=config["seed"],
         topic_names=config["prompt_topic_names"],
         prompt_format=config["prompt_format"],
         device=config["device"],

@@ -112,7 +112,7 @@ rule score_likelihood:
     params:
         root=data_root,
         topics=config["topics"],
-        data=DATA,
+        pools=POOLS,
         perplexity=config["perplexity"],
         seed=config["seed"],
         prompt_format=config["prompt_format"],
