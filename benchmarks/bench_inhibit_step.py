@@ -32,7 +32,7 @@ from transformers import get_linear_schedule_with_warmup
 
 from polneurons.finetune import add_lora, collate, resolve_config, tokenize_example, train_step
 from polneurons.inhibit import STRATEGIES, Inhibition
-from polneurons.tiny import FIXTURE_TEXT
+from polneurons.testing import FIXTURE_TEXT
 
 GOAL = 1.05
 ALL_PROJECTIONS = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from polneurons.sites import NeuronSite
-from polneurons.tiny import FIXTURE_TEXT
+from polneurons.testing import FIXTURE_TEXT
 
 # Published architectures, for throughput on random weights of their exact shape (no download).
 RANDOM_SHAPES = {
@@ -77,13 +77,13 @@ def load_base(args):
     """(base model in args.dtype, tokenizer): the tiny llama with --tiny, else --model."""
     dtype = getattr(torch, args.dtype)
     if args.tiny:
-        from polneurons.tiny import tiny_model, tiny_tokenizer
+        from polneurons.testing import tiny_model, tiny_tokenizer
 
         return tiny_model("llama").to(dtype), tiny_tokenizer()
     if args.random_shape:
         from transformers import AutoConfig, AutoModelForCausalLM
 
-        from polneurons.tiny import tiny_tokenizer
+        from polneurons.testing import tiny_tokenizer
 
         shape = dict(RANDOM_SHAPES[args.random_shape])
         config = AutoConfig.for_model(shape.pop("model_type"), **shape)
@@ -106,12 +106,10 @@ def load_with_adapter(args, lora_targets):
     if args.adapter:
         model = PeftModel.from_pretrained(base, args.adapter)
     else:
+        from polneurons.testing import randomize_lora
+
         model = get_peft_model(base, LoraConfig(r=16, lora_alpha=32, target_modules=lora_targets))
-        generator = torch.Generator().manual_seed(0)
-        with torch.no_grad():
-            for name, param in model.named_parameters():
-                if "lora_B" in name:  # peft starts B at zero, which would make M_s = M0
-                    param.copy_(0.02 * torch.randn(param.shape, generator=generator))
+        randomize_lora(model, scale=0.02, seed=0)
     return model.to(args.device).eval(), tokenizer
 
 

@@ -1,4 +1,4 @@
-"""dump_activations: contrast M_s (adapter on) with M0 (adapter off) on one topic's prompts (METHOD 6)."""
+"""dump_activations: contrast M_s (adapter on) with M0 (adapter off) on one topic's prompts (method.md: PNLAC)."""
 
 import json
 from pathlib import Path

@@ -1,4 +1,4 @@
-"""generate: greedy answers of one run (base or fine-tuned) to every evaluation prompt (METHOD 4)."""
+"""generate: greedy answers of one run (base or fine-tuned) to every evaluation prompt (method.md: Stance)."""
 
 import json
 from pathlib import Path

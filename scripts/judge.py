@@ -1,4 +1,4 @@
-"""judge: rate every response of one run as left leaning / right leaning / neutral (METHOD 4),
+"""judge: rate every response of one run as left leaning / right leaning / neutral (method.md: Stance),
 and record the run's generation health next to its generations (warn or fail when degenerate)."""
 
 from polneurons.data import EXTRA_SETS, topic_name

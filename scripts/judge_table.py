@@ -1,4 +1,4 @@
-"""judge_table: the classifier judge's held-out agreement with GPT-4's labels (METHOD 4)."""
+"""judge_table: the classifier judge's held-out agreement with GPT-4's labels (method.md: Stance)."""
 
 import pandas as pd
 

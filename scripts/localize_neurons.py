@@ -1,4 +1,4 @@
-"""localize_neurons: r_t per topic from the dumps, then G and S_t (METHOD 6) and the stability of G."""
+"""localize_neurons: r_t per topic from the dumps, then G and S_t (method.md: PNLAC) and the stability of G."""
 
 from pathlib import Path
 

@@ -1,33 +1,15 @@
-"""neuron_tables: set sizes, where the sets sit, overlap of G across sources, stability (METHOD 6)."""
-
-import itertools
+"""neuron_tables: set sizes, where the sets sit, overlap of G across sources, stability (method.md: PNLAC)."""
 
 import pandas as pd
-import torch
 
 from polneurons.neuron_store import load_general, load_specific, load_summary
-from polneurons.neurons import jaccard, layer_histogram
+from polneurons.neurons import layer_histogram
 from polneurons.plots import neurons_per_layer
 from polneurons.rule import rule_context
 from polneurons.runs import run_of_path
-from polneurons.tables import write_table
+from polneurons.tables import describe_set, general_overlap, write_table
 
 out = snakemake.output
-
-
-def describe(neuron_set, total: int) -> dict:
-    """Size, share of all neurons, and the mean and quartile layers of a set."""
-    layers = neuron_set.layers.float()
-    quartiles = (
-        layers.quantile(torch.tensor([0.25, 0.75])).tolist() if len(layers) else [None, None]
-    )
-    return {
-        "size": len(neuron_set),
-        "share_of_all": len(neuron_set) / total,
-        "mean_layer": float(layers.mean()) if len(layers) else None,
-        "layer_q25": quartiles[0],
-        "layer_q75": quartiles[1],
-    }
 
 
 with rule_context(snakemake) as ctx:
@@ -46,7 +28,7 @@ with rule_context(snakemake) as ctx:
             f"specific:{t}": load_specific(folder, t) for t in summary["topics"]
         }
         for name, neuron_set in sets.items():
-            row = {**key, "set": name, **describe(neuron_set, total)}
+            row = {**key, "set": name, **describe_set(neuron_set, total)}
             if name == "general":
                 row |= {
                     "stability_recovered": stability.get("recovered_share_mean"),
@@ -74,20 +56,7 @@ with rule_context(snakemake) as ctx:
         out.sets_md,
         title="Neuron sets: sizes, layers, stability of G",
     )
-    overlap = [
-        {
-            "model": a[0],
-            "leaning": a[1],
-            "source_a": a[2],
-            "source_b": b[2],
-            "jaccard": jaccard(generals[a], generals[b]),
-        }
-        for a, b in itertools.combinations(generals, 2)
-        if a[:2] == b[:2]
-    ]
-    overlap_frame = pd.DataFrame(
-        overlap, columns=["model", "leaning", "source_a", "source_b", "jaccard"]
-    )
+    overlap_frame = general_overlap(generals)
     write_table(
         overlap_frame,
         out.overlap_csv,

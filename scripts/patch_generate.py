@@ -1,4 +1,4 @@
-"""patch_generate: lockstep generation, M_s's activations on a neuron set patched into M0 (METHOD 7)."""
+"""patch_generate: lockstep generation, M_s's activations on a neuron set patched into M0 (method.md: Activation patching)."""
 
 import json
 from pathlib import Path

@@ -1,5 +1,5 @@
 """patching_tables: S of M0, M_s and each patched condition, and the share of the fine-tuning
-shift each patch recovers, (S_patch - S_M0) / (S_Ms - S_M0), with bootstrap CIs (METHOD 7).
+shift each patch recovers, (S_patch - S_M0) / (S_Ms - S_M0), with bootstrap CIs (method.md: Activation patching).
 The draws of the random control are pooled: their mean (CI over prompts) and spread (_sd);
 a second table lists, per draw and layer, the neurons it could not match in their layer."""
 
@@ -14,6 +14,7 @@ from polneurons.tables import (
     collect_ratings,
     combine_reasons,
     control_table,
+    patching_contrasts,
     patching_recovered,
     with_run_counts,
     write_table,
@@ -25,13 +26,16 @@ CONDITIONS = ["base", "ft"] + [patch_kind(c) for c in p.conditions]
 
 with rule_context(snakemake) as ctx:
     keys = ["model", "source", "condition", "test_set"]
-    frames, bars = [], []
+    frames, bars, contrasts = [], [], []
     for leaning, ratings in collect_ratings(snakemake.input.ratings).items():
         per_draw = scores_table(ratings)
         point = pool_draws(per_draw, ["model", "source", "test_set"])
         reps = bootstrap_scores(ratings, n_boot=p.scoring["n_boot"], seed=p.seed)
         reps = pool_draws(reps, ["model", "source", "test_set", "replicate"])
         table = patching_recovered(point)
+        contrasts.append(
+            patching_contrasts(point, reps, p.scoring["alpha"]).assign(leaning=leaning)
+        )
         measured = ["S", "recovered", "recovered_vs_all"]
         quantiles = patching_recovered(reps).groupby(keys)[measured]
         low = quantiles.quantile(p.scoring["alpha"] / 2).add_suffix("_lo")
@@ -108,6 +112,13 @@ with rule_context(snakemake) as ctx:
         explain=("S_M0", "S_Ms", "S"),
     )
     ctx.log.info("\n%s", table[table["test_set"] == "all"].round(3).to_string(index=False))
+    contrasts = pd.concat(contrasts, ignore_index=True)
+    write_table(
+        contrasts,
+        out.contrasts_csv,
+        out.contrasts_md,
+        title="Recovered share of G minus that of each control (paired bootstrap CIs)",
+    )
     controls = control_table(snakemake.input.controls)
     write_table(
         controls,

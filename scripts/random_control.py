@@ -1,4 +1,4 @@
-"""random_control: one draw of a random control, none of its neurons in the treated set (METHOD 7, 8)."""
+"""random_control: one draw of a random control, none of its neurons in the treated set (method.md: Activation patching, InhibitFT)."""
 
 from polneurons.neuron_store import random_control, save_control
 from polneurons.rule import rule_context

@@ -1,4 +1,4 @@
-"""score: S with counts and a bootstrap CI over prompts, per test set of one run (METHOD 4)."""
+"""score: S with counts and a bootstrap CI over prompts, per test set of one run (method.md: Stance)."""
 
 import pandas as pd
 

@@ -1,5 +1,5 @@
 """score_likelihood: the judge-free stance S_ll (paired log-likelihood of right vs left answers on
-held-out IdeoINST pairs, METHOD 4) and perplexity on held-out neutral answers (METHOD 8)."""
+held-out IdeoINST pairs, method.md: Stance) and perplexity on held-out neutral answers (method.md: InhibitFT)."""
 
 import json
 from pathlib import Path

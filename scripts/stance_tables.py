@@ -1,4 +1,4 @@
-"""stance_tables: dS(s -> t), TS and CG with CIs, the judge-free shift, and the heatmap (METHOD 5, 9)."""
+"""stance_tables: dS(s -> t), TS and CG with CIs, the judge-free shift, and the heatmap (method.md: Generalization, Outputs)."""
 
 import pandas as pd
 

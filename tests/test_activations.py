@@ -13,7 +13,7 @@ from polneurons.activations import (
 )
 from polneurons.errors import IntegrityError
 from polneurons.io import sha256_file
-from polneurons.tiny import FIXTURE_TEXT
+from polneurons.testing import FIXTURE_TEXT, randomize_lora
 
 # Different lengths, so every batch of 3 is padded.
 PROMPTS = [FIXTURE_TEXT[i] for i in (0, 4, 10, 13, 2, 11, 7)]
@@ -25,12 +25,7 @@ def peft_llama(llama):
     model = get_peft_model(
         llama, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"])
     )
-    generator = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if "lora_B" in name:  # peft starts B at zero: M_s would equal M0
-                param.copy_(0.5 * torch.randn(param.shape, generator=generator))
-    return model.eval()
+    return randomize_lora(model, scale=0.5, seed=0).eval()
 
 
 def brute_force(model, tokenizer, site):

@@ -2,7 +2,6 @@ import types
 
 import pytest
 import torch
-from tiny_lora import tiny_lora
 
 from polneurons.architectures import (
     ARCHITECTURES,
@@ -19,7 +18,7 @@ from polneurons.architectures import (
 )
 from polneurons.errors import ConfigError, ModelError
 from polneurons.sites import NeuronSite
-from polneurons.tiny import ARCHS, tiny_model
+from polneurons.testing import ARCHS, tiny_lora, tiny_model
 
 
 @pytest.mark.parametrize("arch", ARCHS)
@@ -159,7 +158,7 @@ def test_multimodal_gemma3_reaches_its_text_decoder(tokenizer):
     import transformers
 
     from polneurons.generation import greedy_generate
-    from polneurons.tiny import tiny_config
+    from polneurons.testing import tiny_config
 
     config = transformers.Gemma3Config(
         text_config=tiny_config("gemma3_text").to_dict(),

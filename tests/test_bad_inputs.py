@@ -432,9 +432,8 @@ def test_offline_hub_with_an_uncached_model_is_one_line(tmp_path):
 
 def test_altered_adapter_file_is_refused_by_its_checksum(tmp_path):
     """A run folder records the sha256 of its files; a reader refuses a changed adapter."""
-    from tiny_lora import tiny_lora
-
     from polneurons.models import load_with_adapter, prepare_model, write_train_checksums
+    from polneurons.testing import tiny_lora
 
     checkpoint = build_tiny_checkpoint(tmp_path / "model")
     record = prepare_model({"path": str(checkpoint)}, tmp_path / "prepared")

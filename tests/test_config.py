@@ -37,7 +37,9 @@ def test_paper_defaults_alone_are_refused_because_qv_lora_cannot_inhibit():
         validate_config({})
 
 
-@pytest.mark.parametrize("name", ["config.yaml", "configs/paper.yaml", "tests/configs/tiny.yaml"])
+@pytest.mark.parametrize(
+    "name", ["config.yaml", "configs/paper.yaml", "tests/workflow/configs/tiny.yaml"]
+)
 def test_shipped_configs_validate(name):
     cfg = yaml.safe_load((REPO / name).read_text())
     if name.startswith("tests"):

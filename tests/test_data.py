@@ -1,4 +1,4 @@
-"""Data layer: pinned files, pairing, splits (METHOD 2)."""
+"""Data layer: pinned files, pairing, splits (method.md: Data)."""
 
 import json
 

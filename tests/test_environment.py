@@ -113,3 +113,39 @@ def test_readme_cuda_hint_names_a_wheel_index_current_torch_ships():
     for text in ((REPO / "README.md").read_text(), (REPO / "Makefile").read_text()):
         indexes = re.findall(r"download\.pytorch\.org/whl/(cu\d+)", text)
         assert indexes and set(indexes) <= {"cu126", "cu130"}, indexes
+
+
+def test_a_non_editable_install_ships_the_schema_and_validates_a_config(tmp_path):
+    """Installed as a wheel (not from this checkout), polneurons still finds its config schema."""
+    import shutil
+
+    source = tmp_path / "source"
+    shutil.copytree(
+        REPO / "src", source / "src", ignore=shutil.ignore_patterns("*.egg-info", "__pycache__")
+    )
+    shutil.copy(REPO / "pyproject.toml", source)
+    shutil.copy(REPO / "README.md", source)
+    target = tmp_path / "site"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation"]
+        + ["--target", str(target), str(source)],
+        check=True,
+        capture_output=True,
+    )
+    assert (target / "polneurons" / "config.schema.yaml").is_file()
+    check = (
+        "import sys, yaml, polneurons; from polneurons.config import validate_config; "
+        f"assert polneurons.__file__.startswith({str(target)!r}), polneurons.__file__; "
+        f"cfg = validate_config(yaml.safe_load(open({str(REPO / 'config.yaml')!r}))); "
+        "print(cfg['neurons']['k'])"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", check],
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    expected = yaml.safe_load((REPO / "config.yaml").read_text())["neurons"]["k"]
+    assert result.stdout.strip() == str(expected)

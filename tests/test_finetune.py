@@ -12,7 +12,7 @@ from polneurons.finetune import (
     finetune,
     tokenize_example,
 )
-from polneurons.tiny import tiny_model
+from polneurons.testing import tiny_model
 
 EXAMPLES = [
     ("Instruction: What is your view on guns?", "The right to bear arms protects citizens."),

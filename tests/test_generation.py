@@ -3,7 +3,6 @@ import io
 
 import pytest
 import torch
-from tiny_lora import tiny_lora
 from transformers import GenerationConfig
 
 from polneurons.errors import DataError
@@ -15,7 +14,7 @@ from polneurons.generation import (
     greedy_generate,
     new_cache,
 )
-from polneurons.tiny import ARCHS, tiny_model
+from polneurons.testing import ARCHS, tiny_lora, tiny_model
 
 PROMPTS = [
     "Stricter gun laws keep communities safe.",

@@ -14,7 +14,7 @@ from polneurons.finetune import (
     tokenize_example,
 )
 from polneurons.inhibit import Inhibition, inhibition_problem
-from polneurons.tiny import tiny_model
+from polneurons.testing import tiny_model
 
 EXAMPLES = [
     ("Instruction: What is your view on guns?", "The right to bear arms protects citizens."),
@@ -23,7 +23,7 @@ EXAMPLES = [
 ]
 MLP_TARGETS = {"llama": ["gate_proj", "up_proj", "down_proj"], "gpt2": ["c_fc", "c_proj"]}
 NEURONS = {0: torch.tensor([1, 5]), 1: torch.tensor([3])}
-HIDDEN, INTERMEDIATE = 32, 64  # polneurons.tiny
+HIDDEN, INTERMEDIATE = 32, 64  # polneurons.testing
 SITES = ("mlp_output", "mlp_intermediate")
 
 
@@ -176,7 +176,7 @@ def test_stopgrad_zeroes_the_gradient_of_the_parameters_writing_inhibited_neuron
 def test_lora_inhibitft_differs_from_vanilla_ft_and_its_frozen_delta_stays_zero(
     tokenizer, tmp_path
 ):
-    # The authors' bug (METHOD 10): hooks on frozen base weights never fired, so their
+    # The authors' bug (method.md: Where we differ): hooks on frozen base weights never fired, so their
     # InhibitFT equalled vanilla FT. Both assertions below fail under that bug.
     inhibit = {"strategy": "freeze_rows", "site": "mlp_output", "neurons": NEURONS}
     vanilla = train(tokenizer, tmp_path / "vanilla")

@@ -20,7 +20,7 @@ from polneurons.judges import (
     make_judge,
     parse_rating,
 )
-from polneurons.tiny import save_tiny_checkpoint
+from polneurons.testing import save_tiny_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -280,3 +280,21 @@ def test_perplexity_of_padded_batches_equals_the_per_text_token_average(llama, t
     result = perplexity(llama, tokenizer, texts, max_length=512, batch_size=4)
     assert result["tokens"] == count and result["texts"] == len(texts)
     assert result["perplexity"] == pytest.approx(math.exp(nll / count), rel=1e-5)
+
+
+def test_inhibitft_is_compared_with_its_own_random_control_per_replicate():
+    from polneurons.metrics import paired_difference
+
+    frame = pd.DataFrame(
+        {
+            "condition": ["ift-x-n5", "rnd-x-n5", "ift-x-n5", "rnd-x-n5", "ift-x-n15"],
+            "model": "m",
+            "source": "s",
+            "replicate": [0, 0, 1, 1, 0],
+            "relative": [0.3, 0.1, 0.5, 0.0, 0.9],
+        }
+    )
+    pairs = [("ift-x-n5", "rnd-x-n5"), ("ift-x-n15", "rnd-x-n15")]
+    diff = paired_difference(frame, pairs, ["model", "source", "replicate"], ["relative"])
+    assert diff["relative"].round(6).tolist() == [0.2, 0.5]  # n15 has no control: left out
+    assert set(diff["treated"]) == {"ift-x-n5"}

@@ -1,10 +1,10 @@
 """Loading a trained run for inference: the adapter's dtype (config inference_adapter_dtype)."""
 
 import torch
-from tiny_lora import tiny_lora
 from workflow_helpers import build_tiny_checkpoint
 
 from polneurons.models import load_with_adapter, prepare_model, write_train_checksums
+from polneurons.testing import tiny_lora
 
 
 def test_inference_adapter_dtype_model_casts_only_the_adapter_and_keeps_m0(tmp_path):
@@ -31,3 +31,13 @@ def test_inference_adapter_dtype_model_casts_only_the_adapter_and_keeps_m0(tmp_p
     assert torch.equal(m0_32, m0_16)  # M0 is the base weights whichever the adapter's dtype
     assert not torch.allclose(ms16, m0_16, atol=1e-2)  # the bfloat16 adapter still acts
     assert torch.allclose(ms16, ms32, atol=0.1, rtol=0.05)  # and acts as the float32 one
+
+
+def test_auto_dtype_is_bfloat16_on_gpu_and_float32_on_cpu_never_float16():
+    """The authors ran Qwen2.5 in fp16, which overflows; `auto` never picks it."""
+    import torch
+
+    from polneurons.models import pick_dtype
+
+    assert pick_dtype("auto", torch.device("cuda")) == torch.bfloat16
+    assert pick_dtype("auto", torch.device("cpu")) == torch.float32

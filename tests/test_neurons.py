@@ -18,6 +18,7 @@ from polneurons.neurons import (
     top_fraction,
     top_k_percent,
 )
+from polneurons.testing import randomize_lora
 
 
 def neuron_set(coords, scores=None, n_layers=3, width=4, site="mlp_output"):
@@ -227,13 +228,10 @@ def test_summary_reports_sizes_and_per_layer_counts():
 @pytest.fixture
 def topic_dumps(llama, tokenizer, tmp_path):
     """Dumps of a LoRA'd tiny llama for two topics: varied prompts, and one prompt repeated."""
-    from polneurons.tiny import FIXTURE_TEXT
+    from polneurons.testing import FIXTURE_TEXT
 
     model = get_peft_model(llama, LoraConfig(r=4, target_modules=["q_proj", "v_proj"]))
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if "lora_B" in name:
-                param.copy_(torch.randn(param.shape, generator=torch.Generator().manual_seed(0)))
+    randomize_lora(model, scale=1.0, seed=0)
     prompts = {"varied": FIXTURE_TEXT[:6], "repeated": [FIXTURE_TEXT[0]] * 6}
     for topic, texts in prompts.items():
         ids = [f"{topic}{i}" for i in range(len(texts))]

@@ -2,7 +2,6 @@ import contextlib
 
 import pytest
 import torch
-from tiny_lora import ALL_LINEAR_TARGETS, tiny_lora
 
 from polneurons.errors import ConfigError, ModelError
 from polneurons.generation import (
@@ -14,7 +13,7 @@ from polneurons.generation import (
 )
 from polneurons.patching import AdapterSwitch, lockstep_step, patched_generate
 from polneurons.sites import SITES, NeuronSite
-from polneurons.tiny import tiny_model
+from polneurons.testing import ALL_LINEAR_TARGETS, tiny_lora, tiny_model
 
 EOS, PAD, NEW_TOKENS = 1, 0, 8
 PROMPTS = [

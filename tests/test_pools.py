@@ -27,7 +27,7 @@ def _config(path, **changes):
 CONFIGS = {
     "embedded": ("config.yaml", {}),
     "paper": ("configs/paper.yaml", {}),
-    "tiny": ("tests/configs/tiny.yaml", {}),
+    "tiny": ("tests/workflow/configs/tiny.yaml", {}),
     "paper, classifier judge, held-out localization": (
         "configs/paper.yaml",
         {"judge.backend": "classifier", "neurons.localize_prompts": "held_out"},
@@ -85,8 +85,15 @@ def test_every_pool_of_every_topic_is_disjoint_from_the_others(mirror, name):
 
 
 def test_the_pools_do_not_depend_on_which_rule_asks():
-    """One function, one param: the rules that read a pool all get pool_sizes(config)."""
-    text = "\n".join(p.read_text() for p in (REPO / "workflow" / "rules").glob("*.smk"))
-    assert text.count("pools=POOLS") >= 5
+    """One function, one param: every rule that reads a pool gets POOLS = pool_sizes(config)."""
+    rules_dir = REPO / "workflow" / "rules"
+    common = (rules_dir / "common.smk").read_text()
+    assert "POOLS = pool_sizes(config)" in common
+    train_params = common[common.index("TRAIN_PARAMS = dict(") :].split("\n\n")[0]
+    assert "pools=POOLS" in train_params
+    text = "\n".join(p.read_text() for p in rules_dir.glob("*.smk"))
+    blocks = {b.split(":")[0]: b for b in text.split("\nrule ")[1:]}
+    for rule in ("finetune", "inhibitft", "score_likelihood", "dump_activations", "train_judge"):
+        assert "pools=POOLS" in blocks[rule] or "**TRAIN_PARAMS" in blocks[rule], rule
     for script in ("finetune", "score_likelihood", "dump_activations", "train_judge"):
         assert "p.pools" in (REPO / "scripts" / f"{script}.py").read_text(), script

@@ -1,4 +1,4 @@
-"""Prompt templates: the authors' slots, bare and chat formats (METHOD 4)."""
+"""Prompt templates: the authors' slots, bare and chat formats (method.md: Stance)."""
 
 import pytest
 

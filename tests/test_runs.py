@@ -26,7 +26,9 @@ def _every_kind(config):
     return list(dict.fromkeys(kinds))
 
 
-@pytest.mark.parametrize("path", ["config.yaml", "configs/paper.yaml", "tests/configs/tiny.yaml"])
+@pytest.mark.parametrize(
+    "path", ["config.yaml", "configs/paper.yaml", "tests/workflow/configs/tiny.yaml"]
+)
 def test_every_run_of_a_config_parses_back_and_matches_the_run_pattern(path):
     raw = yaml.safe_load((REPO / path).read_text())
     for spec in raw.get("model_registry", {}).values():
@@ -145,3 +147,11 @@ def test_the_module_examples_hold():
     import doctest
 
     assert doctest.testmod(runs).failed == 0
+
+
+def test_the_paper_sweep_over_n_is_not_empty():
+    """The authors' sweep loop was `range(5, 5)`: no InhibitFT run at all. Ours has one per n."""
+    config = _config("configs/paper.yaml")
+    inhibited = [runs.parse_kind(k) for k in runs.inhibitft_kinds(config)]
+    swept = sorted({k.n for k in inhibited if k.family == "ift"})
+    assert swept == sorted(float(n) for n in config["inhibitft"]["n"]) and len(swept) == 5

@@ -1,12 +1,11 @@
 import pytest
 import torch
 import torch.nn.functional as F
-from tiny_lora import tiny_lora
 
 from polneurons.architectures import arch_spec, down_module, mlp_module, writer_params
 from polneurons.errors import ConfigError, ModelError
 from polneurons.sites import SITES, NeuronSite
-from polneurons.tiny import ARCHS, tiny_model
+from polneurons.testing import ARCHS, tiny_lora, tiny_model
 
 BATCH, SEQ = 2, 5
 

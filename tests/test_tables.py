@@ -55,3 +55,96 @@ def test_replicates_are_kept_apart():
 
 def test_the_module_examples_hold():
     assert doctest.testmod(tables).failed == 0
+
+
+def _set(coords, n_layers=4, width=2):
+    from polneurons.neurons import NeuronSet
+
+    return NeuronSet(
+        [c[0] for c in coords], [c[1] for c in coords], [0.0] * len(coords), "s", n_layers, width
+    )
+
+
+def test_a_set_is_described_by_size_share_and_layer_quartiles():
+    row = tables.describe_set(_set([(0, 0), (1, 0), (3, 0), (3, 1)]), total=8)
+    assert row["size"] == 4 and row["share_of_all"] == 0.5
+    assert row["mean_layer"] == pytest.approx((0 + 1 + 3 + 3) / 4)
+    assert row["layer_q25"] == pytest.approx(0.75) and row["layer_q75"] == pytest.approx(3.0)
+    empty = tables.describe_set(_set([]), total=8)
+    assert empty["size"] == 0 and empty["mean_layer"] is None
+
+
+def test_overlap_of_g_pairs_sources_of_the_same_model_and_leaning_only():
+    generals = {
+        ("m", "right", "a"): _set([(0, 0), (1, 0)]),
+        ("m", "right", "b"): _set([(1, 0), (2, 0)]),
+        ("m", "left", "a"): _set([(0, 0)]),
+    }
+    frame = tables.general_overlap(generals)
+    assert len(frame) == 1
+    assert frame.iloc[0][["source_a", "source_b"]].tolist() == ["a", "b"]
+    assert frame.iloc[0]["jaccard"] == pytest.approx(1 / 3)
+
+
+def test_the_ablation_curve_has_a_point_per_arm_and_metric_and_the_control_as_a_line():
+    main = pd.DataFrame(
+        {
+            "model": ["m", "m", "mean"],
+            "source": ["mean", "mean", "mean"],
+            "condition": ["ift-freeze_rows-n5", "rnd-freeze_rows-n5", "ift-freeze_rows-n5"],
+            **{f"{m}_x{s}": [0.1, 0.2, 0.3] for m in ("CG", "TS") for s in ("", "_lo", "_hi")},
+            "CG_ft": [0.5, 0.5, 0.5],
+            "TS_ft": [0.9, 0.9, 0.9],
+        }
+    )
+    curve = tables.ablation_curve(main, "ftctl")
+    assert set(curve["condition"]) == {
+        "InhibitFT (freeze_rows)",
+        "random (freeze_rows)",
+        "vanilla (ftctl)",
+    }
+    assert len(curve) == 2 * 2 + 2  # two arms x (CG, TS), the control's two lines
+    line = curve[curve["condition"] == "vanilla (ftctl)"].set_index("metric")["value"]
+    assert line.to_dict() == {"CG": 0.5, "TS": 0.9}
+    assert curve.loc[curve["condition"] != "vanilla (ftctl)", "n"].eq(5.0).all()
+
+
+def test_the_loglik_summary_pools_the_draws_of_a_random_control():
+    rows = []
+    for condition, cg in (("ft", 0.3), ("rnd-x-n5-s0", 0.1), ("rnd-x-n5-s1", 0.3)):
+        for topic, value in (("TS_ll", 1.0), ("CG_ll", cg)):
+            rows.append(
+                dict(
+                    model="m",
+                    leaning="right",
+                    source="a",
+                    condition=condition,
+                    topic=topic,
+                    dS_ll=value,
+                )
+            )
+    summary = tables.loglik_summary(pd.DataFrame(rows)).set_index("condition")
+    assert summary.loc["rnd-x-n5", "CG_ll"] == pytest.approx(0.2)
+    assert summary.loc["rnd-x-n5", "draws"] == 2 and summary.loc["ft", "draws"] == 1
+
+
+def test_patching_contrasts_subtract_each_controls_share_with_paired_replicate_cis():
+    def scores(general, random, replicate=None):
+        values = {
+            ("base", "-", "a"): 0.0,
+            ("ft", "t", "a"): 1.0,
+            ("patch-general", "t", "a"): general,
+            ("patch-random", "t", "a"): random,
+        }
+        return _scores(values, replicate)
+
+    point = scores(0.6, 0.2)
+    reps = pd.concat([scores(0.6 + d, 0.2 + d / 2, r) for r, d in enumerate((-0.1, 0, 0.1))])
+    table = tables.patching_contrasts(point, reps, alpha=0.5)
+    assert table[["treated", "control"]].values.tolist() == [["patch-general", "patch-random"]]
+    row = table.iloc[0]
+    assert row["difference"] == pytest.approx(0.4)
+    # replicate differences 0.35, 0.4, 0.45: the 25% and 75% quantiles
+    assert row["difference_lo"] == pytest.approx(0.375) and row["difference_hi"] == pytest.approx(
+        0.425
+    )

@@ -1,4 +1,4 @@
-"""Activation dumps of M_s vs M0 (METHOD 6): streamed .pt shards with a checksummed manifest,
+"""Activation dumps of M_s vs M0 (method.md: PNLAC): streamed .pt shards with a checksummed manifest,
 and the RMS contrast r_t computed from them.
 
 A dump folder holds ``shard-00000.pt``, ``shard-00001.pt``, ... (at most ``shard_size`` prompts

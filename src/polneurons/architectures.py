@@ -6,7 +6,7 @@ nothing else. Paths are attribute paths on the unwrapped Hugging Face model; und
 LoRA wrapper the same paths resolve to the LoRA-wrapping modules, which is what hooks and
 parameter freezing need (the wrapper's input and output include LoRA's contribution).
 
-The two neuron sites (METHOD.md section 6):
+The two neuron sites (method.md: PNLAC):
 
 - ``mlp_output``: coordinate ``i`` of the output of ``layers[l].<mlp>`` (width ``hidden_size``).
 - ``mlp_intermediate``: coordinate ``j`` of the input of the down projection,
@@ -221,7 +221,7 @@ def _projection_writers(module: nn.Module, spec: ArchSpec, side: str) -> list[tu
 
 
 def writer_params(model: nn.Module, site: str, layer: int) -> list[WriterSlice]:
-    """The parameter slices that write the coordinates of ``site`` at ``layer`` (METHOD.md section 8).
+    """The parameter slices that write the coordinates of ``site`` at ``layer`` (method.md: InhibitFT).
 
     For each returned ``WriterSlice(name, param, axis)``, the entries
     ``param.index_select(axis, neurons)`` write neurons ``neurons`` of that site and layer:

@@ -1,4 +1,4 @@
-"""General-capability check (METHOD 8, our addition): perplexity on held-out neutral text."""
+"""General-capability check (method.md: InhibitFT, our addition): perplexity on held-out neutral text."""
 
 from __future__ import annotations
 

@@ -10,7 +10,8 @@ import yaml
 
 from polneurons.errors import ConfigError
 
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+# package data (pyproject), so a non-editable install validates too; workflow/schemas/ links here
+SCHEMA_PATH = Path(__file__).resolve().parent / "config.schema.yaml"
 
 
 def load_schema(path: str | Path = SCHEMA_PATH) -> dict:

@@ -1,4 +1,4 @@
-"""The public inputs: pinned downloads verified by sha256, and loaders that refuse malformed data (METHOD 2)."""
+"""The public inputs: pinned downloads verified by sha256, and loaders that refuse malformed data (method.md: Data)."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ LABELS = ("left leaning", "right leaning", "neutral")
 IDEOINST = "kaichen23/llm_ideo_manipulate/0985e28da5002d7365dcaae2b9af4f63a423b03d"
 AUTHORS = "007zzZZZ/political-stance/1d4cc770d9801f81735cfcaacc29f2459e1e52f1"
 
-# Every file the workflow downloads, pinned to a commit, with its sha256 (METHOD 2).
+# Every file the workflow downloads, pinned to a commit, with its sha256 (method.md: Data).
 FILES: dict[str, str] = {
     f"{AUTHORS}/autodl-tmp/dataset_100/crime_and_gun.json": "2a2519590aa8e5e52fe5749852ef367350844b16b249f71204b572216d9a4816",
     f"{AUTHORS}/autodl-tmp/dataset_100/dataset2.json": "ccceb9bfd5fc55f521d2d66380dd628511438af223112d7fd8f09cfb8050480f",
@@ -85,7 +85,7 @@ def fetch(rel: str, dest: Path, base_url: str, mirror: str | None, timeout: floa
                 raise DataError(
                     f"{src} is missing from the data mirror {mirror}",
                     "point data.mirror at a complete copy laid out as <owner>/<repo>/<commit>/<path> "
-                    "(see METHOD.md section 2), or set data.mirror: null to download",
+                    "(see method.md: Data), or set data.mirror: null to download",
                 )
             shutil.copyfile(src, tmp)
         else:
@@ -105,7 +105,7 @@ def fetch(rel: str, dest: Path, base_url: str, mirror: str | None, timeout: floa
         if got != expected:
             raise IntegrityError(
                 f"{rel} has sha256 {got[:12]}..., expected {expected[:12]}... (corrupt or wrong version)",
-                "check data.base_url / data.mirror; the files are pinned to the commits in METHOD.md",
+                "check data.base_url / data.mirror; the files are pinned to the commits in docs/method.md",
             )
 
 
@@ -229,7 +229,7 @@ def load_template(data_dir: str | Path, name: str) -> str:
     return path.read_text(encoding="utf-8")
 
 
-# ---------------------------------------------------------------- splits (METHOD 2)
+# ---------------------------------------------------------------- splits (method.md: Data)
 
 
 @dataclass(frozen=True)
@@ -325,7 +325,7 @@ TOPIC_NAME_STYLES = ("as_released", "spaced")
 
 
 def topic_name(topic: str, style: str) -> str:
-    """A topic as the answer and judge templates get it (config prompt_topic_names, METHOD 4).
+    """A topic as the answer and judge templates get it (config prompt_topic_names, method.md: Stance).
 
     as_released: the snake_case name, as the authors' scripts pass it ('crime_and_gun');
     spaced: underscores as spaces ('crime and gun').

@@ -1,4 +1,4 @@
-"""Stance fine-tuning (METHOD 3) and its inhibited variant (METHOD 8): a plain PyTorch loop.
+"""Stance fine-tuning (method.md: Fine-tuning) and its inhibited variant (method.md: InhibitFT): a plain PyTorch loop.
 
 LoRA (peft) or full fine-tuning, loss on completion tokens only, AdamW with linear decay after a
 linear warm-up, seeded so that two runs on CPU are bit-identical.
@@ -22,7 +22,7 @@ from polneurons.models import write_train_checksums
 
 
 def _schema_defaults() -> dict:
-    """METHOD 3's values, read from the config schema (the one place that holds defaults)."""
+    """method.md: Fine-tuning's values, read from the config schema (the one place that holds defaults)."""
     from polneurons.config import fill_defaults, load_schema
 
     schema = load_schema()
@@ -258,6 +258,108 @@ def optimizer_steps(n_examples: int, cfg: dict) -> tuple[int, int]:
     return per_epoch, total
 
 
+def training_set(
+    tokenizer, examples: list[tuple[str, str]], cfg: dict, add_special_tokens: bool, log=None
+) -> list:
+    """The tokenized examples that keep at least one completion token within max_length."""
+    if tokenizer.eos_token_id is None:
+        raise ModelError("the tokenizer has no EOS token", "use a tokenizer that defines eos_token")
+    if not examples:
+        raise DataError("no training examples", "check the training set of this run")
+    tokenized = [
+        tokenize_example(tokenizer, p, c, cfg["max_length"], add_special_tokens)
+        for p, c in examples
+    ]
+    # Keep the examples with at least one predicted completion token (label position >= 1).
+    tokenized = [(ids, labs) for ids, labs in tokenized if any(x != IGNORE_INDEX for x in labs[1:])]
+    if not tokenized:
+        raise DataError(
+            "no example keeps a completion token within max_length",
+            "raise max_length or shorten the prompts",
+        )
+    if log is not None and len(tokenized) < len(examples):
+        log.warning(
+            "%d of %d examples dropped: prompt longer than max_length",
+            len(examples) - len(tokenized),
+            len(examples),
+        )
+    return tokenized
+
+
+def trainable_model(model: nn.Module, cfg: dict, inhibit: dict | None):
+    """(model to train, its Inhibition or None): LoRA injected (or every weight trainable),
+    seeded, and the inhibition checked to act before any step."""
+    from polneurons.inhibit import Inhibition, inhibition_problem
+
+    if inhibit is not None:
+        problem = inhibition_problem(
+            inhibit["site"],
+            inhibit["strategy"],
+            cfg["method"],
+            cfg["lora"]["target_modules"],
+            model=model,
+        )
+        if problem:
+            raise ConfigError(problem, "train the MLP projections too (lora.target_modules)")
+    random.seed(cfg["seed"])
+    torch.manual_seed(cfg["seed"])
+    if cfg["method"] == "lora":
+        model = add_lora(model, cfg)
+    else:
+        model.requires_grad_(True)
+    return model, Inhibition(model, inhibit) if inhibit is not None else None
+
+
+def run_steps(model, tokenized, cfg, pad_id, total_steps, inhibition, progress=None) -> list:
+    """Train for `total_steps` optimizer steps (AdamW, linear schedule with warm-up); one log
+    record per step (loss, lr, tokens, seconds since the start)."""
+    from transformers import get_linear_schedule_with_warmup
+
+    from polneurons.progress import progress_bar
+
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    device = model.get_input_embeddings().weight.device
+    optimizer = torch.optim.AdamW(trainable, lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+    scheduler = get_linear_schedule_with_warmup(optimizer, cfg["warmup_steps"], total_steps)
+    steps = []
+    start = time.perf_counter()
+    model.train()
+    with (
+        inhibition.active() if inhibition else contextlib.nullcontext(),
+        progress_bar(progress, total=total_steps, desc="finetune") as bar,
+    ):
+        for step, (epoch, group) in enumerate(step_groups(tokenized, cfg, total_steps), start=1):
+            group = [collate(batch, pad_id, device) for batch in group]
+            loss, n_tokens, lr = train_step(model, group, optimizer, scheduler, inhibition)
+            seconds = round(time.perf_counter() - start, 3)
+            steps.append(
+                {
+                    "step": step,
+                    "epoch": epoch,
+                    "loss": loss,
+                    "lr": lr,
+                    "tokens": n_tokens,
+                    "seconds": seconds,
+                }
+            )
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss:.4f}")
+    model.eval()
+    return steps
+
+
+def save_run(model, tokenizer, cfg: dict, train_log: dict, out_dir) -> None:
+    """The adapter (or full weights and tokenizer), train_log.json and their checksums, atomically."""
+    with atomic_path(out_dir, is_dir=True) as tmp:
+        if cfg["method"] == "lora":
+            model.save_pretrained(tmp / "adapter")
+        else:
+            model.save_pretrained(tmp / "model")
+            tokenizer.save_pretrained(tmp / "model")
+        write_json(tmp / "train_log.json", train_log)
+        write_train_checksums(tmp)  # inside the atomic block: no finished run without its sums
+
+
 def finetune(
     model: nn.Module,
     tokenizer,
@@ -282,62 +384,14 @@ def finetune(
     Writes `out_dir/train_log.json` and either `out_dir/adapter/` (peft adapter with its
     adapter_config.json) or, for method full, `out_dir/model/` (weights and tokenizer).
     """
-    from transformers import get_linear_schedule_with_warmup
-
-    from polneurons.inhibit import Inhibition, inhibition_problem
-    from polneurons.progress import progress_bar
-
     cfg = resolve_config(cfg)
-    if tokenizer.eos_token_id is None:
-        raise ModelError("the tokenizer has no EOS token", "use a tokenizer that defines eos_token")
-    if not examples:
-        raise DataError("no training examples", "check the training set of this run")
-    tokenized = [
-        tokenize_example(tokenizer, p, c, cfg["max_length"], add_special_tokens)
-        for p, c in examples
-    ]
-    # Keep the examples with at least one predicted completion token (label position >= 1).
-    tokenized = [(ids, labs) for ids, labs in tokenized if any(x != IGNORE_INDEX for x in labs[1:])]
-    if not tokenized:
-        raise DataError(
-            "no example keeps a completion token within max_length",
-            "raise max_length or shorten the prompts",
-        )
-    if log is not None and len(tokenized) < len(examples):
-        log.warning(
-            "%d of %d examples dropped: prompt longer than max_length",
-            len(examples) - len(tokenized),
-            len(examples),
-        )
-    if inhibit is not None:
-        problem = inhibition_problem(
-            inhibit["site"],
-            inhibit["strategy"],
-            cfg["method"],
-            cfg["lora"]["target_modules"],
-            model=model,
-        )
-        if problem:
-            raise ConfigError(problem, "train the MLP projections too (lora.target_modules)")
-
-    seed = cfg["seed"]
-    random.seed(seed)
-    torch.manual_seed(seed)
-    if cfg["method"] == "lora":
-        model = add_lora(model, cfg)
-    else:
-        model.requires_grad_(True)
-    inhibition = Inhibition(model, inhibit) if inhibit is not None else None
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    device = model.get_input_embeddings().weight.device
+    tokenized = training_set(tokenizer, examples, cfg, add_special_tokens, log)
+    model, inhibition = trainable_model(model, cfg, inhibit)
     pad_id = (
         tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     )
-
     steps_per_epoch, total_steps = optimizer_steps(len(tokenized), cfg)
-    optimizer = torch.optim.AdamW(trainable, lr=cfg["lr"], weight_decay=cfg["weight_decay"])
-    scheduler = get_linear_schedule_with_warmup(optimizer, cfg["warmup_steps"], total_steps)
-    n_trainable = sum(p.numel() for p in trainable)
+    n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     if log is not None:
         log.info(
             "%s fine-tuning: %d examples, %d optimizer steps, %d trainable parameters%s",
@@ -347,31 +401,8 @@ def finetune(
             n_trainable,
             f", inhibition {inhibition.summary()}" if inhibition else "",
         )
-
-    steps = []
     start = time.perf_counter()
-    model.train()
-    bar = progress_bar(progress, total=total_steps, desc="finetune")
-    with inhibition.active() if inhibition else contextlib.nullcontext():
-        for step, (epoch, group) in enumerate(step_groups(tokenized, cfg, total_steps), start=1):
-            group = [collate(batch, pad_id, device) for batch in group]
-            loss, n_tokens, lr = train_step(model, group, optimizer, scheduler, inhibition)
-            seconds = round(time.perf_counter() - start, 3)
-            steps.append(
-                {
-                    "step": step,
-                    "epoch": epoch,
-                    "loss": loss,
-                    "lr": lr,
-                    "tokens": n_tokens,
-                    "seconds": seconds,
-                }
-            )
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss:.4f}")
-    bar.close()
-    model.eval()
-
+    steps = run_steps(model, tokenized, cfg, pad_id, total_steps, inhibition, progress)
     train_log = {
         "config": cfg,
         "inhibit": inhibition.summary() if inhibition else None,
@@ -383,14 +414,7 @@ def finetune(
         "seconds": round(time.perf_counter() - start, 3),
         "steps": steps,
     }
-    with atomic_path(out_dir, is_dir=True) as tmp:
-        if cfg["method"] == "lora":
-            model.save_pretrained(tmp / "adapter")
-        else:
-            model.save_pretrained(tmp / "model")
-            tokenizer.save_pretrained(tmp / "model")
-        write_json(tmp / "train_log.json", train_log)
-        write_train_checksums(tmp)  # inside the atomic block: no finished run without its sums
+    save_run(model, tokenizer, cfg, train_log, out_dir)
     if log is not None:
         log.info(
             "fine-tuning done in %.1f s, final loss %.4f", train_log["seconds"], steps[-1]["loss"]

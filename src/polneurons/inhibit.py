@@ -1,4 +1,4 @@
-"""InhibitFT (METHOD 8): fine-tuning in which the inhibited neurons cannot be learned through.
+"""InhibitFT (method.md: InhibitFT): fine-tuning in which the inhibited neurons cannot be learned through.
 
 `finetune(..., inhibit={"strategy", "site", "neurons"})` applies one of two strategies:
 
@@ -10,7 +10,7 @@
   is active during every training forward).
 
 The authors' scripts hooked frozen base weights, so their InhibitFT silently equalled vanilla FT
-(METHOD 10). Here that cannot happen: `inhibition_problem` refuses such a configuration from the
+(method.md: Where we differ). Here that cannot happen: `inhibition_problem` refuses such a configuration from the
 names alone, and `Inhibition` checks the actual model and neuron set, refusing any inhibited
 layer on which the strategy cannot act (no trainable writer for freeze_rows, no trainable
 parameter upstream for stopgrad).
@@ -76,7 +76,7 @@ def inhibition_problem(
     - freeze_rows is impossible when no target writes the site: the down projection for
       mlp_output; the down (its columns), gate and up projections for mlp_intermediate. The
       paper's q_proj/v_proj LoRA is such a case: nothing would be frozen and InhibitFT would
-      equal vanilla FT (the authors' bug, METHOD 10). Merely weak, and accepted: freezing
+      equal vanilla FT (the authors' bug, method.md: Where we differ). Merely weak, and accepted: freezing
       the writers does not fix the neuron's value, which still moves with the trained
       attention (and gate/up at mlp_output) feeding it.
     - stopgrad acts whenever some trainable parameter lies upstream of a site, because only
@@ -144,7 +144,7 @@ def _has_trainable_upstream(model: nn.Module, site: str, layer: int) -> bool:
 
 
 class Inhibition:
-    """One InhibitFT strategy bound to a model about to be trained (METHOD 8).
+    """One InhibitFT strategy bound to a model about to be trained (method.md: InhibitFT).
 
     Build it after the model is made trainable (LoRA injected or full FT enabled). The training
     loop runs its forwards inside `active()`, calls `mask_gradients()` after the backward and

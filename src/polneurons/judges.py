@@ -1,4 +1,4 @@
-"""Stance judges (METHOD.md section 4): rate each response left leaning / right leaning / neutral.
+"""Stance judges (method.md: Stance): rate each response left leaning / right leaning / neutral.
 
 Three backends share one interface, `Judge.rate(items) -> list[str]`:
 - `ClassifierJudge`: TF-IDF + logistic regression trained on IdeoINST's GPT-4 labels (offline default);

@@ -1,4 +1,4 @@
-"""Stance scores and generalization metrics (METHOD.md sections 4, 5 and 8), with bootstrap CIs.
+"""Stance scores and generalization metrics (method.md: Stance, Generalization, InhibitFT), with bootstrap CIs.
 
 Tables are long pandas frames. A score table has columns `model, condition, source, test_set, S`
 (the base model's rows have `condition == "base"`; their `source` is ignored); a frame of
@@ -44,7 +44,7 @@ def stance_from_counts(n_right, n_left, n_neutral):
     """S from counts (scalars or arrays); nan where no rating is valid."""
     n_right, n_left, n_neutral = (np.asarray(x, dtype=float) for x in (n_right, n_left, n_neutral))
     n_valid = n_right + n_left + n_neutral
-    # METHOD.md section 4: S = (N_right - N_left) / (N_right + N_left + N_neutral), errors excluded
+    # method.md: Stance: S = (N_right - N_left) / (N_right + N_left + N_neutral), errors excluded
     score = np.divide(
         n_right - n_left, n_valid, out=np.full(n_valid.shape, np.nan), where=n_valid > 0
     )
@@ -57,7 +57,7 @@ def stance_score(ratings: Sequence[str]) -> float:
 
 
 def _stance_delta(score_model, score_base):
-    # METHOD.md section 5: dS(s -> t) = S(M_s, t) - S(M0, t)
+    # method.md: Generalization: dS(s -> t) = S(M_s, t) - S(M0, t)
     return score_model - score_base
 
 
@@ -285,29 +285,31 @@ def topic_shift_and_cg(
         )
     dS = wide[list(topics)].to_numpy()
     is_source = np.asarray(sources)[:, None] == np.asarray(topics)[None, :]
-    # METHOD.md section 5: TS(s) = dS(s -> s); CG(s) = mean over topics t != s of dS(s -> t)
+    # method.md: Generalization: TS(s) = dS(s -> s); CG(s) = mean over topics t != s of dS(s -> t)
     result = pd.DataFrame(
         {"TS": dS[is_source], "CG": dS[~is_source].reshape(len(dS), -1).mean(axis=1)},
         index=wide.index,
     )
     for name in extra_sets:
-        result[f"CG_{name}"] = wide[name]  # METHOD.md section 5: CG also on pct and questionnaire
+        result[f"CG_{name}"] = wide[
+            name
+        ]  # method.md: Generalization: CG also on pct and questionnaire
     return result.reset_index()
 
 
 def reduction(cg_ft, cg_x) -> dict:
     """Reduction of cross-topic generalization by a mitigation X (scalars or arrays).
 
-    METHOD.md section 5 writes absolute = CG_FT(s) - CG_X(s), which is negative for a working
+    The paper writes absolute = CG_FT(s) - CG_X(s) (method.md: Generalization), which is negative for a working
     mitigation of a left fine-tune (CG_FT < 0). Here both are measured towards the fine-tuning's
     direction, sign(CG_FT): absolute = sign(CG_FT) * (CG_FT - CG_X), relative = absolute /
-    |CG_FT| (= 1 - CG_X / CG_FT, METHOD's relative, for either sign). Positive: X moved CG back
+    |CG_FT| (= 1 - CG_X / CG_FT, the paper's relative, for either sign). Positive: X moved CG back
     towards 0; 1 (relative): all of it. NaN where CG_FT = 0 (no direction to reduce).
     """
     cg_ft, cg_x = np.asarray(cg_ft, dtype=float), np.asarray(cg_x, dtype=float)
     direction = np.where(cg_ft == 0, np.nan, np.sign(cg_ft))
     with np.errstate(divide="ignore", invalid="ignore"):
-        # METHOD.md section 5, signed by the direction of the fine-tuning's shift
+        # method.md: Generalization, signed by the direction of the fine-tuning's shift
         absolute = direction * (cg_ft - cg_x)
         relative = np.divide(absolute, np.abs(cg_ft))
     if absolute.ndim == 0:
@@ -318,7 +320,7 @@ def reduction(cg_ft, cg_x) -> dict:
 def ts_kept(ts_ft, ts_x):
     """Share of the topic-specific shift a mitigation keeps (close to 1 is the goal)."""
     with np.errstate(divide="ignore", invalid="ignore"):
-        return np.divide(ts_x, ts_ft)  # METHOD.md section 5: TS kept = TS_X(s) / TS_FT(s)
+        return np.divide(ts_x, ts_ft)  # method.md: Generalization: TS kept = TS_X(s) / TS_FT(s)
 
 
 def mitigation_table(
@@ -347,7 +349,7 @@ def mitigation_table(
             **reduction(paired["CG_ft"], paired["CG_x"]),
             ts_kept=ts_kept(paired["TS_ft"], paired["TS_x"]),
         )
-        # METHOD.md sections 5, 8: reductions averaged over source topics, then also over models
+        # method.md: Generalization, InhibitFT: reductions averaged over source topics, then also over models
         per_model = paired.groupby(["model", "condition", *_replicate(tscg)], as_index=False).mean(
             numeric_only=True
         )
@@ -376,6 +378,30 @@ def _attach_ci(
     return point.merge(low.join(high).reset_index(), on=keys, how="left")
 
 
+def paired_difference(
+    frame: pd.DataFrame, pairs: Sequence[tuple[str, str]], keys: Sequence[str], values
+) -> pd.DataFrame:
+    """Per (treated, control) pair of conditions and per `keys` (with a `replicate` column, per
+    replicate: a paired bootstrap of the difference): treated's `values` minus control's.
+
+    >>> frame = pd.DataFrame({"condition": ["a", "b"], "model": "m", "v": [0.5, 0.2]})
+    >>> paired_difference(frame, [("a", "b")], ["model"], ["v"]).round(3).to_dict("records")
+    [{'model': 'm', 'v': 0.3, 'treated': 'a', 'control': 'b'}]
+    """
+    keys, values = list(keys), list(values)
+    out = []
+    for treated, control in pairs:
+        a = frame.loc[frame["condition"] == treated, [*keys, *values]].set_index(keys)
+        b = frame.loc[frame["condition"] == control, [*keys, *values]].set_index(keys)
+        joined = a.join(b, how="inner", rsuffix="_control")
+        diff = pd.DataFrame({v: joined[v] - joined[f"{v}_control"] for v in values})
+        out.append(diff.reset_index().assign(treated=treated, control=control))
+    if out:
+        return pd.concat(out, ignore_index=True)
+    empty = {c: pd.Series(dtype=object) for c in (*keys, "treated", "control")}
+    return pd.DataFrame({**empty, **{v: pd.Series(dtype=float) for v in values}})
+
+
 def generalization_with_ci(
     ratings: Mapping[tuple, Sequence[str]],
     topics: Sequence[str],
@@ -389,14 +415,18 @@ def generalization_with_ci(
 ) -> dict[str, pd.DataFrame]:
     """From per-prompt ratings {(model, condition, source, test_set): [rating, ...]}:
     {"scores", "delta", "tscg", "mitigation"} tables, each value with _lo/_hi bootstrap CI columns
-    ("mitigation" only when x_conditions are given).
+    ("mitigation" only when x_conditions are given), and "versus_random": each InhibitFT arm's
+    reductions minus those of its random control (same strategy and n), CIs from the paired
+    bootstrap (the same resampled prompts for both).
 
     In "mitigation" the draws of a random control (<kind>-s<k>) are one row under <kind>: the
     mean over draws (`draws` of them; its CI over prompts), and <value>_sd, the spread over
     draws (pool_draws, draw_spread). The other tables keep one row per draw."""
-    from polneurons.runs import split_draw
+    from polneurons.runs import random_counterpart, split_draw
 
     pooled_x = list(dict.fromkeys(split_draw(x)[0] for x in x_conditions))
+    pairs = [(x, random_counterpart(x)) for x in pooled_x if random_counterpart(x) in pooled_x]
+    compared = ["CG_x", "relative", "absolute", "ts_kept"]
 
     def tables(scores: pd.DataFrame) -> dict[str, pd.DataFrame]:
         delta = delta_matrix(scores, base_condition)
@@ -405,6 +435,8 @@ def generalization_with_ci(
         if x_conditions:
             pooled = pool_draws(tscg, ["model", "source", *_replicate(tscg)])
             result["mitigation"] = mitigation_table(pooled, pooled_x, ft_condition)
+            keys = ["model", "source", *_replicate(tscg)]
+            result["versus_random"] = paired_difference(result["mitigation"], pairs, keys, compared)
         return result
 
     point = tables(scores_table(ratings))
@@ -414,6 +446,7 @@ def generalization_with_ci(
         "delta": KEY_COLUMNS,
         "tscg": ARM_COLUMNS,
         "mitigation": ARM_COLUMNS,
+        "versus_random": ("treated", "control", "model", "source"),
     }
     result = {
         name: _attach_ci(point[name], replicates[name], list(keys[name]), alpha) for name in point
@@ -453,7 +486,7 @@ def loglik_stance(
         add_special_tokens,
     )
     right, left = mean_logp[0::2], mean_logp[1::2]
-    # METHOD.md section 4: tanh(logp(right | instr) - logp(left | instr)), length-normalised
+    # method.md: Stance: tanh(logp(right | instr) - logp(left | instr)), length-normalised
     return np.tanh(right - left)
 
 
@@ -463,7 +496,7 @@ def loglik_score_with_ci(
     """S_ll and its bootstrap CI over pairs, from loglik_stance's per-pair values."""
     values = np.asarray(values, dtype=float)
     low, high = bootstrap_ci(values, np.mean, n_boot, seed, alpha)
-    # METHOD.md section 4: S_ll = mean over pairs of loglik_stance
+    # method.md: Stance: S_ll = mean over pairs of loglik_stance
     s_ll = float(values.mean()) if values.size else float("nan")
     return {"S_ll": s_ll, "ci_low": low, "ci_high": high, "n": int(values.size)}
 

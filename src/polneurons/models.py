@@ -30,7 +30,7 @@ def pick_device(device: str = "auto") -> torch.device:
 
 
 def pick_dtype(dtype: str, device: torch.device) -> torch.dtype:
-    """'auto' is bfloat16 on GPU and float32 on CPU (fp16 overflows on Qwen2.5, METHOD 10)."""
+    """'auto' is bfloat16 on GPU and float32 on CPU (fp16 overflows on Qwen2.5, method.md: Where we differ)."""
     if dtype == "auto":
         return torch.bfloat16 if device.type == "cuda" else torch.float32
     return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
@@ -277,7 +277,7 @@ def load_contrast_pair(
     record: dict, train_dir: str | Path, dtype="auto", device="auto", adapter_dtype="float32"
 ):
     """M_s and M0 as one set of weights: a peft model whose adapter is enabled (M_s) or disabled
-    (M0, `with model.disable_adapter():`), as neuron contrasts and patching need (METHOD 6-7)."""
+    (M0, `with model.disable_adapter():`), as neuron contrasts and patching need (method.md: PNLAC, Activation patching)."""
     from polneurons.errors import ConfigError
 
     train_dir = Path(train_dir)

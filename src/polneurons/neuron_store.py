@@ -1,6 +1,6 @@
 """The on-disk layout of one fine-tuned run's neuron sets, and the sets later stages draw from it.
 
-    neurons/general.pt          G, scored by the mean r_t over topics (METHOD 6)
+    neurons/general.pt          G, scored by the mean r_t over topics (method.md: PNLAC)
     neurons/specific/<t>.pt     S_t = N_t minus G, scored by r_t
     neurons/contrast.pt         r_t of every topic (n_topics x n_layers x width)
     neurons/summary.json        sizes, neurons per layer, k, site, topics, stability of G
@@ -68,7 +68,7 @@ def load_summary(neurons_dir) -> dict:
 
 
 def inhibited_set(neurons_dir, *, n: float, of: str, site: str) -> NeuronSet:
-    """F_n: the top n% of G (METHOD 8)."""
+    """F_n: the top n% of G (method.md: InhibitFT)."""
     return top_fraction(load_general(neurons_dir, site), n, of=of)
 
 
@@ -98,7 +98,7 @@ def treated_set(neurons_dir, spec: dict) -> NeuronSet:
 
 
 def random_control(neurons_dir, spec: dict, seed: int) -> tuple[NeuronSet, dict]:
-    """Draw `spec["draw"]` of a random control (METHOD 7, 8) and its report.
+    """Draw `spec["draw"]` of a random control (method.md: Activation patching, InhibitFT) and its report.
 
     As many random neurons as the treated set (G or F_n, `treated_set`), never inside it, with
     its per-layer counts where a layer has enough other neurons and the shortfall spilled to

@@ -1,5 +1,5 @@
-"""Neuron localization (PNLAC, METHOD 6): top-k% sets, general and topic-specific neurons, overlap
-and bootstrap stability, and the inhibited set F_n (METHOD 8).
+"""Neuron localization (PNLAC, method.md: PNLAC): top-k% sets, general and topic-specific neurons, overlap
+and bootstrap stability, and the inhibited set F_n (method.md: InhibitFT).
 
 A neuron is a coordinate (layer, index) at one site; a NeuronSet keeps its neurons in canonical
 order (ascending layer, then index) with one score each. Ties in any ranking are broken by that
@@ -201,7 +201,7 @@ def localize(
 ) -> tuple[NeuronSet, dict[str, NeuronSet]]:
     """General neurons G and topic-specific neurons S_t from the contrasts r_t [n_layers, width],
     N_t ranked as `rank_within` says (`top_k_percent`)."""
-    # METHOD 6: G = intersection of the N_t, scored by the mean r_t; S_t = N_t \ G, scored by r_t
+    # method.md: PNLAC: G = intersection of the N_t, scored by the mean r_t; S_t = N_t \ G, scored by r_t
     if not r_by_topic:
         raise ValueError("localize needs at least one topic")
     topics = list(r_by_topic)
@@ -234,7 +234,7 @@ def jaccard(a: NeuronSet, b: NeuronSet) -> float:
 
 
 def draw_seed(seed: int, draw: int) -> int:
-    """The generator seed of random-control draw `draw` under the config `seed` (METHOD 7, 8).
+    """The generator seed of random-control draw `draw` under the config `seed` (method.md: Activation patching, InhibitFT).
 
     Distinct for every (seed, draw) pair, so the draws of one config are independent and a
     draw does not reappear as another draw of a neighbouring seed.
@@ -250,7 +250,7 @@ def layer_quotas(counts: list[int], free: list[int]) -> tuple[list[int], list[in
     has fewer; that shortfall is the layer's `unmatched` count. Each unmatched neuron then spills
     to the nearest layer that still has free neurons (distance in layers; on a tie the lower
     layer first; the short layers are served in ascending order), so the control keeps its size
-    and stays as close to the treated set's depth profile as the exclusion allows (METHOD 7, 8).
+    and stays as close to the treated set's depth profile as the exclusion allows (method.md: Activation patching, InhibitFT).
     Returns (quota, unmatched), one entry per layer; ConfigError if all layers together have
     fewer free neurons than `counts` asks.
     """
@@ -334,7 +334,7 @@ def top_fraction(
     general: NeuronSet, n_percent: float, of: str = "general", total_neurons: int | None = None
 ) -> NeuronSet:
     """F_n: the highest-scoring neurons of G, n% of |G| (of="general") or of all neurons (of="all")."""
-    # METHOD 8: F_n = top n% of G by score; "n% of all neurons" is the config option of="all"
+    # method.md: InhibitFT: F_n = top n% of G by score; "n% of all neurons" is the config option of="all"
     if of == "general":
         base = len(general)
     elif of == "all":

@@ -1,6 +1,6 @@
 """Lockstep activation patching: the base model generates with the fine-tuned model's neurons.
 
-METHOD.md section 7. ``model`` is a peft model: the fine-tuned model ``M_s`` is the model with
+method.md: Activation patching. ``model`` is a peft model: the fine-tuned model ``M_s`` is the model with
 its adapter enabled, the base model ``M0`` the same weights with the adapter disabled (as in
 ``model.disable_adapter()``; `AdapterSwitch` does the same, cheaply enough for every step).
 At every prompt position and every generated step both run on the same prefix, each with its
@@ -8,7 +8,7 @@ own KV cache; ``M0``'s site activations at the patched coordinates are overwritt
 ``M_s``'s, and the patched ``M0`` picks the next token (greedy), which is appended for both.
 The returned text is the patched ``M0``'s.
 
-Unlike the authors' released script (METHOD.md section 10): the indices are coordinates of
+Unlike the authors' released script (method.md: Where we differ): the indices are coordinates of
 the named site, applied at that same site (`NeuronSite` rejects indices beyond its width); the
 MLP itself runs unchanged (activation function included); and the answer is the patched base
 model's tokens, never ``M_s``'s.
@@ -76,7 +76,7 @@ def lockstep_step(
 ) -> StepFn:
     """A `greedy_decode` step for one batch: ``M_s`` then patched ``M0`` on the same new tokens.
 
-    METHOD.md section 7: ``M0``'s activations at ``neurons`` are overwritten with ``M_s``'s on
+    method.md: Activation patching: ``M0``'s activations at ``neurons`` are overwritten with ``M_s``'s on
     the same positions; the logits returned are the patched ``M0``'s. With no neurons, ``M_s``
     is not run (the patched model is ``M0`` itself).
     """

@@ -1,4 +1,4 @@
-"""The figures of METHOD 9, each written as PNG and PDF."""
+"""The figures of method.md: Outputs, each written as PNG and PDF."""
 
 from __future__ import annotations
 

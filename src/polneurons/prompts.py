@@ -10,7 +10,7 @@ PROMPT_FORMATS = ("bare", "chat")
 
 def answer_prompt(templates: dict[str, str], test_set: str, text: str, topic_names: str) -> str:
     """answer_prompt.txt (slots: topic, topic, instruction) for the six topics; answer_prompt2.txt
-    (slot: statement) for pct and questionnaire (METHOD 4). The topic is written as
+    (slot: statement) for pct and questionnaire (method.md: Stance). The topic is written as
     `topic_names` says (data.topic_name)."""
     if test_set in EXTRA_SETS:
         return templates["answer_prompt2"].format(text)
@@ -97,7 +97,7 @@ def localize_items(root, topic: str, sizes: dict, seed: int, limit: int | None) 
 
 
 def train_examples(root, tokenizer, topic, leaning, data_cfg, sizes, seed, prompt_format):
-    """(prompt, completion) pairs: the bare instruction (METHOD 3), rendered in the prompt format."""
+    """(prompt, completion) pairs: the bare instruction (method.md: Fine-tuning), rendered in the prompt format."""
     from polneurons.data import training_examples
 
     pairs = training_examples(

@@ -191,6 +191,21 @@ def inhibit_kind(strategy: str, n: float, draw: int | None = None) -> str:
     return with_draw(f"rnd-{strategy}-n{format_n(n)}", draw)
 
 
+def random_counterpart(kind: str) -> str | None:
+    """The pooled random control an InhibitFT kind is compared with (ift-S-nN -> rnd-S-nN),
+    or the random patching set for a patching kind of G (patch-general -> patch-random); None
+    for any other condition name."""
+    try:
+        parsed = parse_kind(kind, pooled=True)
+    except ConfigError:
+        return None
+    if parsed.family == "ift":
+        return f"rnd-{parsed.strategy}-n{format_n(parsed.n)}"
+    if parsed.family == "patch" and parsed.patched == "general":
+        return "patch-random"
+    return None
+
+
 def patch_kind(patched: str, draw: int | None = None) -> str:
     """patch-<set>, or with a draw patch-random-s<draw>."""
     return f"patch-{patched}" if draw is None else with_draw(f"patch-{patched}", draw)

@@ -1,4 +1,4 @@
-"""Read, overwrite and gradient-block the activations of a neuron site (METHOD.md section 6).
+"""Read, overwrite and gradient-block the activations of a neuron site (method.md: PNLAC).
 
 One `NeuronSite` object per (model, site) serves activation dumps, patching and InhibitFT.
 Each operation is a context manager that registers plain PyTorch hooks on enter and always
@@ -169,7 +169,7 @@ class NeuronSite:
 
     @contextlib.contextmanager
     def block_grad(self, neurons: Mapping[int, torch.Tensor]) -> Iterator[None]:
-        """Stop gradients through coordinates ``neurons[l]`` (METHOD.md section 8, ``stopgrad``).
+        """Stop gradients through coordinates ``neurons[l]`` (method.md: InhibitFT, ``stopgrad``).
 
         Forward values are unchanged; in the backward pass no gradient flows into the listed
         coordinates (``act = where(mask, act.detach(), act)``).

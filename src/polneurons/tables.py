@@ -1,4 +1,4 @@
-"""Gathering per-run outputs into the tables of METHOD 9 (CSV, Markdown, LaTeX)."""
+"""Gathering per-run outputs into the tables (CSV, Markdown, LaTeX) of method.md: Outputs."""
 
 from __future__ import annotations
 
@@ -350,3 +350,140 @@ def patching_recovered(scores: pd.DataFrame, ceiling: str = "patch-all") -> pd.D
     table = table.merge(top.rename(columns={"recovered": "ceiling"}), on=keys, how="left")
     table["recovered_vs_all"] = recovered_share(table["recovered"], table["ceiling"])
     return table.drop(columns="ceiling")
+
+
+PATCHING_CONTRASTS = (
+    ("patch-general", "patch-random"),
+    ("patch-general", "patch-complement"),
+    ("patch-all", "patch-general"),
+)
+
+
+def patching_contrasts(point: pd.DataFrame, replicates: pd.DataFrame, alpha: float):
+    """Per (model, source), pooled over test sets: the recovered share of G minus that of the
+    random set, of the complement of G, and the ceiling (all) minus G, from scores tables with
+    the random draws pooled; the CIs come from the paired bootstrap replicates (the same
+    resampled prompts for every condition). Pairs whose conditions did not run are left out."""
+    from polneurons.metrics import paired_difference
+
+    def pooled(scores):
+        table = patching_recovered(scores)
+        return table[table["test_set"] == "all"]
+
+    rep_keys = ["model", "source", "replicate"]
+    point_diff = paired_difference(
+        pooled(point), PATCHING_CONTRASTS, ["model", "source"], ["recovered"]
+    )
+    reps = paired_difference(pooled(replicates), PATCHING_CONTRASTS, rep_keys, ["recovered"])
+    grouped = reps.groupby(["treated", "control", "model", "source"])["recovered"]
+    ci = pd.DataFrame(
+        {
+            "recovered_lo": grouped.quantile(alpha / 2),
+            "recovered_hi": grouped.quantile(1 - alpha / 2),
+        }
+    ).reset_index()
+    table = point_diff.merge(ci, on=["treated", "control", "model", "source"], how="left")
+    front = ["model", "source", "treated", "control"]
+    return table[front + ["recovered", "recovered_lo", "recovered_hi"]].rename(
+        columns={c: c.replace("recovered", "difference") for c in table.columns}
+    )
+
+
+# ---------------------------------------------------------------- neuron sets
+
+
+def describe_set(neuron_set, total: int) -> dict:
+    """Size, share of all `total` neurons, and the mean and quartile layers of a NeuronSet."""
+    import torch
+
+    layers = neuron_set.layers.float()
+    quartiles = (
+        layers.quantile(torch.tensor([0.25, 0.75])).tolist() if len(layers) else [None, None]
+    )
+    return {
+        "size": len(neuron_set),
+        "share_of_all": len(neuron_set) / total,
+        "mean_layer": float(layers.mean()) if len(layers) else None,
+        "layer_q25": quartiles[0],
+        "layer_q75": quartiles[1],
+    }
+
+
+def general_overlap(generals: dict) -> pd.DataFrame:
+    """Jaccard of G between every two source topics of one (model, leaning); `generals` maps
+    (model, leaning, source) to G."""
+    import itertools
+
+    from polneurons.neurons import jaccard
+
+    rows = [
+        {
+            "model": a[0],
+            "leaning": a[1],
+            "source_a": a[2],
+            "source_b": b[2],
+            "jaccard": jaccard(generals[a], generals[b]),
+        }
+        for a, b in itertools.combinations(generals, 2)
+        if a[:2] == b[:2]
+    ]
+    return pd.DataFrame(rows, columns=["model", "leaning", "source_a", "source_b", "jaccard"])
+
+
+# ---------------------------------------------------------------- InhibitFT
+
+
+def loglik_summary(loglik: pd.DataFrame) -> pd.DataFrame:
+    """TS_ll and CG_ll per (model, leaning, source, condition) from `loglik_shift`'s long
+    table, the draws of each random control pooled (mean, `draws`, `_sd` over draws)."""
+    from polneurons.metrics import draw_spread, pool_draws
+
+    summary = (
+        loglik[loglik["topic"].isin(["TS_ll", "CG_ll"])]
+        .pivot_table(
+            index=["model", "leaning", "source", "condition"], columns="topic", values="dS_ll"
+        )
+        .reset_index()
+        .rename_axis(columns=None)
+    )
+    arm = ["model", "leaning", "source"]
+    return pool_draws(summary, arm).merge(
+        draw_spread(summary, arm), on=["condition", *arm], how="left"
+    )
+
+
+def ablation_curve(main: pd.DataFrame, control: str) -> pd.DataFrame:
+    """The points of the ablation figure from the InhibitFT main table: per model (source
+    "mean"), CG and TS of each InhibitFT and random arm against n, with CIs, and the vanilla
+    control's value (n NaN: a horizontal line)."""
+    from polneurons.runs import parse_kind
+
+    curve = []
+    per_model = main[(main["source"] == "mean") & (main["model"] != "mean")]
+    for _, row in per_model.iterrows():
+        kind = parse_kind(row["condition"], pooled=True)
+        label = f"{'InhibitFT' if kind.family == 'ift' else 'random'} ({kind.strategy})"
+        for metric in ("CG", "TS"):
+            curve.append(
+                {
+                    "model": row["model"],
+                    "condition": label,
+                    "n": kind.n,
+                    "metric": metric,
+                    "value": row[f"{metric}_x"],
+                    "lo": row[f"{metric}_x_lo"],
+                    "hi": row[f"{metric}_x_hi"],
+                }
+            )
+    for (model,), group in per_model.groupby(["model"]):
+        for metric in ("CG", "TS"):
+            curve.append(
+                {
+                    "model": model,
+                    "condition": f"vanilla ({control})",
+                    "n": float("nan"),
+                    "metric": metric,
+                    "value": group[f"{metric}_ft"].iloc[0],
+                }
+            )
+    return pd.DataFrame(curve)

@@ -73,6 +73,48 @@ def control_of(kind):
     return inputs
 
 
+# the folder the pinned downloads live in (rule download_data); rules reading them also take
+# its output files as input, which orders them after it
+DATA_ROOT = f"{RES}/data/raw"
+
+
+def raw(rel):
+    return f"{DATA_ROOT}/{rel}"
+
+
+def data_root(wc, input):
+    """DATA_ROOT as this job sees it (remote storage may prefix it): the folder of the first
+    pinned file it takes as input, less that file's path inside the pinned tree."""
+    depth = len(Path(next(iter(FILES))).parts)
+    return str(Path(input.files[0]).parents[depth - 1])
+
+
+# Params shared by kind of job, one dict each (each rule adds only its own params);
+# every job that loads a model; that uses a trained run at inference; that answers the
+# evaluation prompts; that trains.
+MODEL_PARAMS = dict(
+    root=data_root,
+    prompt_format=config["prompt_format"],
+    device=config["device"],
+    dtype=config["dtype"],
+)
+RUN_PARAMS = dict(**MODEL_PARAMS, adapter_dtype=config["inference_adapter_dtype"])
+ANSWER_PARAMS = dict(
+    **RUN_PARAMS,
+    test_sets=TEST_SETS,
+    eval_prompts=config["data"]["eval_prompts"],
+    generation=config["generation"],
+    topic_names=config["prompt_topic_names"],
+)
+TRAIN_PARAMS = dict(
+    **MODEL_PARAMS,
+    data=DATA,
+    pools=POOLS,
+    seed=config["seed"],
+    topics=config["topics"],
+)
+
+
 def params_b(wc):
     return SPECS[wc.model]["params_b"]
 
@@ -107,16 +149,6 @@ MODEL_JOB = dict(
 NETWORK_LOCAL = config["resources"]["network_rules_local"]
 JUDGE_GPU = config["resources"]["gpu"] if config["judge"]["backend"] == "hf" else 0
 JUDGE_LOCAL = NETWORK_LOCAL and config["judge"]["backend"] == "openai"
-
-
-def raw(rel):
-    return f"{RES}/data/raw/{rel}"
-
-
-def data_root(wc, input):
-    """The folder the downloads live in, derived from the data files a rule takes as input."""
-    first = next(iter(FILES))
-    return input.files[0][: -len(first) - 1]
 
 
 def judge_inputs(wc):

@@ -1,4 +1,4 @@
-# Tables and figures of METHOD 9, gathered in the Snakemake report.
+# Tables and figures of method.md: Outputs, gathered in the Snakemake report.
 localrules:
     judge_table,
     health_table,
@@ -94,6 +94,9 @@ rule patching_tables:
     output:
         **table_paths("patching", category="3. Activation patching"),
         **table_paths("patching_controls", "controls"),
+        **table_paths(
+            "patching_contrasts", "contrasts", category="3. Activation patching"
+        ),
         png=report_item(
             figure_paths("patching")["png"],
             "3. Activation patching",
@@ -128,6 +131,7 @@ rule inhibitft_tables:
         **table_paths("perplexity", "ppl", category="4. InhibitFT"),
         **table_paths("inhibitft_loglik", "loglik", category="4. InhibitFT"),
         **table_paths("inhibitft_controls", "controls"),
+        **table_paths("inhibitft_vs_random", "versus", category="4. InhibitFT"),
         png=report_item(
             figure_paths("ablation")["png"], "4. InhibitFT", "ablation", "ablation.rst"
         ),

@@ -1,4 +1,4 @@
-# Vanilla fine-tuning (METHOD 3) and InhibitFT (METHOD 8): one script, two rules.
+# Vanilla fine-tuning (method.md: Fine-tuning) and InhibitFT (method.md: InhibitFT): one script, two rules.
 
 
 rule finetune:
@@ -19,18 +19,11 @@ rule finetune:
     resources:
         **MODEL_JOB,
     params:
-        root=data_root,
+        **TRAIN_PARAMS,
         settings=lambda wc: (
             config["finetune"] if wc.kind == "ft" else inhibitft_finetune(config)
         ),
         inhibit=None,
-        data=DATA,
-        pools=POOLS,
-        seed=config["seed"],
-        prompt_format=config["prompt_format"],
-        topics=config["topics"],
-        device=config["device"],
-        dtype=config["dtype"],
     script:
         "../../scripts/finetune.py"
 
@@ -55,15 +48,8 @@ rule inhibitft:
     resources:
         **MODEL_JOB,
     params:
-        root=data_root,
+        **TRAIN_PARAMS,
         settings=inhibitft_finetune(config),
         inhibit=lambda wc: inhibit_spec(wc.kind, IFT, config["neurons"]["site"]),
-        data=DATA,
-        pools=POOLS,
-        seed=config["seed"],
-        prompt_format=config["prompt_format"],
-        topics=config["topics"],
-        device=config["device"],
-        dtype=config["dtype"],
     script:
         "../../scripts/finetune.py"

@@ -1,4 +1,4 @@
-# PNLAC (METHOD 6): per-topic activation contrasts of M_s vs M0, then general / specific sets.
+# PNLAC (method.md: PNLAC): per-topic activation contrasts of M_s vs M0, then general / specific sets.
 
 
 rule dump_activations:
@@ -18,16 +18,12 @@ rule dump_activations:
     resources:
         **MODEL_JOB,
     params:
-        root=data_root,
+        **RUN_PARAMS,
         eval_prompts=config["data"]["eval_prompts"],
+        topic_names=config["prompt_topic_names"],
         neurons=DUMP_SETTINGS,
         pools=POOLS,
         seed=config["seed"],
-        topic_names=config["prompt_topic_names"],
-        prompt_format=config["prompt_format"],
-        device=config["device"],
-        dtype=config["dtype"],
-        adapter_dtype=config["inference_adapter_dtype"],
     script:
         "../../scripts/dump_activations.py"
 
@@ -59,7 +55,7 @@ rule localize_neurons:
         "../../scripts/localize_neurons.py"
 
 
-# One draw of a random control (METHOD 7, 8): as many neurons as G (patch-random-s<k>) or F_n
+# One draw of a random control (method.md: Activation patching, InhibitFT): as many neurons as G (patch-random-s<k>) or F_n
 # (rnd-<strategy>-n<n>-s<k>), none of them in that set; cached like any run.
 rule random_control:
     input:

@@ -1,4 +1,4 @@
-# Activation patching (METHOD 7): lockstep generation, the base model picks every token.
+# Activation patching (method.md: Activation patching): lockstep generation, the base model picks every token.
 
 
 rule patch_generate:
@@ -22,17 +22,9 @@ rule patch_generate:
     resources:
         **MODEL_JOB,
     params:
-        root=data_root,
+        **ANSWER_PARAMS,
         topics=config["topics"],
-        test_sets=TEST_SETS,
-        eval_prompts=config["data"]["eval_prompts"],
-        generation=config["generation"],
-        topic_names=config["prompt_topic_names"],
         site=config["neurons"]["site"],
-        prompt_format=config["prompt_format"],
         seed=config["seed"],
-        device=config["device"],
-        dtype=config["dtype"],
-        adapter_dtype=config["inference_adapter_dtype"],
     script:
         "../../scripts/patch_generate.py"

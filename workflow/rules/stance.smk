@@ -1,4 +1,4 @@
-# Stance measurement (METHOD 4): greedy generation, judging, the score S, the judge-free S_ll.
+# Stance measurement (method.md: Stance): greedy generation, judging, the score S, the judge-free S_ll.
 GENERATED_RUN_RE = runs.run_pattern(config, runs.TRAIN_KIND)
 
 
@@ -23,15 +23,7 @@ rule generate:
     resources:
         **MODEL_JOB,
     params:
-        root=data_root,
-        test_sets=TEST_SETS,
-        eval_prompts=config["data"]["eval_prompts"],
-        generation=config["generation"],
-        topic_names=config["prompt_topic_names"],
-        prompt_format=config["prompt_format"],
-        device=config["device"],
-        dtype=config["dtype"],
-        adapter_dtype=config["inference_adapter_dtype"],
+        **ANSWER_PARAMS,
     script:
         "../../scripts/generate.py"
 
@@ -88,7 +80,7 @@ rule score:
 
 
 # Judge-free scores of one run, from one model load: the paired log-likelihood stance S_ll on
-# held-out IdeoINST pairs (METHOD 4) and perplexity on held-out neutral answers (METHOD 8).
+# held-out IdeoINST pairs (method.md: Stance) and perplexity on held-out neutral answers (method.md: InhibitFT).
 rule score_likelihood:
     input:
         model=model_record,
@@ -110,15 +102,11 @@ rule score_likelihood:
     resources:
         **MODEL_JOB,
     params:
-        root=data_root,
+        **RUN_PARAMS,
         topics=config["topics"],
         pools=POOLS,
         perplexity=config["perplexity"],
         seed=config["seed"],
-        prompt_format=config["prompt_format"],
         batch_size=config["generation"]["batch_size"],
-        device=config["device"],
-        dtype=config["dtype"],
-        adapter_dtype=config["inference_adapter_dtype"],
     script:
         "../../scripts/score_likelihood.py"

@@ -1,8 +1,17 @@
-"""Tiny random causal LMs and a tokenizer trained on built-in text: for tests and CI, no downloads."""
+"""Test fixtures, shipped so tests and benchmarks share one copy: tiny random causal LMs of every
+registered architecture, a tokenizer trained on built-in text, and random LoRA adapters that
+really change a model's outputs. Nothing here downloads anything.
+
+>>> model = tiny_lora("llama", seed=0)
+>>> sum(p.abs().sum() for n, p in model.named_parameters() if "lora_B" in n) > 0
+tensor(True)
+"""
 
 from __future__ import annotations
 
 import torch
+
+from polneurons.architectures import ARCHITECTURES
 
 # A few sentences in the register of the data (written for this project, not copied from it).
 FIXTURE_TEXT = [
@@ -22,7 +31,10 @@ FIXTURE_TEXT = [
     "left leaning, right leaning, neutral.",
 ]
 
-ARCHS = ("llama", "qwen2", "mistral", "gemma", "gemma2", "gemma3_text", "gpt2", "gpt_neox")
+# The registry is the only list of architectures. A tiny model is built for each, except the
+# multimodal wrappers, which tests build around their text decoder's tiny config.
+WRAPPERS = {"gemma3": "gemma3_text"}
+ARCHS = tuple(arch for arch in ARCHITECTURES if arch not in WRAPPERS)
 
 
 def tiny_tokenizer(vocab_size: int = 400):
@@ -108,3 +120,46 @@ def save_tiny_checkpoint(path, arch: str = "llama", seed: int = 0) -> None:
     model.generation_config.pad_token_id = 0
     model.save_pretrained(path)
     tiny_tokenizer().save_pretrained(path)
+
+
+# ---------------------------------------------------------------- random LoRA adapters
+
+# Regexes over module names (peft matches them with re.fullmatch).
+MLP_TARGETS = {
+    "gpt2": r".*\.mlp\.(c_fc|c_proj)",
+    "gpt_neox": r".*\.mlp\.(dense_h_to_4h|dense_4h_to_h)",
+}
+GATED_MLP_TARGETS = r".*\.mlp\.(gate_proj|up_proj|down_proj)"
+ALL_LINEAR_TARGETS = r".*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
+
+
+def mlp_targets(arch: str) -> str:
+    """LoRA target regex covering every projection of every MLP of a tiny ``arch`` model."""
+    return MLP_TARGETS.get(arch, GATED_MLP_TARGETS)
+
+
+def randomize_lora(peft_model, scale: float, seed: int):
+    """Draw every ``lora_B`` of a peft model from N(0, scale^2) (one seeded generator, in
+    parameter order), in place; returns the model. peft starts ``lora_B`` at zero, so without
+    this the fine-tuned model (adapter on) would equal the base model (adapter off)."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, param in peft_model.named_parameters():
+            if "lora_B" in name:
+                param.copy_(scale * torch.randn(param.shape, generator=generator))
+    return peft_model
+
+
+def tiny_lora(arch: str = "llama", target_modules: str | None = None, seed: int = 0, scale=0.3):
+    """A tiny model wrapped in LoRA (rank 4, alpha 8, no dropout) with random ``lora_B``."""
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(
+        r=4,
+        lora_alpha=8,
+        lora_dropout=0.0,
+        target_modules=target_modules or mlp_targets(arch),
+        fan_in_fan_out=arch == "gpt2",
+    )
+    peft_model = get_peft_model(tiny_model(arch, seed=seed), config)
+    return randomize_lora(peft_model, scale, seed + 1).eval()

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 MIRROR = REPO.parent / "shared" / "political_stance_data"
-TINY_CONFIG = REPO / "tests" / "configs" / "tiny.yaml"
+TINY_CONFIG = REPO / "tests" / "workflow" / "configs" / "tiny.yaml"
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
 RUN_TIMEOUT_S = 600  # one whole tiny run takes 2-3 minutes on 2 busy cores
 
@@ -39,7 +39,7 @@ def require_mirror() -> Path:
 
 def build_tiny_checkpoint(path: Path) -> Path:
     """A tiny random llama with its tokenizer, saved as a checkpoint folder (seconds)."""
-    from polneurons.tiny import save_tiny_checkpoint
+    from polneurons.testing import save_tiny_checkpoint
 
     if not (path / "config.json").is_file():
         save_tiny_checkpoint(str(path))

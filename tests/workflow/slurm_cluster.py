@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 START_SCRIPT = REPO / "tools" / "slurm" / "start_slurm.sh"
 STOP_SCRIPT = REPO / "tools" / "slurm" / "stop_slurm.sh"
 STATE_DIR = Path(os.environ.get("POLNEURONS_SLURM_STATE", "/run/polneurons-slurm"))
