@@ -487,3 +487,157 @@ def ablation_curve(main: pd.DataFrame, control: str) -> pd.DataFrame:
                 }
             )
     return pd.DataFrame(curve)
+
+
+# ---------------------------------------------------------------- claims (method.md: The claims under test)
+
+CLAIM_COLUMNS = [
+    "claim", "model", "leaning", "source", "measured", "measured_lo", "measured_hi",
+    "control", "control_value", "difference", "difference_lo", "difference_hi", "rule", "verdict",
+]  # fmt: skip
+
+
+def interval_verdict(lo, hi, favourable: str = "above 0") -> str:
+    """`holds` when the CI lies on the favourable side of 0, `reversed` when it lies on the
+    other, `not shown` when it holds 0, `undefined` when there is no CI."""
+    if lo is None or hi is None or pd.isna(lo) or pd.isna(hi):
+        return "undefined"
+    sign = 1 if favourable == "above 0" else -1
+    low, high = sorted((sign * lo, sign * hi))
+    return "holds" if low > 0 else "reversed" if high < 0 else "not shown"
+
+
+def _claim(claim, row, measured, control="", control_value=None, diff=None, rule="", verdict=""):
+    value, lo, hi = measured
+    d, d_lo, d_hi = diff if diff is not None else (None, None, None)
+    return dict(
+        claim=claim, model=row["model"], leaning=row["leaning"], source=row["source"],
+        measured=value, measured_lo=lo, measured_hi=hi, control=control,
+        control_value=control_value, difference=d, difference_lo=d_lo, difference_hi=d_hi,
+        rule=rule, verdict=verdict,
+    )  # fmt: skip
+
+
+def claims_table(
+    tscg: pd.DataFrame,
+    neuron_sets: pd.DataFrame | None = None,
+    patching: pd.DataFrame | None = None,
+    contrasts: pd.DataFrame | None = None,
+    inhibitft: pd.DataFrame | None = None,
+    versus: pd.DataFrame | None = None,
+    headline_n: float = 5,
+) -> pd.DataFrame:
+    """Each claim of the paper (docs/method.md, "The claims under test") per fine-tuned run:
+    the measured figure with its CI, the control's figure, their paired difference, the rule
+    the verdict follows and the verdict (`interval_verdict`), from the tables of the run.
+    Claims whose stage did not run are left out."""
+    rows = []
+    for _, r in tscg.iterrows():
+        direction = "above 0" if r["TS"] >= 0 else "below 0"
+        rows.append(
+            _claim(
+                "1: fine-tuning on one topic shifts the others (CG)",
+                r,
+                (r["CG"], r["CG_lo"], r["CG_hi"]),
+                rule="holds if the CI of CG excludes 0 on the side of TS",
+                verdict=interval_verdict(r["CG_lo"], r["CG_hi"], direction),
+            )
+        )
+    if neuron_sets is not None:
+        general = neuron_sets[neuron_sets["set"] == "general"]
+        for _, r in general.iterrows():
+            third = r["n_layers"] / 3
+            q25 = r["layer_q25"]
+            rows.append(
+                _claim(
+                    "2: G sits in middle and late layers (lower-quartile layer of G)",
+                    r,
+                    (q25, None, None),
+                    rule=f"holds if G's lower-quartile layer is >= n_layers / 3 ({third:g})",
+                    verdict="undefined" if pd.isna(q25) else "holds" if q25 >= third else "fails",
+                )
+            )
+    if patching is not None:
+        pooled = patching[patching["test_set"] == "all"]
+        for _, r in pooled[pooled["condition"] == "patch-specific"].iterrows():
+            rows.append(
+                _claim(
+                    "2: S_t patched on its own topic recovers part of the shift",
+                    r,
+                    (r["recovered"], r["recovered_lo"], r["recovered_hi"]),
+                    rule="holds if the CI of the recovered share lies above 0",
+                    verdict=interval_verdict(r["recovered_lo"], r["recovered_hi"]),
+                )
+            )
+    if patching is not None and contrasts is not None:
+        pooled = patching[patching["test_set"] == "all"].set_index(["model", "leaning", "source"])
+        for _, c in contrasts[contrasts["treated"] == "patch-general"].iterrows():
+            key = (c["model"], c["leaning"], c["source"])
+            arms = pooled.loc[[key]].set_index("condition")
+            g, ctl = arms.loc["patch-general"], arms.loc[c["control"]]
+            rows.append(
+                _claim(
+                    f"2: G recovers more of the shift than {c['control'].removeprefix('patch-')}",
+                    c,
+                    (g["recovered"], g["recovered_lo"], g["recovered_hi"]),
+                    control=c["control"],
+                    control_value=ctl["recovered"],
+                    diff=(c["difference"], c["difference_lo"], c["difference_hi"]),
+                    rule="holds if the paired CI of G minus the control lies above 0",
+                    verdict=interval_verdict(c["difference_lo"], c["difference_hi"]),
+                )
+            )
+    if inhibitft is not None:
+        from polneurons.runs import parse_kind
+
+        def at_headline(frame, column):
+            kinds = frame[column].map(lambda k: parse_kind(k, pooled=True))
+            return frame[kinds.map(lambda k: k.family == "ift" and k.n == headline_n)]
+
+        runs = inhibitft[inhibitft["source"] != "mean"]
+        paired = (
+            versus.set_index(["model", "leaning", "source", "treated"])
+            if versus is not None
+            else None
+        )
+        for _, r in at_headline(runs, "condition").iterrows():
+            key = (r["model"], r["leaning"], r["source"], r["condition"])
+            has_control = paired is not None and key in paired.index
+            d = paired.loc[key] if has_control else None
+            cut = interval_verdict(r["relative_lo"], r["relative_hi"])
+            beats = (
+                interval_verdict(d["relative_lo"], d["relative_hi"]) if has_control else "undefined"
+            )
+            rows.append(
+                _claim(
+                    f"3: InhibitFT at n = {headline_n:g} cuts CG (relative reduction; paper ~0.2)",
+                    r,
+                    (r["relative"], r["relative_lo"], r["relative_hi"]),
+                    control=d["control"] if has_control else "",
+                    control_value=(r["relative"] - d["relative"]) if has_control else None,
+                    diff=(d["relative"], d["relative_lo"], d["relative_hi"])
+                    if has_control
+                    else None,
+                    rule="holds if the CI of the reduction and the paired CI of InhibitFT minus "
+                    "random both lie above 0",
+                    verdict="holds"
+                    if cut == beats == "holds"
+                    else cut
+                    if cut != "holds"
+                    else beats,
+                )
+            )
+            rows.append(
+                _claim(
+                    f"3: InhibitFT at n = {headline_n:g} keeps TS (TS_X / TS_FT)",
+                    r,
+                    (r["ts_kept"], r["ts_kept_lo"], r["ts_kept_hi"]),
+                    rule="holds if the CI of TS kept reaches 1 (no loss of TS shown)",
+                    verdict="undefined"
+                    if pd.isna(r["ts_kept_hi"])
+                    else "holds"
+                    if r["ts_kept_hi"] >= 1
+                    else "fails",
+                )
+            )
+    return pd.DataFrame(rows, columns=CLAIM_COLUMNS)

@@ -220,6 +220,7 @@ def final_outputs():
         *rules.health_table.output,
         *rules.stance_tables.output,
         *rules.neuron_tables.output,
+        *rules.claims_table.output,
     ]
     if config["patching"]["enabled"]:
         outputs += list(rules.patching_tables.output)

@@ -6,6 +6,7 @@ localrules:
     neuron_tables,
     patching_tables,
     inhibitft_tables,
+    claims_table,
 
 
 rule judge_table:
@@ -151,3 +152,41 @@ rule inhibitft_tables:
         seed=config["seed"],
     script:
         "../../scripts/inhibitft_tables.py"
+
+
+def claims_inputs(wc):
+    """The tables the claims table reads: those of every stage that runs."""
+    inputs = {
+        "tscg": rules.stance_tables.output.tscg_csv,
+        "neuron_sets": rules.neuron_tables.output.sets_csv,
+    }
+    if config["patching"]["enabled"]:
+        inputs |= {
+            "patching": rules.patching_tables.output.csv,
+            "contrasts": rules.patching_tables.output.contrasts_csv,
+        }
+    if IFT["enabled"]:
+        inputs |= {
+            "inhibitft": rules.inhibitft_tables.output.csv,
+            "versus": rules.inhibitft_tables.output.versus_csv,
+        }
+    return inputs
+
+
+rule claims_table:
+    input:
+        unpack(claims_inputs),
+    output:
+        **table_paths("claims", category="5. Claims"),
+    log:
+        f"{RES}/logs/claims_table.log",
+    conda:
+        "../../envs/polneurons.yaml"
+    params:
+        headline_n=IFT["n"][0],
+        recipe="/".join(
+            config["neurons"][key]
+            for key in ("tokens", "contrast", "rank_within", "localize_prompts")
+        ),
+    script:
+        "../../scripts/claims_table.py"
