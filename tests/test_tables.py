@@ -148,3 +148,79 @@ def test_patching_contrasts_subtract_each_controls_share_with_paired_replicate_c
     assert row["difference_lo"] == pytest.approx(0.375) and row["difference_hi"] == pytest.approx(
         0.425
     )
+
+
+@pytest.mark.parametrize(
+    ("lo", "hi", "side", "verdict"),
+    [
+        (0.1, 0.5, "above 0", "holds"),
+        (-0.1, 0.5, "above 0", "not shown"),
+        (-0.5, -0.1, "above 0", "reversed"),
+        (-0.5, -0.1, "below 0", "holds"),
+        (float("nan"), 0.2, "above 0", "undefined"),
+    ],
+)
+def test_a_verdict_follows_the_side_of_zero_the_ci_lies_on(lo, hi, side, verdict):
+    assert tables.interval_verdict(lo, hi, side) == verdict
+
+
+def test_the_claims_table_states_each_claim_its_control_and_a_verdict_by_its_rule():
+    run = dict(model="m", leaning="left", source="a")
+    tscg = pd.DataFrame([{**run, "TS": -1.0, "CG": -0.4, "CG_lo": -0.7, "CG_hi": -0.1}])
+    neuron_sets = pd.DataFrame([{**run, "set": "general", "n_layers": 30, "layer_q25": 8.0}])
+    pooled = dict(**run, test_set="all")
+    patching = pd.DataFrame(
+        [
+            {
+                **pooled,
+                "condition": "patch-general",
+                "recovered": 0.5,
+                "recovered_lo": 0.2,
+                "recovered_hi": 0.8,
+            },
+            {
+                **pooled,
+                "condition": "patch-random",
+                "recovered": 0.1,
+                "recovered_lo": -0.1,
+                "recovered_hi": 0.3,
+            },
+            {
+                **pooled,
+                "condition": "patch-specific",
+                "recovered": 0.1,
+                "recovered_lo": -0.2,
+                "recovered_hi": 0.4,
+            },
+        ]
+    )
+    contrasts = pd.DataFrame(
+        [{**run, "treated": "patch-general", "control": "patch-random", "difference": 0.4,
+          "difference_lo": 0.1, "difference_hi": 0.7}]
+    )  # fmt: skip
+    inhibitft = pd.DataFrame(
+        [{**run, "condition": "ift-freeze_rows-n5", "relative": 0.2, "relative_lo": 0.05,
+          "relative_hi": 0.35, "ts_kept": 0.9, "ts_kept_lo": 0.7, "ts_kept_hi": 0.95}]
+    )  # fmt: skip
+    versus = pd.DataFrame(
+        [{**run, "treated": "ift-freeze_rows-n5", "control": "rnd-freeze_rows-n5",
+          "relative": 0.15, "relative_lo": -0.05, "relative_hi": 0.3}]
+    )  # fmt: skip
+    table = tables.claims_table(tscg, neuron_sets, patching, contrasts, inhibitft, versus)
+
+    def verdict(prefix):
+        return table.loc[table["claim"].str.startswith(prefix), "verdict"].item()
+
+    assert list(table.columns) == tables.CLAIM_COLUMNS
+    # a left fine-tune: CG below 0 on the side of TS holds
+    assert verdict("1: fine-tuning on one topic sh") == "holds"
+    assert verdict("2: G sits in middle and late l") == "fails"  # 8 < 30 / 3
+    assert verdict("2: S_t patched on its own topi") == "not shown"
+    assert verdict("2: G recovers more of the shif") == "holds"
+    # the reduction's CI is above 0 but InhibitFT minus random is not: not shown
+    assert verdict("3: InhibitFT at n = 5 cuts CG ") == "not shown"
+    assert verdict("3: InhibitFT at n = 5 keeps TS") == "fails"
+    random_row = table[table["claim"].str.startswith("3: InhibitFT at n = 5 cuts")].iloc[0]
+    assert random_row["control_value"] == pytest.approx(0.05)  # 0.2 - 0.15: random's own
+    only_stance = tables.claims_table(tscg)
+    assert len(only_stance) == 1
