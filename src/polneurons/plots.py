@@ -121,3 +121,25 @@ def ablation(curve: pd.DataFrame, png: str, pdf: str) -> None:
             ax.set_title(f"{model}: {metric}")
             ax.legend(fontsize=7)
     _save(fig, png, pdf)
+
+
+def training_loss(steps: pd.DataFrame, png: str, pdf: str) -> None:
+    """Training loss per optimizer step of every trained run (columns model, leaning, source,
+    condition, step, loss): one panel per (model, leaning, source), one line per run kind."""
+    panels = list(dict.fromkeys(zip(steps["model"], steps["leaning"], steps["source"])))
+    cols = min(3, len(panels))
+    rows = -(-len(panels) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.5 * cols, 3.2 * rows), squeeze=False)
+    for ax, (model, leaning, source) in zip(axes.flat, panels, strict=False):
+        sub = steps[
+            (steps["model"] == model) & (steps["leaning"] == leaning) & (steps["source"] == source)
+        ]
+        for condition, group in sub.groupby("condition", sort=True):
+            ax.plot(group["step"], group["loss"], marker=".", label=condition)
+        ax.set_xlabel("optimizer step")
+        ax.set_ylabel("training loss")
+        ax.set_title(f"{model}: {source} ({leaning})", fontsize=9)
+        ax.legend(fontsize=7)
+    for ax in list(axes.flat)[len(panels) :]:
+        ax.axis("off")
+    _save(fig, png, pdf)

@@ -641,3 +641,34 @@ def claims_table(
                 )
             )
     return pd.DataFrame(rows, columns=CLAIM_COLUMNS)
+
+
+# ---------------------------------------------------------------- training
+
+
+def training_steps(train_dirs) -> pd.DataFrame:
+    """Per optimizer step of every trained run (a `<run>/train` folder): model, leaning, source,
+    condition, step, epoch, loss, lr, tokens, seconds (from its train_log.json)."""
+    rows = []
+    for folder in train_dirs:
+        run = run_of_path(Path(folder) / "train_log.json")
+        rows += [{**run, **step} for step in read_json(Path(folder) / "train_log.json")["steps"]]
+    return pd.DataFrame(rows)
+
+
+def training_summary(steps: pd.DataFrame) -> pd.DataFrame:
+    """Per trained run: steps, the loss of its first and last step, and its training seconds.
+
+    >>> steps = pd.DataFrame({"model": "m", "leaning": "right", "source": "a", "condition":
+    ...     "ft", "step": [1, 2, 3], "loss": [3.0, 2.5, 2.0], "seconds": [1.0, 2.0, 3.5]})
+    >>> training_summary(steps)[["steps", "first_loss", "final_loss", "seconds"]].values.tolist()
+    [[3.0, 3.0, 2.0, 3.5]]
+    """
+    keys = ["model", "leaning", "source", "condition"]
+    ordered = steps.sort_values([*keys, "step"])
+    return ordered.groupby(keys, as_index=False).agg(
+        steps=("step", "max"),
+        first_loss=("loss", "first"),
+        final_loss=("loss", "last"),
+        seconds=("seconds", "last"),
+    )

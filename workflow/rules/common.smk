@@ -221,6 +221,7 @@ def final_outputs():
         *rules.stance_tables.output,
         *rules.neuron_tables.output,
         *rules.claims_table.output,
+        *rules.training_tables.output,
     ]
     if config["patching"]["enabled"]:
         outputs += list(rules.patching_tables.output)

@@ -7,6 +7,7 @@ localrules:
     patching_tables,
     inhibitft_tables,
     claims_table,
+    training_tables,
 
 
 rule judge_table:
@@ -190,3 +191,33 @@ rule claims_table:
         ),
     script:
         "../../scripts/claims_table.py"
+
+
+rule training_tables:
+    input:
+        train=list(
+            dict.fromkeys(
+                per_run("train", ["ft"], with_base=False)
+                + per_run(
+                    "train",
+                    [CONTROL_KIND, *inhibitft_kinds()],
+                    IFT_SOURCES,
+                    with_base=False,
+                )
+            )
+        ),
+    output:
+        **table_paths("training", category="1. Stance shift"),
+        png=report_item(
+            figure_paths("training_loss")["png"],
+            "1. Stance shift",
+            "training",
+            "training_loss.rst",
+        ),
+        pdf=figure_paths("training_loss")["pdf"],
+    log:
+        f"{RES}/logs/training_tables.log",
+    conda:
+        "../../envs/polneurons.yaml"
+    script:
+        "../../scripts/training_tables.py"
