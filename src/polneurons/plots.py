@@ -126,7 +126,9 @@ def ablation(curve: pd.DataFrame, png: str, pdf: str) -> None:
 def training_loss(steps: pd.DataFrame, png: str, pdf: str) -> None:
     """Training loss per optimizer step of every trained run (columns model, leaning, source,
     condition, step, loss): one panel per (model, leaning, source), one line per run kind."""
-    panels = list(dict.fromkeys(zip(steps["model"], steps["leaning"], steps["source"])))
+    panels = list(
+        dict.fromkeys(zip(steps["model"], steps["leaning"], steps["source"], strict=True))
+    )
     cols = min(3, len(panels))
     rows = -(-len(panels) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.5 * cols, 3.2 * rows), squeeze=False)
