@@ -224,3 +224,18 @@ def test_the_claims_table_states_each_claim_its_control_and_a_verdict_by_its_rul
     assert random_row["control_value"] == pytest.approx(0.05)  # 0.2 - 0.15: random's own
     only_stance = tables.claims_table(tscg)
     assert len(only_stance) == 1
+
+
+def test_training_steps_name_each_run_from_its_train_folder(tmp_path):
+    import json
+
+    folder = tmp_path / "results" / "m" / "right" / "race" / "ift-freeze_rows-n5" / "train"
+    folder.mkdir(parents=True)
+    steps = [{"step": 1, "loss": 2.0, "seconds": 1.0}, {"step": 2, "loss": 1.5, "seconds": 2.0}]
+    (folder / "train_log.json").write_text(json.dumps({"steps": steps}))
+    frame = tables.training_steps([folder])
+    assert frame[["model", "leaning", "source", "condition"]].drop_duplicates().values.tolist() == [
+        ["m", "right", "race", "ift-freeze_rows-n5"]
+    ]
+    summary = tables.training_summary(frame)
+    assert summary[["first_loss", "final_loss"]].values.tolist() == [[2.0, 1.5]]

@@ -651,7 +651,7 @@ def training_steps(train_dirs) -> pd.DataFrame:
     condition, step, epoch, loss, lr, tokens, seconds (from its train_log.json)."""
     rows = []
     for folder in train_dirs:
-        run = run_of_path(Path(folder) / "train_log.json")
+        run = run_of_path(folder)  # <results>/<model>/<leaning>/<source>/<kind>/train
         rows += [{**run, **step} for step in read_json(Path(folder) / "train_log.json")["steps"]]
     return pd.DataFrame(rows)
 
