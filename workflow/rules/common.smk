@@ -214,6 +214,25 @@ def figure_paths(name):
     return {ext: f"{RES}/figures/{name}.{ext}" for ext in ("png", "pdf")}
 
 
+def claims_inputs(wc):
+    """The tables the claims table reads: those of every stage that runs."""
+    inputs = {
+        "tscg": rules.stance_tables.output.tscg_csv,
+        "neuron_sets": rules.neuron_tables.output.sets_csv,
+    }
+    if config["patching"]["enabled"]:
+        inputs |= {
+            "patching": rules.patching_tables.output.csv,
+            "contrasts": rules.patching_tables.output.contrasts_csv,
+        }
+    if IFT["enabled"]:
+        inputs |= {
+            "inhibitft": rules.inhibitft_tables.output.csv,
+            "versus": rules.inhibitft_tables.output.versus_csv,
+        }
+    return inputs
+
+
 def final_outputs():
     outputs = [
         f"{RES}/tables/judge_agreement.csv",
