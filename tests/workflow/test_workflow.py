@@ -7,6 +7,7 @@ import subprocess
 
 import pandas as pd
 import pytest
+import yaml
 from workflow_helpers import (  # noqa: F401
     REPO,
     SNAKEMAKE,
@@ -16,6 +17,9 @@ from workflow_helpers import (  # noqa: F401
     subprocess_env,
     tiny_model_dir,
 )
+
+from polneurons import runs
+from polneurons.config import validate_config
 
 
 def snakemake(*args, cwd=REPO, timeout=600):
@@ -64,7 +68,11 @@ def test_embedded_default_dry_run_trains_and_patches_only_what_its_budget_lists(
     trained = set(re.findall(r"^\s+output: \S+/([\w.-]+)/train$", out, re.M))
     assert trained == {"ft", "ift-freeze_rows-n5", "ift-freeze_rows-n15", "rnd-freeze_rows-n5-s0"}
     patched = set(re.findall(r"^\s+output: \S+/(\w+/patch-[\w-]+)/generations\.jsonl$", out, re.M))
-    assert patched == {f"crime_and_gun/patch-{c}" for c in ("general", "specific", "random-s0")}
+    config = validate_config(yaml.safe_load((REPO / "config.yaml").read_text()))
+    sources = config["patching"]["source_topics"]
+    assert sources == ["crime_and_gun"]  # the budget patches one source topic's run
+    assert patched == {f"{src}/{kind}" for src in sources for kind in runs.patch_kinds(config)}
+    assert {"crime_and_gun/patch-all", "crime_and_gun/patch-complement"} <= patched
 
 
 @pytest.mark.integration
