@@ -672,3 +672,41 @@ def training_summary(steps: pd.DataFrame) -> pd.DataFrame:
         final_loss=("loss", "last"),
         seconds=("seconds", "last"),
     )
+
+
+def inhibition_effect(r_run, r_vanilla, inhibited, general) -> list[dict]:
+    """How far each set of neurons moved from M0 in a run (`r_run`, the RMS contrast of the run
+    against M0 on its source topic, [n_layers, width]) against the vanilla run (`r_vanilla`):
+    per set (the inhibited neurons, G without them, every other neuron) the mean contrast of
+    each run and their ratio, "moved x of what it moved under vanilla FT" (method.md: InhibitFT).
+
+    >>> import torch
+    >>> from polneurons.neurons import NeuronSet
+    >>> g = NeuronSet([0, 0], [0, 1], [1.0, 1.0], "s", 1, 4)
+    >>> f = NeuronSet([0], [0], [1.0], "s", 1, 4)
+    >>> rows = inhibition_effect(torch.tensor([[0.5, 2.0, 1.0, 1.0]]), torch.tensor([[2.0] * 4]), f, g)
+    >>> [(r["set"], r["n_neurons"], r["moved_share"]) for r in rows]
+    [('inhibited', 1, 0.25), ('G without the inhibited', 1, 1.0), ('all other neurons', 2, 0.5)]
+    """
+    inhibited_mask = inhibited.as_mask()
+    sets = {
+        "inhibited": inhibited_mask,
+        "G without the inhibited": general.as_mask() & ~inhibited_mask,
+        "all other neurons": ~(general.as_mask() | inhibited_mask),
+    }
+    rows = []
+    for name, mask in sets.items():
+        n = int(mask.sum())
+        run = float(r_run[mask].float().mean()) if n else float("nan")
+        vanilla = float(r_vanilla[mask].float().mean()) if n else float("nan")
+        share = run / vanilla if n and vanilla > 0 else float("nan")
+        rows.append(
+            {
+                "set": name,
+                "n_neurons": n,
+                "moved": run,
+                "moved_vanilla": vanilla,
+                "moved_share": share,
+            }
+        )
+    return rows

@@ -233,6 +233,32 @@ def claims_inputs(wc):
     return inputs
 
 
+def inhibition_effect_runs():
+    """(model, leaning, source, kind) of every InhibitFT and random-inhibition run."""
+    return [
+        (m, lean, src, kind)
+        for m in MODELS
+        for lean in config["leanings"]
+        for src in IFT_SOURCES
+        for kind in inhibitft_kinds()
+    ]
+
+
+def inhibition_effect_inputs(wc):
+    """Per InhibitFT run: its dump and its vanilla control's on the source topic, the neurons
+    of the source's vanilla run and, for a random control, its drawn set (flat, in run order).
+    """
+    inputs = {"run": [], "vanilla": [], "neurons": [], "control": []}
+    for m, lean, src, kind in inhibition_effect_runs():
+        run = f"{RES}/{m}/{lean}/{src}"
+        inputs["run"].append(f"{run}/{kind}/dumps/{src}")
+        inputs["vanilla"].append(f"{run}/{CONTROL_KIND}/dumps/{src}")
+        inputs["neurons"].append(f"{run}/ft/neurons")
+        if runs.parse_kind(kind).is_control:
+            inputs["control"].append(f"{run}/{kind}/control/neurons.pt")
+    return inputs
+
+
 def final_outputs():
     outputs = [
         f"{RES}/tables/judge_agreement.csv",
@@ -246,4 +272,5 @@ def final_outputs():
         outputs += list(rules.patching_tables.output)
     if IFT["enabled"]:
         outputs += [*rules.inhibitft_tables.output, *inhibitft_runs("scores.csv")]
+        outputs += list(rules.inhibition_effect.output)
     return outputs

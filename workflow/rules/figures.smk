@@ -8,6 +8,7 @@ localrules:
     inhibitft_tables,
     claims_table,
     training_tables,
+    inhibition_effect,
 
 
 rule judge_table:
@@ -202,3 +203,20 @@ rule training_tables:
         "../../envs/polneurons.yaml"
     script:
         "../../scripts/training_tables.py"
+
+
+rule inhibition_effect:
+    input:
+        unpack(inhibition_effect_inputs),
+    output:
+        **table_paths("inhibition_effect", category="4. InhibitFT"),
+    log:
+        f"{RES}/logs/inhibition_effect.log",
+    conda:
+        "../../envs/polneurons.yaml"
+    params:
+        runs=inhibition_effect_runs(),
+        site=config["neurons"]["site"],
+        of=IFT["of"],
+    script:
+        "../../scripts/inhibition_effect.py"

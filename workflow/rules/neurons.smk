@@ -1,17 +1,20 @@
 # PNLAC (method.md: PNLAC): per-topic activation contrasts of M_s vs M0, then general / specific sets.
+# Trained runs other than ft are dumped on their source topic to show what inhibition did.
 
 
 rule dump_activations:
     input:
         model=model_record,
         files=rules.download_data.output.files,
-        adapter=f"{RES}/{{model}}/{{lean}}/{{src}}/ft/train",
+        adapter=f"{RES}/{{model}}/{{lean}}/{{src}}/{{kind}}/train",
     output:
-        dump=temp(directory(f"{RES}/{{model}}/{{lean}}/{{src}}/ft/dumps/{{topic}}")),
+        dump=temp(
+            directory(f"{RES}/{{model}}/{{lean}}/{{src}}/{{kind}}/dumps/{{topic}}")
+        ),
     log:
-        f"{RES}/logs/dump_activations/{{model}}/{{lean}}/{{src}}/{{topic}}.log",
+        f"{RES}/logs/dump_activations/{{model}}/{{lean}}/{{src}}/{{kind}}/{{topic}}.log",
     benchmark:
-        f"{RES}/benchmarks/dump_activations/{{model}}/{{lean}}/{{src}}/{{topic}}.tsv"
+        f"{RES}/benchmarks/dump_activations/{{model}}/{{lean}}/{{src}}/{{kind}}/{{topic}}.tsv"
     conda:
         "../../envs/polneurons.yaml"
     threads: config["resources"]["threads"]

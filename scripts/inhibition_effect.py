@@ -1,0 +1,42 @@
+"""inhibition_effect: does the inhibition act? For each InhibitFT and random-inhibition run, how
+far its inhibited neurons (and the rest of G, and all other neurons) moved from the base model,
+against how far the same neurons moved under vanilla FT (method.md: InhibitFT)."""
+
+from pathlib import Path
+
+import pandas as pd
+
+from polneurons.activations import topic_contrast
+from polneurons.neuron_store import inhibited_set, load_general
+from polneurons.neurons import NeuronSet
+from polneurons.rule import rule_context
+from polneurons.runs import parse_kind
+from polneurons.tables import inhibition_effect, write_table
+
+p, inp = snakemake.params, snakemake.input
+controls = {Path(path).parents[1].name: path for path in inp.control}
+with rule_context(snakemake) as ctx:
+    rows = []
+    for (model, leaning, source, kind), run_dump, vanilla_dump, neurons in zip(
+        p.runs, inp.run, inp.vanilla, inp.neurons, strict=True
+    ):
+        parsed = parse_kind(kind)
+        general = load_general(neurons, p.site)
+        if parsed.is_control:
+            inhibited = NeuronSet.load(controls[kind])
+        else:
+            inhibited = inhibited_set(neurons, n=parsed.n, of=p.of, site=p.site)
+        moved = inhibition_effect(
+            topic_contrast(run_dump, "rms"), topic_contrast(vanilla_dump, "rms"), inhibited, general
+        )
+        rows += [
+            dict(model=model, leaning=leaning, source=source, condition=kind, **r) for r in moved
+        ]
+    table = pd.DataFrame(rows)
+    write_table(
+        table,
+        snakemake.output.csv,
+        snakemake.output.md,
+        title="Does the inhibition act? How far each set moved from M0, against vanilla FT",
+    )
+    ctx.log.info("\n%s", table.round(3).to_string(index=False))
