@@ -251,8 +251,8 @@ def inhibition_effect_inputs(wc):
     inputs = {"run": [], "vanilla": [], "neurons": [], "control": []}
     for m, lean, src, kind in inhibition_effect_runs():
         run = f"{RES}/{m}/{lean}/{src}"
-        inputs["run"].append(f"{run}/{kind}/dumps/{src}")
-        inputs["vanilla"].append(f"{run}/{CONTROL_KIND}/dumps/{src}")
+        inputs["run"].append(f"{run}/{kind}/moved/{src}")
+        inputs["vanilla"].append(f"{run}/{CONTROL_KIND}/moved/{src}")
         inputs["neurons"].append(f"{run}/ft/neurons")
         if runs.parse_kind(kind).is_control:
             inputs["control"].append(f"{run}/{kind}/control/neurons.pt")

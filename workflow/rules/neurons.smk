@@ -1,5 +1,4 @@
 # PNLAC (method.md: PNLAC): per-topic activation contrasts of M_s vs M0, then general / specific sets.
-# Trained runs other than ft are dumped on their source topic to show what inhibition did.
 
 
 rule dump_activations:
@@ -29,6 +28,19 @@ rule dump_activations:
         seed=config["seed"],
     script:
         "../../scripts/dump_activations.py"
+
+
+# The same dump of a trained run on its source topic, apart from the localization dumps (which
+# it would otherwise regenerate once they are deleted, rerunning everything downstream).
+use rule dump_activations as dump_moved with:
+    output:
+        dump=temp(
+            directory(f"{RES}/{{model}}/{{lean}}/{{src}}/{{kind}}/moved/{{topic}}")
+        ),
+    log:
+        f"{RES}/logs/dump_moved/{{model}}/{{lean}}/{{src}}/{{kind}}/{{topic}}.log",
+    benchmark:
+        f"{RES}/benchmarks/dump_moved/{{model}}/{{lean}}/{{src}}/{{kind}}/{{topic}}.tsv"
 
 
 rule localize_neurons:
