@@ -239,3 +239,17 @@ def test_training_steps_name_each_run_from_its_train_folder(tmp_path):
     ]
     summary = tables.training_summary(frame)
     assert summary[["first_loss", "final_loss"]].values.tolist() == [[2.0, 1.5]]
+
+
+def test_inhibition_effect_compares_each_set_with_the_vanilla_run():
+    import torch
+
+    general = _set([(0, 0), (1, 0), (2, 0)])
+    inhibited = _set([(0, 0)])
+    r_vanilla = torch.full((4, 2), 2.0)
+    r_run = r_vanilla.clone()
+    r_run[0, 0] = 0.0  # the inhibited neuron did not move at all: inhibition acted fully
+    rows = {r["set"]: r for r in tables.inhibition_effect(r_run, r_vanilla, inhibited, general)}
+    assert rows["inhibited"]["moved_share"] == 0.0 and rows["inhibited"]["n_neurons"] == 1
+    assert rows["G without the inhibited"]["moved_share"] == 1.0
+    assert rows["all other neurons"]["n_neurons"] == 8 - 3
