@@ -9,6 +9,6 @@ out = snakemake.output
 with rule_context(snakemake) as ctx:
     steps = training_steps(snakemake.input.train)
     summary = training_summary(steps)
-    write_table(summary, out.csv, out.md, title="Training: steps, first and final loss, seconds")
+    write_table(summary, out.csv, out.md, title="Training: steps, first and final loss")
     training_loss(steps, out.png, out.pdf)
     ctx.log.info("\n%s", summary.round(4).to_string(index=False))

@@ -64,7 +64,14 @@ def parse_rules(tmp_path: Path, config: dict, configfiles=(PAPER,)) -> dict:
     return json.loads(line.removeprefix("RULES="))
 
 
-GPU_RULES = {"finetune", "inhibitft", "generate", "score_likelihood", "dump_activations"}
+GPU_RULES = {
+    "finetune",
+    "inhibitft",
+    "generate",
+    "score_likelihood",
+    "dump_activations",
+    "dump_moved",
+}
 
 
 def test_network_rules_run_on_the_submit_host_and_gpu_rules_as_jobs(tmp_path):

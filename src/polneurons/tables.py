@@ -657,20 +657,18 @@ def training_steps(train_dirs) -> pd.DataFrame:
 
 
 def training_summary(steps: pd.DataFrame) -> pd.DataFrame:
-    """Per trained run: steps, the loss of its first and last step, and its training seconds.
+    """Per trained run: steps, and the loss of its first and last step. (The seconds are in
+    each train_log.json: wall time is no result, and the table stays byte-identical across runs.)
 
     >>> steps = pd.DataFrame({"model": "m", "leaning": "right", "source": "a", "condition":
     ...     "ft", "step": [1, 2, 3], "loss": [3.0, 2.5, 2.0], "seconds": [1.0, 2.0, 3.5]})
-    >>> training_summary(steps)[["steps", "first_loss", "final_loss", "seconds"]].values.tolist()
-    [[3.0, 3.0, 2.0, 3.5]]
+    >>> training_summary(steps)[["steps", "first_loss", "final_loss"]].values.tolist()
+    [[3.0, 3.0, 2.0]]
     """
     keys = ["model", "leaning", "source", "condition"]
     ordered = steps.sort_values([*keys, "step"])
     return ordered.groupby(keys, as_index=False).agg(
-        steps=("step", "max"),
-        first_loss=("loss", "first"),
-        final_loss=("loss", "last"),
-        seconds=("seconds", "last"),
+        steps=("step", "max"), first_loss=("loss", "first"), final_loss=("loss", "last")
     )
 
 

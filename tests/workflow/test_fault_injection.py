@@ -83,7 +83,7 @@ KILL_POINTS = (
     KillPoint(
         "dump_activations",
         r"tiny/right/crime_and_gun/ft/dumps/(?P<topic>\w+)",
-        "logs/dump_activations/tiny/right/crime_and_gun/{topic}.log",
+        "logs/dump_activations/tiny/right/crime_and_gun/ft/{topic}.log",
         "rule dump_activations",
     ),
     KillPoint("judge", r"(?P<run>tiny/.+)/ratings\.jsonl", "logs/judge/{run}.log", "rule judge"),

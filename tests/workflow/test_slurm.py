@@ -51,7 +51,14 @@ STATUS_CHECK_START_S = 2
 # --config values as strings), which the jobstep plugin rejects ("gpu must be an integer").
 GPU_CONFIG = "resources:\n  gpu: 1\n"
 # Rules that load a model (gpu: 1 above) and the one that needs the network.
-GPU_RULES = {"generate", "score_likelihood", "finetune", "inhibitft", "dump_activations"}
+GPU_RULES = {
+    "generate",
+    "score_likelihood",
+    "finetune",
+    "inhibitft",
+    "dump_activations",
+    "dump_moved",
+}
 GPU_RULES |= {"patch_generate"}
 NETWORK_RULES = {"prepare_model"}
 
