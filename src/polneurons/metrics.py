@@ -393,7 +393,7 @@ def paired_difference(
     for treated, control in pairs:
         a = frame.loc[frame["condition"] == treated, [*keys, *values]].set_index(keys)
         b = frame.loc[frame["condition"] == control, [*keys, *values]].set_index(keys)
-        joined = a.join(b, how="inner", rsuffix="_control")
+        joined = a.merge(b, left_index=True, right_index=True, suffixes=("", "_control"))
         diff = pd.DataFrame({v: joined[v] - joined[f"{v}_control"] for v in values})
         out.append(diff.reset_index().assign(treated=treated, control=control))
     if out:
