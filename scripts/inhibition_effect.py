@@ -14,7 +14,8 @@ from polneurons.runs import parse_kind
 from polneurons.tables import inhibition_effect, write_table
 
 p, inp = snakemake.params, snakemake.input
-controls = {Path(path).parents[1].name: path for path in inp.control}
+# <results>/<model>/<leaning>/<source>/<kind>/control/neurons.pt, keyed by its run
+controls = {tuple(Path(path).parts[-6:-2]): path for path in inp.control}
 with rule_context(snakemake) as ctx:
     rows = []
     for (model, leaning, source, kind), run_dump, vanilla_dump, neurons in zip(
@@ -23,7 +24,7 @@ with rule_context(snakemake) as ctx:
         parsed = parse_kind(kind)
         general = load_general(neurons, p.site)
         if parsed.is_control:
-            inhibited = NeuronSet.load(controls[kind])
+            inhibited = NeuronSet.load(controls[(model, leaning, source, kind)])
         else:
             inhibited = inhibited_set(neurons, n=parsed.n, of=p.of, site=p.site)
         moved = inhibition_effect(

@@ -234,19 +234,27 @@ def test_instruction_tokens_sum_only_the_instructions_own_tokens(peft_llama, tok
             shard["sq_diff_sum"],
             shard["sq_base_sum"],
             shard["prompt_length"],
+            shard["last_m0"],
+            shard["last_ms"],
             strict=True,
         )
     ]
     with torch.no_grad():
-        for prompt, span, (n, sq, sq_base, length) in zip(prompts, spans, records, strict=True):
+        for prompt, span, record in zip(prompts, spans, records, strict=True):
+            n, sq, sq_base, length, last_m0, last_ms = record
             mask = _instruction_mask(tokenizer, prompt, span)
             input_ids = torch.tensor([tokenizer(prompt)["input_ids"]])
             with peft_llama.disable_adapter():
                 peft_llama(input_ids=input_ids)
-            base = torch.stack([captured[i] for i in range(len(layers))], 1)[mask]
+            every_base = torch.stack([captured[i] for i in range(len(layers))], 1)
             peft_llama(input_ids=input_ids)
-            tuned = torch.stack([captured[i] for i in range(len(layers))], 1)[mask]
+            every_tuned = torch.stack([captured[i] for i in range(len(layers))], 1)
+            base, tuned = every_base[mask], every_tuned[mask]
             assert 0 < n == int(mask.sum()) < length == input_ids.shape[1]
+            # the last token (outside the instruction) is kept whole, not masked
+            assert not mask[-1]
+            torch.testing.assert_close(last_m0.float(), every_base[-1], rtol=1e-3, atol=1e-3)
+            torch.testing.assert_close(last_ms.float(), every_tuned[-1], rtol=1e-3, atol=1e-3)
             torch.testing.assert_close(sq, ((tuned - base) ** 2).sum(0), rtol=1e-4, atol=1e-5)
             torch.testing.assert_close(sq_base, (base**2).sum(0), rtol=1e-4, atol=1e-5)
     for hook in hooks:

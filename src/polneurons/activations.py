@@ -94,8 +94,10 @@ def _contrast_batch(
         model(**forward)
 
     def contrast(layer: int, act: torch.Tensor) -> None:
-        reference = base[layer].float().masked_fill_(padding, 0)
-        diff = act.float().masked_fill_(padding, 0) - reference
+        # out of place: in float32 .float() is the recorded tensor itself, which the forward
+        # still uses (M_s's output) and the last-token fields read below
+        reference = base[layer].float().masked_fill(padding, 0)
+        diff = act.float().masked_fill(padding, 0) - reference
         sq_diff_sum[:, layer] = diff.square().sum(1)
         sq_base_sum[:, layer] = reference.square().sum(1)
         last_ms[:, layer] = act[rows, last]

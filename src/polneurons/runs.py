@@ -79,7 +79,7 @@ class Kind:
     @property
     def base(self) -> str:
         """The kind without its draw (what the draws of a random control are pooled under)."""
-        return self.text if self.draw is None else self.text[: -len(f"-s{self.draw}")]
+        return self.text if self.draw is None else split_draw(self.text)[0]
 
     @property
     def is_control(self) -> bool:

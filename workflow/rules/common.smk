@@ -233,6 +233,15 @@ def claims_inputs(wc):
     return inputs
 
 
+def trained_runs(name):
+    """A file of every trained run, once: vanilla, and InhibitFT's control and arms if enabled."""
+    paths = per_run(name, ["ft"], with_base=False)
+    if IFT["enabled"]:
+        kinds = [CONTROL_KIND, *inhibitft_kinds()]
+        paths += per_run(name, kinds, IFT_SOURCES, with_base=False)
+    return list(dict.fromkeys(paths))
+
+
 def inhibition_effect_runs():
     """(model, leaning, source, kind) of every InhibitFT and random-inhibition run."""
     return [

@@ -177,17 +177,7 @@ rule claims_table:
 
 rule training_tables:
     input:
-        train=list(
-            dict.fromkeys(
-                per_run("train", ["ft"], with_base=False)
-                + per_run(
-                    "train",
-                    [CONTROL_KIND, *inhibitft_kinds()],
-                    IFT_SOURCES,
-                    with_base=False,
-                )
-            )
-        ),
+        train=trained_runs("train"),
     output:
         **table_paths("training", category="1. Stance shift"),
         png=report_item(
