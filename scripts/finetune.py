@@ -6,9 +6,12 @@ from pathlib import Path
 from polneurons.models import load_base
 from polneurons.prompts import adds_special_tokens, train_examples
 from polneurons.rule import rule_context
+from polneurons.runs import training_seed
 
 p = snakemake.params
-with rule_context(snakemake, seed=p.seed) as ctx:
+# replicate k of a run trains with seed + k on the examples drawn with seed (method.md: Training seeds)
+seed = training_seed(p.seed, snakemake.wildcards.kind)
+with rule_context(snakemake, seed=seed) as ctx:
     from polneurons.finetune import finetune
     from polneurons.neuron_store import inhibited_set
     from polneurons.neurons import NeuronSet
@@ -35,7 +38,7 @@ with rule_context(snakemake, seed=p.seed) as ctx:
         model,
         tok,
         examples,
-        {**p.settings, "seed": p.seed},
+        {**p.settings, "seed": seed},
         snakemake.output.train,
         inhibit=inhibit,
         add_special_tokens=adds_special_tokens(p.prompt_format),

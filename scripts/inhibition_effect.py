@@ -14,7 +14,8 @@ from polneurons.runs import parse_kind
 from polneurons.tables import inhibition_effect, write_table
 
 p, inp = snakemake.params, snakemake.input
-# <results>/<model>/<leaning>/<source>/<kind>/control/neurons.pt, keyed by its run
+# <results>/<model>/<leaning>/<source>/<kind>/control/neurons.pt, keyed by its run (the draw's
+# kind: every training replicate of a draw inhibits the same set)
 controls = {tuple(Path(path).parts[-6:-2]): path for path in inp.control}
 with rule_context(snakemake) as ctx:
     rows = []
@@ -24,7 +25,7 @@ with rule_context(snakemake) as ctx:
         parsed = parse_kind(kind)
         general = load_general(neurons, p.site)
         if parsed.is_control:
-            inhibited = NeuronSet.load(controls[(model, leaning, source, kind)])
+            inhibited = NeuronSet.load(controls[(model, leaning, source, parsed.first)])
         else:
             inhibited = inhibited_set(neurons, n=parsed.n, of=p.of, site=p.site)
         moved = inhibition_effect(

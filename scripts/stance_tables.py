@@ -32,6 +32,8 @@ with rule_context(snakemake) as ctx:
     delta = combine_reasons(delta, {"_base": "base", "": ""})
     shift_cols = ["model", "leaning", "source", "test_set", "S_base", "n_rated_base", "S"]
     shift_cols += ["n_rated", "dS", "dS_lo", "dS_hi", "why_undefined"]
+    # pooled over training replicates (training_seeds > 1): their number and spread
+    shift_cols += [c for c in ("seeds", "dS_sd") if c in delta.columns]
     write_table(
         delta[shift_cols],
         out.shift_csv,

@@ -155,6 +155,24 @@ def test_tables_show_why_a_score_is_undefined_never_a_bare_nan(tmp_path):
     assert all(w == "race: no rated answers: 10 of 12 empty" for w in arm["why_undefined"])
 
 
+def test_training_replicates_are_labelled_and_counted_together_under_their_kind(tmp_path):
+    from polneurons.tables import collect_ratings
+
+    results = tmp_path / "results" / "tiny"
+    base = write_run(results / "base", [row(NORMAL, "left leaning") for _ in range(4)])
+    ft = write_run(results / "right" / "race" / "ft", [row(NORMAL, "right leaning")] * 4)
+    empty = [row("", rating="error") for _ in range(3)] + [row(NORMAL, "neutral")]
+    ft1 = write_run(results / "right" / "race" / "ft-t1", empty)
+    counts = collect_counts([base, ft, ft1]).set_index("condition")
+    assert set(counts.index) == {"base", "ft-t0", "ft-t1", "ft"}
+    assert counts.loc["ft", "n"] == 8 and counts.loc["ft", "n_rated"] == 5
+    assert counts.loc["ft", "why_undefined"] == ""
+    ratings = collect_ratings([base, ft, ft1])["right"]
+    assert {key[1] for key in ratings} == {"base", "ft-t0", "ft-t1"}
+    # a single-seed run keeps its own name
+    assert set(collect_counts([base, ft])["condition"]) == {"base", "ft"}
+
+
 @pytest.mark.integration
 def test_fail_mode_stops_the_workflow_with_one_line_naming_the_run(tmp_path, tiny_model_dir):  # noqa: F811
     # the tiny model's answers always run to max_new_tokens (4): flagged as cut off

@@ -298,3 +298,140 @@ def test_inhibitft_is_compared_with_its_own_random_control_per_replicate():
     diff = paired_difference(frame, pairs, ["model", "source", "replicate"], ["relative"])
     assert diff["relative"].round(6).tolist() == [0.2, 0.5]  # n15 has no control: left out
     assert set(diff["treated"]) == {"ift-x-n5"}
+
+
+def _seeded_ratings(per_seed, base_a, base_b):
+    """Ratings of the base model and of ft's training replicates (ft-t<k>) on topics a and b."""
+    ratings = {("m", "base", "-", "a"): base_a, ("m", "base", "-", "b"): base_b}
+    for k, (on_a, on_b) in enumerate(per_seed):
+        ratings[("m", f"ft-t{k}", "a", "a")] = on_a
+        ratings[("m", f"ft-t{k}", "a", "b")] = on_b
+    return ratings
+
+
+def test_training_replicates_pool_into_their_mean_with_a_ci_over_seeds_and_prompts():
+    """The pooled row's CI is the crossed bootstrap: brute force from the per-replicate
+    bootstrap scores and the seed weights of each bootstrap replicate gives the same bounds."""
+    from polneurons.metrics import bootstrap_scores, seed_weights
+
+    per_seed = [
+        ([R, R, R, N, R, L], [R, N, N, L, R, N]),
+        ([N, L, N, R, N, N], [L, N, L, L, N, R]),
+        ([R, R, N, R, R, R], [R, R, N, N, R, L]),
+    ]
+    base_a, base_b = [L, N, N, R, L, N], [N, L, N, N, R, L]
+    ratings = _seeded_ratings(per_seed, base_a, base_b)
+    n_boot, seed, alpha = 400, 3, 0.05
+    tables = generalization_with_ci(
+        ratings, topics=("a", "b"), extra_sets=(), n_boot=n_boot, seed=seed, alpha=alpha
+    )
+    tscg = tables["tscg"].set_index("condition")
+    assert list(tscg.index) == ["ft"] and tscg.loc["ft", "seeds"] == 3
+    ts = [stance_score(a) - stance_score(base_a) for a, _ in per_seed]
+    cg = [stance_score(b) - stance_score(base_b) for _, b in per_seed]
+    assert tscg.loc["ft", "TS"] == pytest.approx(np.mean(ts))
+    assert tscg.loc["ft", "CG"] == pytest.approx(np.mean(cg))
+    assert tscg.loc["ft", "TS_sd"] == pytest.approx(np.std(ts, ddof=1))
+
+    boot = bootstrap_scores(ratings, n_boot=n_boot, seed=seed)
+    s = boot.set_index(["condition", "test_set", "replicate"])["S"]
+    weights = seed_weights(n_boot, 3, seed)
+    for value, test_set in (("TS", "a"), ("CG", "b")):
+        per_replicate = np.stack(
+            [
+                s.loc[(f"ft-t{k}", test_set)].to_numpy() - s.loc[("base", test_set)].to_numpy()
+                for k in range(3)
+            ],
+            axis=1,
+        )
+        pooled = (per_replicate * weights).sum(axis=1)
+        low, high = np.quantile(pooled, [alpha / 2, 1 - alpha / 2])
+        assert tscg.loc["ft", f"{value}_lo"] == pytest.approx(low)
+        assert tscg.loc["ft", f"{value}_hi"] == pytest.approx(high)
+    delta = tables["delta"].set_index(["condition", "test_set"])
+    assert delta.loc[("ft", "b"), "dS"] == pytest.approx(np.mean(cg))
+    assert delta.loc[("ft", "b"), "dS_sd"] == pytest.approx(np.std(cg, ddof=1))
+
+
+def _replicate_zero(ratings):
+    """The ratings of a single-seed run: replicate 0 alone, named ft."""
+    rename = {"ft-t0": "ft"}
+    return {
+        (m, rename.get(c, c), src, t): v
+        for (m, c, src, t), v in ratings.items()
+        if c in ("base", "ft-t0")
+    }
+
+
+def test_a_ci_over_training_seeds_is_wider_when_the_seeds_disagree():
+    """Replicates each constant over prompts: a prompts-only CI of one of them has zero width;
+    the pooled CI has the width of the spread over seeds. Identical replicates pool to the
+    single run's CI."""
+    n = 8
+    disagreeing = _seeded_ratings([([R] * n, [R] * n), ([N] * n, [N] * n)], [L] * n, [L] * n)
+    tables = generalization_with_ci(disagreeing, ("a", "b"), extra_sets=(), n_boot=300, seed=0)
+    row = tables["tscg"].set_index("condition").loc["ft"]
+    assert row["TS"] == pytest.approx(1.5) and row["TS_hi"] - row["TS_lo"] == pytest.approx(1.0)
+    single = generalization_with_ci(
+        _replicate_zero(disagreeing), ("a", "b"), extra_sets=(), n_boot=300, seed=0
+    )
+    single_row = single["tscg"].set_index("condition").loc["ft"]
+    assert single_row["TS_hi"] - single_row["TS_lo"] == 0.0
+
+    mixed = ([R, N, L, R, R, N, L, R], [N, N, R, L, R, N, N, R])
+    base = ([L, N, N, R, L, N, L, N], [N, L, N, N, R, L, N, N])
+    twice = _seeded_ratings([mixed, mixed], *base)
+    once = _replicate_zero(twice)
+    pooled = generalization_with_ci(twice, ("a", "b"), extra_sets=(), n_boot=300, seed=0)
+    alone = generalization_with_ci(once, ("a", "b"), extra_sets=(), n_boot=300, seed=0)
+    columns = ["TS", "TS_lo", "TS_hi", "CG", "CG_lo", "CG_hi"]
+    assert pooled["tscg"][columns].to_numpy() == pytest.approx(alone["tscg"][columns].to_numpy())
+
+
+def test_inhibitft_tables_pool_training_replicates_then_draws():
+    n = 6
+    ratings = {("m", "base", "-", t): [L] * n for t in ("a", "b")}
+    # CG (on b) per replicate: control 1.0 and 0.6; InhibitFT 0.2 and 0.4; draws 0.8 / 0.6
+    cg = {
+        "ftctl": (2.0, 1.6),
+        "ift-x-n5": (1.2, 1.4),
+        "rnd-x-n5-s0": (1.8, 1.8),
+        "rnd-x-n5-s1": (1.6, 1.6),
+    }
+
+    def answers(score):  # n answers with S = score - 1 (base is -1)
+        right = round((score / 2) * n)
+        return [R] * right + [L] * (n - right)
+
+    for kind, per_replicate in cg.items():
+        for k, shift in enumerate(per_replicate):
+            ratings[("m", f"{kind}-t{k}", "a", "a")] = [R] * n
+            ratings[("m", f"{kind}-t{k}", "a", "b")] = answers(shift)
+    realised = {
+        kind: np.mean([stance_score(ratings[("m", f"{kind}-t{k}", "a", "b")]) + 1 for k in (0, 1)])
+        for kind in cg
+    }
+    conditions = sorted({key[1] for key in ratings} - {"base"})
+    tables = generalization_with_ci(
+        ratings,
+        ("a", "b"),
+        x_conditions=conditions,
+        ft_condition="ftctl",
+        extra_sets=(),
+        n_boot=200,
+        seed=0,
+    )
+    mitigation = tables["mitigation"]
+    rows = mitigation[(mitigation["model"] == "m") & (mitigation["source"] == "a")]
+    rows = rows.set_index("condition")
+    assert sorted(rows.index) == ["ift-x-n5", "rnd-x-n5"]
+    assert rows.loc["rnd-x-n5", "draws"] == 2 and rows.loc["ift-x-n5", "seeds"] == 2
+    rnd = np.mean([realised["rnd-x-n5-s0"], realised["rnd-x-n5-s1"]])
+    assert rows.loc["ift-x-n5", "CG_x"] == pytest.approx(realised["ift-x-n5"])
+    assert rows.loc["rnd-x-n5", "CG_x"] == pytest.approx(rnd)
+    assert rows.loc["ift-x-n5", "relative"] == pytest.approx(
+        1 - realised["ift-x-n5"] / realised["ftctl"]
+    )
+    versus = tables["versus_random"]
+    versus = versus[(versus["model"] == "m") & (versus["source"] == "a")]
+    assert versus["CG_x"].tolist() == pytest.approx([realised["ift-x-n5"] - rnd])

@@ -21,16 +21,17 @@ def _config(path="config.yaml", **changes):
 
 
 def _every_kind(config):
-    kinds = ["ft", runs.inhibitft_control_kind(config)]
+    kinds = runs.replicate_kinds(config, ["ft", runs.inhibitft_control_kind(config)])
     kinds += runs.inhibitft_kinds(config) + runs.patch_kinds(config)
     return list(dict.fromkeys(kinds))
 
 
+@pytest.mark.parametrize("training_seeds", [1, 3])
 @pytest.mark.parametrize(
     "path", ["config.yaml", "configs/paper.yaml", "tests/workflow/configs/tiny.yaml"]
 )
-def test_every_run_of_a_config_parses_back_and_matches_the_run_pattern(path):
-    raw = yaml.safe_load((REPO / path).read_text())
+def test_every_run_of_a_config_parses_back_and_matches_the_run_pattern(path, training_seeds):
+    raw = yaml.safe_load((REPO / path).read_text()) | {"training_seeds": training_seeds}
     for spec in raw.get("model_registry", {}).values():
         spec["path"] = str(REPO) if spec["path"].startswith("/") else spec["path"]
     config = validate_config(raw)
@@ -93,6 +94,10 @@ def test_builders_and_parsers_agree():
         "patch-everything",
         "ft-s0",
         "ift-freeze_rows",
+        "ft-t0",
+        "ft-t",
+        "patch-general-t1",
+        "patch-random-s0-t1",
         "",
     ],
 )
@@ -155,3 +160,39 @@ def test_the_paper_sweep_over_n_is_not_empty():
     inhibited = [runs.parse_kind(k) for k in runs.inhibitft_kinds(config)]
     swept = sorted({k.n for k in inhibited if k.family == "ift"})
     assert swept == sorted(float(n) for n in config["inhibitft"]["n"]) and len(swept) == 5
+
+
+def test_training_replicates_share_their_runs_data_and_controls_but_not_their_seed():
+    raw = yaml.safe_load((REPO / "configs/paper.yaml").read_text()) | {"training_seeds": 3}
+    config = validate_config(raw)
+    assert runs.replicate_kinds(config, ["ft"]) == ["ft", "ft-t1", "ft-t2"]
+    kinds = [runs.parse_kind(k) for k in runs.inhibitft_kinds(config)]
+    for replicate in (1, 2):
+        members = [k for k in kinds if k.replicate == replicate]
+        assert {k.first for k in members} == {k.text for k in kinds if k.replicate == 0}
+    drawn = runs.parse_kind("rnd-freeze_rows-n5-s1-t2")
+    assert (drawn.first, drawn.base, drawn.draw, drawn.replicate) == (
+        "rnd-freeze_rows-n5-s1",
+        "rnd-freeze_rows-n5",
+        1,
+        2,
+    )
+    assert drawn.is_control and drawn.trained
+    assert not re.fullmatch(runs.CONTROL_KIND, drawn.text)  # a replicate draws no new set
+    assert runs.training_seed(config["seed"], "ft-t2") == config["seed"] + 2
+    assert runs.training_seed(config["seed"], "ft") == config["seed"]
+    # a replicate has no random counterpart of its own: tables pair the pooled kinds
+    assert runs.random_counterpart("ift-freeze_rows-n5-t1") is None
+    assert runs.random_counterpart("ift-freeze_rows-n5") == "rnd-freeze_rows-n5"
+
+
+def test_replicate_zero_is_labelled_only_where_replicates_exist():
+    assert runs.seed_labels(["base", "ft", "patch-general"]) == {
+        "base": "base",
+        "ft": "ft",
+        "patch-general": "patch-general",
+    }
+    labels = runs.seed_labels(["base", "ft", "ft-t1", "rnd-x-n5-s0", "rnd-x-n5-s0-t1"])
+    assert labels["ft"] == "ft-t0" and labels["ft-t1"] == "ft-t1"
+    assert labels["rnd-x-n5-s0"] == "rnd-x-n5-s0-t0" and labels["base"] == "base"
+    assert runs.parse_kind("ft-t0", pooled=True).replicate == 0

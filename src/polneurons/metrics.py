@@ -198,14 +198,20 @@ def bootstrap_scores(
     return replicates
 
 
-# ---------------------------------------------------------------- draws of a random control
+# ---------------------------------------------------------------- draws and training replicates
+
+
+def _members(frame: pd.DataFrame, split) -> tuple[pd.Series, pd.Series]:
+    """(the pooled condition of each row, which rows are members of a pool) under `split`
+    (runs.split_draw or runs.split_replicate)."""
+    parts = frame["condition"].map(split)
+    return parts.map(lambda part: part[0]), parts.map(lambda part: part[1] is not None)
 
 
 def _drawn(frame: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
     from polneurons.runs import split_draw
 
-    base = frame["condition"].map(lambda c: split_draw(c)[0])
-    return base, base != frame["condition"]
+    return _members(frame, split_draw)
 
 
 def pool_draws(frame: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
@@ -228,14 +234,85 @@ def pool_draws(frame: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
     return pd.concat([frame[~drawn].assign(draws=1), pooled], ignore_index=True)
 
 
+def _spread(frame: pd.DataFrame, keys: Sequence[str], split) -> pd.DataFrame:
+    base, member = _members(frame, split)
+    by = ["condition", *keys]
+    skip = {*by, "replicate", "draws", "seeds"}
+    values = [c for c in frame.select_dtypes("number").columns if c not in skip]
+    grouped = frame[member].assign(condition=base[member]).groupby(by, dropna=False)[values]
+    return grouped.std(ddof=1).add_suffix("_sd").reset_index()
+
+
 def draw_spread(frame: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
     """The spread over the draws of each random control: per <kind> and `keys`, the standard
     deviation (ddof 1; NaN for one draw) of every other numeric column, as <column>_sd."""
-    base, drawn = _drawn(frame)
+    from polneurons.runs import split_draw
+
+    return _spread(frame, keys, split_draw)
+
+
+def seed_spread(frame: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
+    """The spread over the training replicates (<kind>-t<k>) of each kind: per <kind> and
+    `keys`, the standard deviation (ddof 1) of every other numeric column, as <column>_sd."""
+    from polneurons.runs import split_replicate
+
+    return _spread(frame, keys, split_replicate)
+
+
+def seed_weights(n_boot: int, n_seeds: int, seed: int) -> np.ndarray:
+    """(n_boot, n_seeds) weights of the training replicates in each bootstrap replicate: the
+    replicates resampled with replacement (multinomial counts / n_seeds; each row sums to 1).
+    One stream per number of replicates, the same for every kind: replicate k of two kinds
+    shares its seed (LoRA init, example order), so the resampling keeps them paired."""
+    rng = np.random.default_rng([seed, 1, n_seeds])
+    return rng.multinomial(n_seeds, np.full(n_seeds, 1 / n_seeds), size=n_boot) / n_seeds
+
+
+def pool_replicates(frame: pd.DataFrame, keys: Sequence[str], seed: int | None = None):
+    """The training replicates of each kind (conditions <kind>-t<k>, runs.seed_labels) as one
+    row under <kind> (method.md: Training seeds); `seeds` is their number (absent when no
+    condition has replicates, so a single-seed table is unchanged).
+
+    Without a `replicate` column (the point estimate) every numeric column outside `keys` is
+    the mean over the replicates. With one (bootstrap replicates, `seed` given) it is their
+    weighted mean under `seed_weights`: each bootstrap replicate resamples the training
+    replicates as well as the prompts, so the CI covers training noise (a crossed bootstrap
+    over seeds and prompts). A value that is NaN in one replicate is NaN pooled.
+    """
+    from polneurons.runs import split_replicate
+
+    parts = frame["condition"].map(split_replicate)
+    member = parts.map(lambda part: part[1] is not None)
+    if not member.any():
+        return frame
+    part = frame[member].assign(
+        condition=parts[member].map(lambda p: p[0]),
+        _seed=parts[member].map(lambda p: p[1]).astype(int),
+    )
     by = ["condition", *keys]
-    values = [c for c in frame.select_dtypes("number").columns if c not in by and c != "replicate"]
-    grouped = frame[drawn].assign(condition=base[drawn]).groupby(by, dropna=False)[values]
-    return grouped.std(ddof=1).add_suffix("_sd").reset_index()
+    values = [c for c in part.select_dtypes("number").columns if c not in {*by, "_seed"}]
+    n_seeds = part.groupby("condition")["_seed"].transform("nunique").astype(int)
+    if "replicate" in part.columns and seed is not None:
+        n_boot = int(frame["replicate"].max()) + 1
+        weight = np.empty(len(part))
+        for k in n_seeds.unique():
+            rows = (n_seeds == k).to_numpy()
+            w = seed_weights(n_boot, int(k), seed)
+            weight[rows] = w[part["replicate"].to_numpy()[rows], part["_seed"].to_numpy()[rows]]
+    else:
+        weight = 1 / n_seeds.to_numpy()
+    weighted = part[values].mul(weight, axis=0).assign(**{c: part[c] for c in by})
+    grouped = weighted.groupby(by, dropna=False)
+    pooled = grouped[values].sum()
+    pooled = pooled.mask(
+        part[values]
+        .isna()
+        .assign(**{c: part[c] for c in by})
+        .groupby(by, dropna=False)[values]
+        .any()
+    )
+    pooled["seeds"] = part.assign(n=n_seeds).groupby(by, dropna=False)["n"].first()
+    return pd.concat([frame[~member], pooled.reset_index()], ignore_index=True)
 
 
 # ---------------------------------------------------------------- generalization (section 5)
@@ -332,7 +409,8 @@ def mitigation_table(
     per-source `relative` when some CG_FT(s) is near zero; per source the two coincide."""
     keys = ["model", "source", *_replicate(tscg)]
     ft = tscg.loc[tscg["condition"] == ft_condition, [*keys, "CG", "TS"]]
-    carried = ["draws"] if "draws" in tscg.columns else []  # from pool_draws
+    # from pool_draws and pool_replicates
+    carried = [c for c in ("draws", "seeds") if c in tscg.columns]
     rows = []
     for x in x_conditions:
         paired = ft.merge(
@@ -371,7 +449,8 @@ def _attach_ci(
     point: pd.DataFrame, replicates: pd.DataFrame, keys: list[str], alpha: float
 ) -> pd.DataFrame:
     """point with <value>_lo and <value>_hi columns: percentile CIs of each value over replicates."""
-    values = [c for c in replicates.columns if c not in keys and c not in ("replicate", "draws")]
+    skip = {*keys, "replicate", "draws", "seeds"}
+    values = [c for c in replicates.columns if c not in skip]
     grouped = replicates.groupby(keys, dropna=False)[values]
     low = grouped.quantile(alpha / 2).add_suffix("_lo")
     high = grouped.quantile(1 - alpha / 2).add_suffix("_hi")
@@ -421,26 +500,42 @@ def generalization_with_ci(
 
     In "mitigation" the draws of a random control (<kind>-s<k>) are one row under <kind>: the
     mean over draws (`draws` of them; its CI over prompts), and <value>_sd, the spread over
-    draws (pool_draws, draw_spread). The other tables keep one row per draw."""
-    from polneurons.runs import random_counterpart, split_draw
+    draws (pool_draws, draw_spread). The other tables keep one row per draw.
 
-    pooled_x = list(dict.fromkeys(split_draw(x)[0] for x in x_conditions))
+    Training replicates (conditions <kind>-t<k>, runs.seed_labels) are pooled in "delta",
+    "tscg" and "mitigation" into one row under <kind> (pool_replicates): the mean over
+    replicates, `seeds` of them, its CI from resampling replicates and prompts together, and
+    in "delta" and "tscg" <value>_sd, the spread over replicates. "scores" keeps one row per
+    replicate; an x_condition may be named with or without its replicate."""
+    from polneurons.runs import random_counterpart, split_draw, split_replicate
+
+    x_trained = [x for x in dict.fromkeys(split_replicate(x)[0] for x in x_conditions)]
+    x_trained = [x for x in x_trained if x != ft_condition]
+    pooled_x = list(dict.fromkeys(split_draw(x)[0] for x in x_trained))
     pairs = [(x, random_counterpart(x)) for x in pooled_x if random_counterpart(x) in pooled_x]
     compared = ["CG_x", "relative", "absolute", "ts_kept"]
 
     def tables(scores: pd.DataFrame) -> dict[str, pd.DataFrame]:
-        delta = delta_matrix(scores, base_condition)
-        tscg = topic_shift_and_cg(delta, topics, extra_sets)
+        delta_per_seed = delta_matrix(scores, base_condition)
+        tscg_per_seed = topic_shift_and_cg(delta_per_seed, topics, extra_sets)
+        arm = ["model", "source", *_replicate(scores)]
+        delta = pool_replicates(delta_per_seed, [*arm, "test_set"], seed)
+        tscg = pool_replicates(tscg_per_seed, arm, seed)
         result = {"scores": scores, "delta": delta, "tscg": tscg}
-        if x_conditions:
-            pooled = pool_draws(tscg, ["model", "source", *_replicate(tscg)])
+        if len(tscg) != len(tscg_per_seed):
+            result["delta_sd"] = seed_spread(delta_per_seed, [*arm, "test_set"])
+            result["tscg_sd"] = seed_spread(tscg_per_seed, arm)
+        if x_trained:
+            pooled = pool_draws(tscg, arm)
             result["mitigation"] = mitigation_table(pooled, pooled_x, ft_condition)
-            keys = ["model", "source", *_replicate(tscg)]
-            result["versus_random"] = paired_difference(result["mitigation"], pairs, keys, compared)
+            result["versus_random"] = paired_difference(result["mitigation"], pairs, arm, compared)
         return result
 
     point = tables(scores_table(ratings))
+    spreads = {name: point.pop(f"{name}_sd", None) for name in ("delta", "tscg")}
     replicates = tables(bootstrap_scores(ratings, n_boot=n_boot, seed=seed))
+    for name in spreads:
+        replicates.pop(f"{name}_sd", None)
     keys = {
         "scores": KEY_COLUMNS,
         "delta": KEY_COLUMNS,
@@ -451,9 +546,13 @@ def generalization_with_ci(
     result = {
         name: _attach_ci(point[name], replicates[name], list(keys[name]), alpha) for name in point
     }
-    if x_conditions:
+    for name, spread in spreads.items():
+        if spread is not None:
+            on = [c for c in spread.columns if not c.endswith("_sd")]
+            result[name] = result[name].merge(spread, on=on, how="left")
+    if x_trained:
         spread = draw_spread(
-            mitigation_table(point["tscg"], x_conditions, ft_condition), ["model", "source"]
+            mitigation_table(point["tscg"], x_trained, ft_condition), ["model", "source"]
         )
         spread = spread[[c for c in spread.columns if not c.endswith("_ft_sd")]]
         result["mitigation"] = result["mitigation"].merge(

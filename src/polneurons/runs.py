@@ -23,11 +23,19 @@ kind                                what it is                                 t
 A random control's kind always ends in ``-s<draw>`` (draw 0, 1, ..., ``controls.seeds`` of
 them), so an older run named without a draw is never taken for a current one.
 
+A trained kind may end in ``-t<k>``: training replicate k (k = 1 .. ``training_seeds`` - 1)
+of the same run, trained with seed ``seed + k`` on the same examples (method.md: Training seeds).
+Replicate 0 carries no suffix: it is the run the neurons are localized on and the
+patching uses. In the tables, where a kind has replicates, replicate 0 is labelled ``-t0`` and
+the kind's own name is the row pooled over its replicates (`seed_labels`).
+
 >>> run = parse_run("right/crime_and_gun/rnd-freeze_rows-n5-s1")
 >>> run.kind.family, run.kind.n, run.kind.draw, run.kind.base
 ('rnd', 5.0, 1, 'rnd-freeze_rows-n5')
 >>> inhibit_kind("freeze_rows", 7.5, draw=0)
 'rnd-freeze_rows-n7.5-s0'
+>>> parse_kind("rnd-freeze_rows-n5-s1-t2").replicate, parse_kind("ift-freeze_rows-n5-t2").first
+(2, 'ift-freeze_rows-n5')
 """
 
 from __future__ import annotations
@@ -43,16 +51,26 @@ TRAINED_FAMILIES = ("ft", "ftctl", "ift", "rnd")
 PATCH_SETS = ("general", "specific", "all", "complement")
 # Kind patterns (also the Snakemake wildcard constraints, so every rule file uses these)
 DRAW = r"-s[0-9]+"
-INHIBIT_KIND = rf"ift-[a-z_]+-n[0-9.]+|rnd-[a-z_]+-n[0-9.]+{DRAW}"
-TRAIN_KIND = rf"ft|ftctl|{INHIBIT_KIND}"
+REPLICATE = r"-t[1-9][0-9]*"  # training replicate k >= 1 (replicate 0 has no suffix)
+
+
+def replicated(kinds: str) -> str:
+    """The pattern of these trained kinds and of their further training replicates."""
+    return rf"(?:{kinds})(?:{REPLICATE})?"
+
+
+INHIBIT_KIND = replicated(rf"ift-[a-z_]+-n[0-9.]+|rnd-[a-z_]+-n[0-9.]+{DRAW}")
+VANILLA_KIND = replicated("ft|ftctl")
+TRAIN_KIND = rf"{VANILLA_KIND}|{INHIBIT_KIND}"
 PATCH_CONDITION = rf"{'|'.join(PATCH_SETS)}|random{DRAW}"
 PATCH_KIND = rf"patch-({PATCH_CONDITION})"
 CONTROL_KIND = rf"patch-random{DRAW}|rnd-[a-z_]+-n[0-9.]+{DRAW}"
 KIND = rf"{TRAIN_KIND}|{PATCH_KIND}"
 
 _KIND = re.compile(
-    r"(?P<family>ft|ftctl)"
-    r"|(?P<arm>ift|rnd)-(?P<strategy>[a-z_]+)-n(?P<n>[0-9]+(\.[0-9]+)?)(-s(?P<idraw>[0-9]+))?"
+    r"((?P<family>ft|ftctl)"
+    r"|(?P<arm>ift|rnd)-(?P<strategy>[a-z_]+)-n(?P<n>[0-9]+(\.[0-9]+)?)(-s(?P<idraw>[0-9]+))?)"
+    r"(-t(?P<replicate>[0-9]+))?"
     r"|patch-(?P<set>[a-z_]+)(-s(?P<pdraw>[0-9]+))?"
 )
 
@@ -67,9 +85,15 @@ class Kind:
     n: float | None = None
     patched: str | None = None
     draw: int | None = None
+    replicate: int = 0
 
     def __str__(self) -> str:
         return self.text
+
+    @property
+    def first(self) -> str:
+        """The kind of training replicate 0 (the kind without its -t<k>)."""
+        return split_replicate(self.text)[0]
 
     @property
     def trained(self) -> bool:
@@ -78,8 +102,9 @@ class Kind:
 
     @property
     def base(self) -> str:
-        """The kind without its draw (what the draws of a random control are pooled under)."""
-        return self.text if self.draw is None else split_draw(self.text)[0]
+        """The kind without its draw (what the draws of a random control are pooled under)
+        and without its training replicate."""
+        return split_draw(self.first)[0]
 
     @property
     def is_control(self) -> bool:
@@ -93,10 +118,13 @@ class Kind:
 
 
 def parse_kind(kind: str, pooled: bool = False) -> Kind:
-    """The parsed run kind; ConfigError (one line) for text that is none. With `pooled`, a
-    random control may come without its draw (the row the tables pool its draws under)."""
+    """The parsed run kind; ConfigError (one line) for text that is none. With `pooled` (a
+    table's label), a random control may come without its draw (the row the tables pool its
+    draws under) and replicate 0 may be written -t0 (`seed_labels`)."""
     match = _KIND.fullmatch(kind)
     problem = match is None
+    if match and match["replicate"] is not None:
+        problem = int(match["replicate"]) == 0 and not pooled
     if match and match["arm"]:
         drawn = match["idraw"] is not None
         problem = drawn if match["arm"] == "ift" else not (drawn or pooled)
@@ -109,11 +137,12 @@ def parse_kind(kind: str, pooled: bool = False) -> Kind:
     if problem:
         raise ConfigError(
             f"{kind!r} is not a run kind",
-            "use ft, ftctl, ift-<strategy>-n<n>, rnd-<strategy>-n<n>-s<draw>, "
-            f"patch-<{'|'.join(PATCH_SETS)}> or patch-random-s<draw>",
+            "use ft, ftctl, ift-<strategy>-n<n>, rnd-<strategy>-n<n>-s<draw> (each may end in "
+            f"-t<replicate>), patch-<{'|'.join(PATCH_SETS)}> or patch-random-s<draw>",
         )
+    replicate = int(match["replicate"] or 0)
     if match["family"]:
-        return Kind(kind, match["family"])
+        return Kind(kind, match["family"], replicate=replicate)
     if match["arm"]:
         draw = match["idraw"]
         return Kind(
@@ -122,6 +151,7 @@ def parse_kind(kind: str, pooled: bool = False) -> Kind:
             strategy=match["strategy"],
             n=float(match["n"]),
             draw=None if draw is None else int(draw),
+            replicate=replicate,
         )
     draw = match["pdraw"]
     return Kind(kind, "patch", patched=match["set"], draw=None if draw is None else int(draw))
@@ -184,6 +214,56 @@ def split_draw(kind: str) -> tuple[str, int | None]:
     return (match["kind"], int(match["draw"])) if match else (kind, None)
 
 
+def split_replicate(kind: str) -> tuple[str, int | None]:
+    """(kind without its training replicate, replicate); (kind, None) without a -t<k>."""
+    match = re.fullmatch(r"(?P<kind>.+)-t(?P<replicate>[0-9]+)", kind)
+    return (match["kind"], int(match["replicate"])) if match else (kind, None)
+
+
+def with_replicate(kind: str, replicate: int) -> str:
+    """Training replicate `replicate` of a trained kind (0: the kind itself).
+
+    >>> with_replicate("ft", 0), with_replicate("rnd-freeze_rows-n5-s0", 2)
+    ('ft', 'rnd-freeze_rows-n5-s0-t2')
+    """
+    return kind if replicate == 0 else f"{kind}-t{replicate}"
+
+
+def training_replicates(config: dict) -> list[int]:
+    """The training replicates of every trained run (training_seeds of them)."""
+    return list(range(config["training_seeds"]))
+
+
+def replicate_kinds(config: dict, kinds) -> list[str]:
+    """Every training replicate of each of these trained kinds, replicate 0 first."""
+    return [with_replicate(k, r) for k in kinds for r in training_replicates(config)]
+
+
+def training_seed(seed: int, kind: str) -> int:
+    """The seed training replicate k of a kind trains with: seed + k (LoRA init, example order;
+    the examples themselves are drawn with `seed`, the same for every replicate).
+
+    >>> training_seed(0, "ft"), training_seed(0, "ift-freeze_rows-n5-t2")
+    (0, 2)
+    """
+    return seed + parse_kind(kind).replicate
+
+
+def seed_labels(conditions) -> dict[str, str]:
+    """The table label of each condition: where a kind has further training replicates
+    (<kind>-t<k> among the conditions), its replicate 0 is labelled <kind>-t0, so that <kind>
+    itself can name the row pooled over them (metrics.pool_replicates); others keep their name.
+
+    >>> seed_labels(["base", "ft", "ft-t1", "patch-general"])["ft"]
+    'ft-t0'
+    """
+    conditions = list(conditions)
+    replicated_kinds = {
+        split_replicate(c)[0] for c in conditions if split_replicate(c)[1] is not None
+    }
+    return {c: f"{c}-t0" if c in replicated_kinds else c for c in conditions}
+
+
 def inhibit_kind(strategy: str, n: float, draw: int | None = None) -> str:
     """ift-<strategy>-n<n>, or with a draw the random control rnd-<strategy>-n<n>-s<draw>."""
     if draw is None:
@@ -199,7 +279,7 @@ def random_counterpart(kind: str) -> str | None:
         parsed = parse_kind(kind, pooled=True)
     except ConfigError:
         return None
-    if parsed.family == "ift":
+    if parsed.family == "ift" and parsed.text == parsed.first:
         return f"rnd-{parsed.strategy}-n{format_n(parsed.n)}"
     if parsed.family == "patch" and parsed.patched == "general":
         return "patch-random"
@@ -228,7 +308,8 @@ def inhibitft_control_kind(config: dict) -> str:
 
 
 def inhibitft_kinds(config: dict) -> list[str]:
-    """The kinds InhibitFT adds per (model, leaning, source): inhibited runs and random draws."""
+    """The kinds InhibitFT adds per (model, leaning, source): inhibited runs and random draws,
+    each in every training replicate."""
     ift = config["inhibitft"]
     if not ift["enabled"]:
         return []
@@ -238,7 +319,7 @@ def inhibitft_kinds(config: dict) -> list[str]:
             kinds.append(inhibit_kind(strategy, n))
             if random_control_at(ift, n):
                 kinds += [inhibit_kind(strategy, n, k) for k in control_draws(config)]
-    return kinds
+    return replicate_kinds(config, kinds)
 
 
 def patch_kinds(config: dict) -> list[str]:

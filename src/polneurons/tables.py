@@ -8,16 +8,24 @@ import numpy as np
 import pandas as pd
 
 from polneurons.io import atomic_path, read_json, read_jsonl
-from polneurons.runs import run_of_path
+from polneurons.runs import run_of_path, seed_labels, split_replicate
+
+
+def labelled_runs(paths) -> list[tuple[str, dict]]:
+    """(path, run_of_path) of each per-run file, the condition labelled by runs.seed_labels:
+    where a kind has further training replicates its replicate 0 reads <kind>-t0."""
+    found = [(path, run_of_path(path)) for path in paths]
+    labels = seed_labels(run["condition"] for _, run in found)
+    return [(path, {**run, "condition": labels[run["condition"]]}) for path, run in found]
 
 
 def collect_ratings(paths) -> dict[str, dict[tuple, list[str]]]:
     """Per leaning: {(model, condition, source, test_set): ratings in prompt order}. The base
-    model's ratings join every leaning (its `source` is ignored by the metrics)."""
+    model's ratings join every leaning (its `source` is ignored by the metrics). Conditions are
+    labelled as in `labelled_runs`."""
     by_leaning: dict[str, dict[tuple, list[str]]] = {}
     base = {}
-    for path in paths:
-        run = run_of_path(path)
+    for path, run in labelled_runs(paths):
         rows = read_jsonl(path)
         sets: dict[str, list[str]] = {}
         for row in rows:
@@ -33,13 +41,14 @@ def collect_ratings(paths) -> dict[str, dict[tuple, list[str]]]:
 def collect_counts(paths) -> pd.DataFrame:
     """Per (leaning, model, condition, source, test_set): answers `n`, rated answers `n_rated`
     (S counts only those) and `why_undefined` (why S has no value; "" when it has one). The base
-    model's rows join every leaning of the other runs, as in `collect_ratings`."""
+    model's rows join every leaning of the other runs, as in `collect_ratings`. The training
+    replicates of a kind (<kind>-t<k>) also count together under <kind>, the row
+    metrics.pool_replicates pools them into."""
     from polneurons.health import is_empty, undefined_reason
     from polneurons.metrics import stance_counts
 
     rows, base = [], []
-    for path in paths:
-        run = run_of_path(path)
+    for path, run in labelled_runs(paths):
         sets: dict[str, list[dict]] = {}
         for row in read_jsonl(path):
             sets.setdefault(row["test_set"], []).append(row)
@@ -60,15 +69,37 @@ def collect_counts(paths) -> pd.DataFrame:
             (base if run["leaning"] is None else rows).append(record)
     leanings = sorted({row["leaning"] for row in rows})
     rows += [{**row, "leaning": leaning} for leaning in leanings for row in base]
-    return pd.DataFrame(rows, columns=[*COUNT_KEYS, "test_set", "n", "n_rated", "why_undefined"])
+    counts = pd.DataFrame(rows, columns=[*COUNT_KEYS, "test_set", "n", "n_rated", "why_undefined"])
+    pooled = _pooled_counts(counts)
+    return pd.concat([counts, pooled], ignore_index=True) if len(pooled) else counts
+
+
+def _pooled_counts(counts: pd.DataFrame) -> pd.DataFrame:
+    """The counts of the training replicates of each kind, summed under <kind> (reasons joined,
+    each with its replicate)."""
+    parts = counts["condition"].map(split_replicate)
+    member = parts.map(lambda part: part[1] is not None)
+    pooled = counts[member].assign(
+        condition=parts[member].map(lambda part: part[0]),
+        why_undefined=[
+            f"{condition}: {why}" if why else ""
+            for condition, why in zip(
+                counts.loc[member, "condition"], counts.loc[member, "why_undefined"], strict=True
+            )
+        ],
+    )
+    return pooled.groupby([*COUNT_KEYS, "test_set"], as_index=False, dropna=False).agg(
+        n=("n", "sum"), n_rated=("n_rated", "sum"), why_undefined=("why_undefined", join_reasons)
+    )
 
 
 COUNT_KEYS = ["leaning", "model", "condition", "source"]
 
 
 def join_reasons(reasons) -> str:
-    """Distinct non-empty reasons, in order, joined into one cell."""
-    return "; ".join(dict.fromkeys(r for r in reasons if r))
+    """Distinct non-empty reasons, in order, joined into one cell (a reason that is itself a
+    joined cell counts part by part, so no part repeats)."""
+    return "; ".join(dict.fromkeys(part for r in reasons if r for part in r.split("; ")))
 
 
 def _labelled(counts: pd.DataFrame) -> list[str]:
@@ -155,10 +186,12 @@ def combine_reasons(frame: pd.DataFrame, labels: dict[str, str]) -> pd.DataFrame
 
 
 def collect_loglik(paths) -> pd.DataFrame:
+    """The per-pair log-likelihood stances of these runs, one frame (conditions labelled as in
+    `labelled_runs`: each training replicate is its own condition)."""
     frames = []
-    for path in paths:
+    for path, run in labelled_runs(paths):
         frame = pd.read_csv(path)
-        for key, value in run_of_path(path).items():
+        for key, value in run.items():
             frame[key] = value
         frames.append(frame)
     return pd.concat(frames, ignore_index=True)

@@ -137,6 +137,28 @@ def test_random_controls_are_pooled_over_draws_and_never_touch_the_treated_set(r
 
 
 @pytest.mark.integration
+def test_training_replicates_train_apart_and_pool_in_the_tables(reference_run):  # noqa: F811
+    results, tables = reference_run.results, reference_run.results / "tables"
+    run = results / "tiny" / "right" / "crime_and_gun"
+    adapter = "adapter/adapter_model.safetensors"
+    for kind in ("ft", "ift-freeze_rows-n10", "rnd-freeze_rows-n10-s1"):
+        first, second = run / kind / "train" / adapter, run / f"{kind}-t1" / "train" / adapter
+        assert first.read_bytes() != second.read_bytes(), kind  # seed + 1: another training
+    # a replicate draws no random set of its own and localizes no neurons
+    assert not (run / "rnd-freeze_rows-n10-s1-t1" / "control").exists()
+    assert not (run / "ft-t1" / "neurons").exists()
+    tscg = pd.read_csv(tables / "ts_cg.csv")
+    assert len(tscg) == 1 and (tscg["seeds"] == 2).all() and "CG_sd" in tscg.columns
+    main = pd.read_csv(tables / "inhibitft_main.csv")
+    assert not main["condition"].str.contains("-t[0-9]", regex=True).any()
+    assert (main["seeds"] == 2).all()
+    training = pd.read_csv(tables / "training.csv")
+    assert {"ft", "ft-t1", "rnd-freeze_rows-n10-s1-t1"} <= set(training["condition"])
+    effect = pd.read_csv(tables / "inhibition_effect.csv")
+    assert {"ift-freeze_rows-n10", "ift-freeze_rows-n10-t1"} <= set(effect["condition"])
+
+
+@pytest.mark.integration
 def test_switching_the_data_mirror_leaves_finished_outputs_up_to_date(tmp_path, tiny_model_dir):  # noqa: F811
     work = make_workdir(tmp_path / "work", tiny_model_dir)
     target = str(work.results / "tiny" / "right" / "crime_and_gun" / "ft" / "train")

@@ -27,6 +27,11 @@ def run_ids(kinds, sources=None):
     return runs.run_ids(config, kinds, sources)
 
 
+def replicates(kinds):
+    """These trained kinds in every training replicate (training_seeds)."""
+    return runs.replicate_kinds(config, kinds)
+
+
 # config["data"] without where the files come from: a param only of what changes a result
 DATA = data_settings(config["data"])
 # the per-topic sizes of every data pool (training, log-likelihood, perplexity, localization,
@@ -63,12 +68,14 @@ def adapter_of(wc):
 
 
 def control_of(kind):
-    """The drawn random-control neurons a run of this kind uses (none for other kinds)."""
+    """The drawn random-control neurons a run of this kind uses (none for other kinds); every
+    training replicate of a draw uses the draw's one set."""
 
     def inputs(wc):
-        if not runs.parse_kind(kind(wc)).is_control:
+        parsed = runs.parse_kind(kind(wc))
+        if not parsed.is_control:
             return []
-        return f"{RES}/{wc.model}/{wc.lean}/{wc.src}/{kind(wc)}/control/neurons.pt"
+        return f"{RES}/{wc.model}/{wc.lean}/{wc.src}/{parsed.first}/control/neurons.pt"
 
     return inputs
 
@@ -171,14 +178,17 @@ def per_run(name, kinds, sources=None, with_base=True):
 
 
 def control_reports(kinds, sources=None):
-    """The draw reports of the random controls among these run kinds."""
-    drawn = [k for k in kinds if runs.parse_kind(k).is_control]
+    """The draw reports of the random controls among these run kinds (one per draw, whatever
+    its training replicates)."""
+    parsed = [runs.parse_kind(k) for k in kinds]
+    drawn = list(dict.fromkeys(k.first for k in parsed if k.is_control))
     return per_run("control/report.json", drawn, sources, with_base=False)
 
 
 def inhibitft_runs(name, kinds=None):
     """A file of the vanilla control and InhibitFT runs (InhibitFT's source topics) and base."""
-    return per_run(name, [CONTROL_KIND, *(kinds or inhibitft_kinds())], IFT_SOURCES)
+    kinds = [*replicates([CONTROL_KIND]), *(kinds or inhibitft_kinds())]
+    return per_run(name, kinds, IFT_SOURCES)
 
 
 def report_item(path, category, subcategory, caption):
@@ -189,7 +199,7 @@ def report_item(path, category, subcategory, caption):
 
 def judged_runs(name):
     """A file of every run the workflow judges (vanilla, patched, InhibitFT, base), once each."""
-    paths = per_run(name, ["ft"])
+    paths = per_run(name, replicates(["ft"]))
     if config["patching"]["enabled"]:
         paths += per_run(name, patch_kinds(), PATCH_SOURCES)
     if IFT["enabled"]:
@@ -235,9 +245,9 @@ def claims_inputs(wc):
 
 def trained_runs(name):
     """A file of every trained run, once: vanilla, and InhibitFT's control and arms if enabled."""
-    paths = per_run(name, ["ft"], with_base=False)
+    paths = per_run(name, replicates(["ft"]), with_base=False)
     if IFT["enabled"]:
-        kinds = [CONTROL_KIND, *inhibitft_kinds()]
+        kinds = [*replicates([CONTROL_KIND]), *inhibitft_kinds()]
         paths += per_run(name, kinds, IFT_SOURCES, with_base=False)
     return list(dict.fromkeys(paths))
 
@@ -256,15 +266,17 @@ def inhibition_effect_runs():
 def inhibition_effect_inputs(wc):
     """Per InhibitFT run: its dump and its vanilla control's on the source topic, the neurons
     of the source's vanilla run and, for a random control, its drawn set (flat, in run order).
+    A training replicate is compared with the same replicate of the vanilla control.
     """
     inputs = {"run": [], "vanilla": [], "neurons": [], "control": []}
     for m, lean, src, kind in inhibition_effect_runs():
-        run = f"{RES}/{m}/{lean}/{src}"
+        run, parsed = f"{RES}/{m}/{lean}/{src}", runs.parse_kind(kind)
+        vanilla = runs.with_replicate(CONTROL_KIND, parsed.replicate)
         inputs["run"].append(f"{run}/{kind}/moved/{src}")
-        inputs["vanilla"].append(f"{run}/{CONTROL_KIND}/moved/{src}")
+        inputs["vanilla"].append(f"{run}/{vanilla}/moved/{src}")
         inputs["neurons"].append(f"{run}/ft/neurons")
-        if runs.parse_kind(kind).is_control:
-            inputs["control"].append(f"{run}/{kind}/control/neurons.pt")
+        if parsed.is_control:
+            inputs["control"].append(f"{run}/{parsed.first}/control/neurons.pt")
     return inputs
 
 

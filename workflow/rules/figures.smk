@@ -42,8 +42,8 @@ rule health_table:
 
 rule stance_tables:
     input:
-        ratings=per_run("ratings.jsonl", ["ft"]),
-        loglik=per_run("loglik.csv", ["ft"]),
+        ratings=per_run("ratings.jsonl", replicates(["ft"])),
+        loglik=per_run("loglik.csv", replicates(["ft"])),
     output:
         **table_paths("stance_shift", "shift", category="1. Stance shift"),
         **table_paths("ts_cg", "tscg", category="1. Stance shift"),

@@ -12,7 +12,7 @@ rule finetune:
     benchmark:
         f"{RES}/benchmarks/finetune/{{model}}/{{lean}}/{{src}}/{{kind}}.tsv"
     wildcard_constraints:
-        kind="ft|ftctl",
+        kind=runs.VANILLA_KIND,
     conda:
         "../../envs/polneurons.yaml"
     threads: config["resources"]["threads"]
@@ -21,7 +21,9 @@ rule finetune:
     params:
         **TRAIN_PARAMS,
         settings=lambda wc: (
-            config["finetune"] if wc.kind == "ft" else inhibitft_finetune(config)
+            config["finetune"]
+            if runs.parse_kind(wc.kind).family == "ft"
+            else inhibitft_finetune(config)
         ),
         inhibit=None,
     script:
