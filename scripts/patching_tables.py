@@ -1,12 +1,13 @@
 """patching_tables: S of M0, M_s and each patched condition, and the share of the fine-tuning
-shift each patch recovers, (S_patch - S_M0) / (S_Ms - S_M0), with bootstrap CIs (method.md: Activation patching).
+shift each patch recovers, (S_patch - S_M0) / (S_Ms - S_M0), with bootstrap CIs, and its
+dose-response over the top x% of G against random neurons (method.md: Activation patching).
 The draws of the random control are pooled: their mean (CI over prompts) and spread (_sd);
 a second table lists, per draw and layer, the neurons it could not match in their layer."""
 
 import pandas as pd
 
 from polneurons.metrics import bootstrap_scores, draw_spread, pool_draws, scores_table
-from polneurons.plots import patching_bars
+from polneurons.plots import dose_response, patching_bars
 from polneurons.rule import rule_context
 from polneurons.runs import patch_kind
 from polneurons.tables import (
@@ -14,6 +15,8 @@ from polneurons.tables import (
     collect_ratings,
     combine_reasons,
     control_table,
+    dose_curve,
+    patched_sizes,
     patching_contrasts,
     patching_recovered,
     with_run_counts,
@@ -127,3 +130,11 @@ with rule_context(snakemake) as ctx:
         title="Random patching control: per draw and layer, neurons not matched in their layer",
     )
     patching_bars(pd.concat(bars, ignore_index=True), [c for c in CONDITIONS], out.png, out.pdf)
+    curve = dose_curve(table, patched_sizes(snakemake.input.ratings))
+    write_table(
+        curve,
+        out.dose_csv,
+        out.dose_md,
+        title="Dose-response: recovered share of the top x% of G and of random neurons outside G",
+    )
+    dose_response(curve, out.dose_png, out.dose_pdf)

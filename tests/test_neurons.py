@@ -303,3 +303,25 @@ def test_the_all_and_complement_patch_sets_cover_the_site_and_complement_plus_g_
     assert torch.equal(rest.as_mask() | general.as_mask(), every.as_mask())
     with pytest.raises(ConfigError, match="unknown patching condition"):
         patch_set(tmp_path / "neurons", "everything", None, site="mlp_output")
+
+
+def test_a_dose_is_the_top_share_of_g_and_its_random_control_avoids_all_of_g(tmp_path):
+    from polneurons.neuron_store import patch_set, random_control, save_localization
+    from polneurons.runs import control_spec
+
+    generator = torch.Generator().manual_seed(0)
+    r = {t: torch.rand(4, 16, generator=generator) for t in ("a", "b")}
+    general, specific = localize(r, k=40)
+    save_localization(tmp_path / "neurons", general, specific, r, {})
+    dose = patch_set(tmp_path / "neurons", "dose50", None, site="mlp_output")
+    pairs = list(zip(general.layers.tolist(), general.indices.tolist(), strict=True))
+    by_score = sorted(zip(general.scores.tolist(), pairs, strict=True), reverse=True)
+    assert len(dose) == len(general) // 2
+    dosed = set(zip(dose.layers.tolist(), dose.indices.tolist(), strict=True))
+    assert dosed == {pair for _, pair in by_score[: len(dose)]}
+    spec = control_spec("patch-dose50-random-s0", {"of": "all"}, "mlp_output")
+    assert spec["of"] == "general" and spec["exclude"] == "general"  # not InhibitFT's `of`
+    control, report = random_control(tmp_path / "neurons", spec, seed=0)
+    assert len(control) == len(dose)
+    assert not (control.as_mask() & general.as_mask()).any()  # outside G, not only the dose
+    assert report["overlap"] == 0

@@ -98,6 +98,9 @@ def test_builders_and_parsers_agree():
         "ft-t",
         "patch-general-t1",
         "patch-random-s0-t1",
+        "patch-dose30-s0",
+        "patch-dose30-random",
+        "patch-dose-random-s0",
         "",
     ],
 )
@@ -196,3 +199,28 @@ def test_replicate_zero_is_labelled_only_where_replicates_exist():
     assert labels["ft"] == "ft-t0" and labels["ft-t1"] == "ft-t1"
     assert labels["rnd-x-n5-s0"] == "rnd-x-n5-s0-t0" and labels["base"] == "base"
     assert runs.parse_kind("ft-t0", pooled=True).replicate == 0
+
+
+def test_a_dose_of_g_and_its_random_control_are_patching_kinds():
+    dose, random = runs.parse_kind("patch-dose30"), runs.parse_kind("patch-dose7.5-random-s2")
+    assert (dose.patched, dose.n, dose.draw, dose.is_control) == ("dose", 30.0, None, False)
+    assert (random.patched, random.n, random.draw, random.base) == (
+        "random",
+        7.5,
+        2,
+        "patch-dose7.5-random",
+    )
+    assert (
+        random.is_control
+        and not random.trained
+        and re.fullmatch(runs.CONTROL_KIND, "patch-dose7.5-random-s2")
+    )
+    assert runs.random_counterpart("patch-dose30") == "patch-dose30-random"
+    raw = yaml.safe_load((REPO / "config.yaml").read_text())
+    raw["patching"]["dose"] = [10, 30]
+    config = validate_config(raw)
+    kinds = runs.patch_kinds(config)
+    assert "patch-dose10" in kinds and "patch-dose30-random-s0" in kinds
+    assert len([k for k in kinds if k.startswith("patch-dose")]) == 2 * (
+        1 + config["controls"]["seeds"]
+    )

@@ -150,6 +150,38 @@ def test_patching_contrasts_subtract_each_controls_share_with_paired_replicate_c
     )
 
 
+def test_each_dose_of_g_is_contrasted_with_its_own_random_set():
+    values = {
+        ("base", "-", "a"): 0.0,
+        ("ft", "t", "a"): 1.0,
+        ("patch-general", "t", "a"): 0.6,
+        ("patch-dose30", "t", "a"): 0.3,
+        ("patch-dose30-random", "t", "a"): 0.1,
+        ("patch-dose10", "t", "a"): 0.2,
+    }
+    point = _scores(values)
+    reps = pd.concat([_scores(values, r) for r in range(3)])
+    table = tables.patching_contrasts(point, reps, alpha=0.5).set_index(["treated", "control"])
+    assert table.loc[("patch-dose30", "patch-dose30-random"), "difference"] == pytest.approx(0.2)
+    assert ("patch-dose10", "patch-dose10-random") not in table.index  # its control did not run
+    recovered = tables.patching_recovered(point)
+    sizes = {("m", "r", "t", c): n for c, n in [("patch-dose30", 3), ("patch-general", 10)]}
+    sizes[("m", "r", "t", "patch-dose30-random")] = 3
+    curve = tables.dose_curve(
+        recovered.assign(leaning="r", recovered_lo=0.0, recovered_hi=1.0), sizes
+    )
+    assert curve["condition"].tolist() == [
+        "patch-dose10",
+        "patch-dose30",
+        "patch-general",
+        "patch-dose30-random",
+    ]
+    assert curve["arm"].tolist() == ["G", "G", "G", "random"]
+    assert curve["dose"].tolist() == [10.0, 30.0, 100.0, 30.0]
+    assert curve["neurons"].tolist()[1:] == [3, 10, 3]  # dose10 has no patched run's size
+    assert curve["recovered"].tolist() == pytest.approx([0.2, 0.3, 0.6, 0.1])
+
+
 @pytest.mark.parametrize(
     ("lo", "hi", "side", "verdict"),
     [

@@ -73,9 +73,15 @@ def inhibited_set(neurons_dir, *, n: float, of: str, site: str) -> NeuronSet:
 
 
 def patch_set(neurons_dir, condition: str, topic: str | None, *, site: str) -> NeuronSet:
-    """The neurons a patching condition overwrites (docs/method.md, "Activation patching"): G,
-    S_t, every coordinate of the site (`all`, the ceiling of patching at this site) or every
-    coordinate but G (`complement`); random draws come from `random_control`."""
+    """The neurons a patching condition overwrites (method.md: Activation patching): G,
+    S_t, every coordinate of the site (`all`, the ceiling of patching at this site), every
+    coordinate but G (`complement`) or the top x% of G by score (`dose<x>`, the same formula
+    as F_n); random draws come from `random_control`."""
+    from polneurons.runs import parse_kind
+
+    if condition.startswith("dose"):
+        dose = parse_kind(f"patch-{condition}")
+        return inhibited_set(neurons_dir, n=dose.n, of="general", site=site)
     if condition == "general":
         return load_general(neurons_dir, site)
     if condition == "specific":
@@ -86,12 +92,14 @@ def patch_set(neurons_dir, condition: str, topic: str | None, *, site: str) -> N
     if condition == "complement":
         return load_general(neurons_dir, site).complement()
     raise ConfigError(
-        f"unknown patching condition {condition!r}", "use general, specific, all or complement"
+        f"unknown patching condition {condition!r}",
+        "use general, specific, all, complement or dose<x>",
     )
 
 
 def treated_set(neurons_dir, spec: dict) -> NeuronSet:
-    """The set a random control stands in for: G (patching) or F_n (InhibitFT, spec "n", "of")."""
+    """The set a random control stands in for: G (patching) or the top n% of G (InhibitFT's F_n
+    and patching's dose, spec "n", "of")."""
     if spec["treated"] == "general":
         return load_general(neurons_dir, spec["site"])
     return inhibited_set(neurons_dir, n=spec["n"], of=spec["of"], site=spec["site"])
@@ -100,12 +108,16 @@ def treated_set(neurons_dir, spec: dict) -> NeuronSet:
 def random_control(neurons_dir, spec: dict, seed: int) -> tuple[NeuronSet, dict]:
     """Draw `spec["draw"]` of a random control (method.md: Activation patching, InhibitFT) and its report.
 
-    As many random neurons as the treated set (G or F_n, `treated_set`), never inside it, with
-    its per-layer counts where a layer has enough other neurons and the shortfall spilled to
-    the nearest layers otherwise (`neurons.random_like`); the report counts them per layer.
+    As many random neurons as the treated set (G or F_n, `treated_set`), never inside it (nor
+    inside G with spec "exclude": "general", the dose-response control), with its per-layer
+    counts where a layer has enough other neurons and the shortfall spilled to the nearest
+    layers otherwise (`neurons.random_like`); the report counts them per layer.
     """
     treated = treated_set(neurons_dir, spec)
-    control = random_like(treated, seed=draw_seed(seed, spec["draw"]), exclude=treated)
+    excluded = treated
+    if spec.get("exclude") == "general":
+        excluded = load_general(neurons_dir, spec["site"])
+    control = random_like(treated, seed=draw_seed(seed, spec["draw"]), exclude=excluded)
     return control, {**spec, "seed": seed, **control_report(treated, control)}
 
 

@@ -123,6 +123,45 @@ def ablation(curve: pd.DataFrame, png: str, pdf: str) -> None:
     _save(fig, png, pdf)
 
 
+def dose_response(curve: pd.DataFrame, png: str, pdf: str) -> None:
+    """Recovered share against neurons patched (columns of tables.dose_curve): G's top x% and
+    random neurons outside G with CIs, one panel per (model, leaning, source); the ceiling
+    (every coordinate patched) as a dashed line."""
+    panels = list(
+        dict.fromkeys(zip(curve["model"], curve["leaning"], curve["source"], strict=True))
+    )
+    fig, axes = plt.subplots(
+        1, max(len(panels), 1), figsize=(5 * max(len(panels), 1), 3.6), squeeze=False
+    )
+    for ax, (model, leaning, source) in zip(axes[0], panels, strict=False):
+        sub = curve[
+            (curve["model"] == model) & (curve["leaning"] == leaning) & (curve["source"] == source)
+        ]
+        for arm, group in sub.groupby("arm", sort=True):
+            if group["dose"].isna().all():
+                ax.axhline(group["recovered"].iloc[0], ls="--", color="black", label=arm)
+                continue
+            group = group.sort_values("neurons")
+            err = [
+                group["recovered"] - group["recovered_lo"],
+                group["recovered_hi"] - group["recovered"],
+            ]
+            ax.errorbar(
+                group["neurons"],
+                group["recovered"],
+                yerr=np.nan_to_num(err),
+                marker="o",
+                capsize=3,
+                label=arm,
+            )
+        ax.axhline(0, color="grey", lw=0.8)
+        ax.set_xlabel("neurons patched")
+        ax.set_ylabel("recovered share of the FT shift")
+        ax.set_title(f"{model}: {leaning} FT on {source}")
+        ax.legend(fontsize=7)
+    _save(fig, png, pdf)
+
+
 def training_loss(steps: pd.DataFrame, png: str, pdf: str) -> None:
     """Training loss per optimizer step of every trained run (columns model, leaning, source,
     condition, step, loss): one panel per (model, leaning, source), one line per run kind."""

@@ -18,6 +18,10 @@ kind                                what it is                                 t
                                     ``all`` coordinates, ``complement`` of G)
 ``patch-random-s<draw>``            the same with draw <draw> of a random set  no
                                     the size of G, outside G
+``patch-dose<x>``                   the same with the top x% of G by score     no
+                                    (``patching.dose``)
+``patch-dose<x>-random-s<draw>``    draw <draw> of a random set the size of    no
+                                    the top x% of G, outside G
 ==================================  =========================================  ==============
 
 A random control's kind always ends in ``-s<draw>`` (draw 0, 1, ..., ``controls.seeds`` of
@@ -62,16 +66,18 @@ def replicated(kinds: str) -> str:
 INHIBIT_KIND = replicated(rf"ift-[a-z_]+-n[0-9.]+|rnd-[a-z_]+-n[0-9.]+{DRAW}")
 VANILLA_KIND = replicated("ft|ftctl")
 TRAIN_KIND = rf"{VANILLA_KIND}|{INHIBIT_KIND}"
-PATCH_CONDITION = rf"{'|'.join(PATCH_SETS)}|random{DRAW}"
+DOSE = r"dose[0-9]+(?:\.[0-9]+)?"  # the top x% of G by score (patching.dose)
+PATCH_CONDITION = rf"{'|'.join(PATCH_SETS)}|random{DRAW}|{DOSE}|{DOSE}-random{DRAW}"
 PATCH_KIND = rf"patch-({PATCH_CONDITION})"
-CONTROL_KIND = rf"patch-random{DRAW}|rnd-[a-z_]+-n[0-9.]+{DRAW}"
+CONTROL_KIND = rf"patch-random{DRAW}|patch-{DOSE}-random{DRAW}|rnd-[a-z_]+-n[0-9.]+{DRAW}"
 KIND = rf"{TRAIN_KIND}|{PATCH_KIND}"
 
 _KIND = re.compile(
     r"((?P<family>ft|ftctl)"
     r"|(?P<arm>ift|rnd)-(?P<strategy>[a-z_]+)-n(?P<n>[0-9]+(\.[0-9]+)?)(-s(?P<idraw>[0-9]+))?)"
     r"(-t(?P<replicate>[0-9]+))?"
-    r"|patch-(?P<set>[a-z_]+)(-s(?P<pdraw>[0-9]+))?"
+    r"|patch-(dose(?P<dose>[0-9]+(\.[0-9]+)?)(?P<dose_random>-random)?|(?P<set>[a-z_]+))"
+    r"(-s(?P<pdraw>[0-9]+))?"
 )
 
 
@@ -128,17 +134,18 @@ def parse_kind(kind: str, pooled: bool = False) -> Kind:
     if match and match["arm"]:
         drawn = match["idraw"] is not None
         problem = drawn if match["arm"] == "ift" else not (drawn or pooled)
-    if match and match["set"]:
+    if match and (match["set"] or match["dose"]):
         drawn = match["pdraw"] is not None
-        if match["set"] == "random":
+        if match["set"] == "random" or match["dose_random"]:
             problem = not (drawn or pooled)
         else:
-            problem = drawn or match["set"] not in PATCH_SETS
+            problem = drawn or (match["set"] is not None and match["set"] not in PATCH_SETS)
     if problem:
         raise ConfigError(
             f"{kind!r} is not a run kind",
             "use ft, ftctl, ift-<strategy>-n<n>, rnd-<strategy>-n<n>-s<draw> (each may end in "
-            f"-t<replicate>), patch-<{'|'.join(PATCH_SETS)}> or patch-random-s<draw>",
+            f"-t<replicate>), patch-<{'|'.join(PATCH_SETS)}>, patch-random-s<draw>, "
+            "patch-dose<x> or patch-dose<x>-random-s<draw>",
         )
     replicate = int(match["replicate"] or 0)
     if match["family"]:
@@ -153,8 +160,11 @@ def parse_kind(kind: str, pooled: bool = False) -> Kind:
             draw=None if draw is None else int(draw),
             replicate=replicate,
         )
-    draw = match["pdraw"]
-    return Kind(kind, "patch", patched=match["set"], draw=None if draw is None else int(draw))
+    draw = None if match["pdraw"] is None else int(match["pdraw"])
+    if match["dose"]:
+        patched = "random" if match["dose_random"] else "dose"
+        return Kind(kind, "patch", n=float(match["dose"]), patched=patched, draw=draw)
+    return Kind(kind, "patch", patched=match["set"], draw=draw)
 
 
 @dataclass(frozen=True)
@@ -283,12 +293,24 @@ def random_counterpart(kind: str) -> str | None:
         return f"rnd-{parsed.strategy}-n{format_n(parsed.n)}"
     if parsed.family == "patch" and parsed.patched == "general":
         return "patch-random"
+    if parsed.family == "patch" and parsed.patched == "dose":
+        return f"{parsed.text}-random"
     return None
 
 
 def patch_kind(patched: str, draw: int | None = None) -> str:
     """patch-<set>, or with a draw patch-random-s<draw>."""
     return f"patch-{patched}" if draw is None else with_draw(f"patch-{patched}", draw)
+
+
+def dose_kinds(dose: float, draws) -> list[str]:
+    """The top `dose`% of G (patch-dose<x>) and its random draws (patch-dose<x>-random-s<k>).
+
+    >>> dose_kinds(30, [0, 1])
+    ['patch-dose30', 'patch-dose30-random-s0', 'patch-dose30-random-s1']
+    """
+    kind = f"patch-dose{format_n(dose)}"
+    return [kind] + [with_draw(f"{kind}-random", k) for k in draws]
 
 
 def control_draws(config: dict) -> list[int]:
@@ -332,6 +354,8 @@ def patch_kinds(config: dict) -> list[str]:
             kinds += [patch_kind("random", k) for k in control_draws(config)]
         else:
             kinds.append(patch_kind(condition))
+    for dose in config["patching"]["dose"]:
+        kinds += dose_kinds(dose, control_draws(config))
     return kinds
 
 
@@ -382,6 +406,9 @@ def control_spec(kind: str, inhibitft: dict, site: str) -> dict:
             f"{kind!r} is not a random control",
             "use patch-random-s<k> or rnd-<strategy>-n<n>-s<k>",
         )
+    if parsed.family == "patch" and parsed.n is not None:  # outside G, like the top n% of G
+        dose = {"treated": "top", "n": parsed.n, "of": "general", "exclude": "general"}
+        return {**dose, "site": site, "draw": parsed.draw}
     if parsed.family == "patch":
         return {"treated": "general", "site": site, "draw": parsed.draw}
     return {

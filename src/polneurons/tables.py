@@ -392,22 +392,32 @@ PATCHING_CONTRASTS = (
 )
 
 
+def patching_pairs(conditions) -> list[tuple[str, str]]:
+    """The (treated, control) pairs of PATCHING_CONTRASTS, then each dose of G (patch-dose<x>)
+    against its random draws pooled (patch-dose<x>-random)."""
+    from polneurons.runs import random_counterpart
+
+    conditions = list(dict.fromkeys(conditions))
+    doses = [c for c in conditions if c.startswith("patch-dose") and random_counterpart(c)]
+    return list(PATCHING_CONTRASTS) + [(c, random_counterpart(c)) for c in sorted(doses)]
+
+
 def patching_contrasts(point: pd.DataFrame, replicates: pd.DataFrame, alpha: float):
     """Per (model, source), pooled over test sets: the recovered share of G minus that of the
-    random set, of the complement of G, and the ceiling (all) minus G, from scores tables with
-    the random draws pooled; the CIs come from the paired bootstrap replicates (the same
-    resampled prompts for every condition). Pairs whose conditions did not run are left out."""
+    random set, of the complement of G, the ceiling (all) minus G, and each dose of G minus its
+    random set (`patching_pairs`), from scores tables with the random draws pooled; the CIs come
+    from the paired bootstrap replicates (the same resampled prompts for every condition).
+    Pairs whose conditions did not run are left out."""
     from polneurons.metrics import paired_difference
 
     def pooled(scores):
         table = patching_recovered(scores)
         return table[table["test_set"] == "all"]
 
+    pairs = patching_pairs(point["condition"])
     rep_keys = ["model", "source", "replicate"]
-    point_diff = paired_difference(
-        pooled(point), PATCHING_CONTRASTS, ["model", "source"], ["recovered"]
-    )
-    reps = paired_difference(pooled(replicates), PATCHING_CONTRASTS, rep_keys, ["recovered"])
+    point_diff = paired_difference(pooled(point), pairs, ["model", "source"], ["recovered"])
+    reps = paired_difference(pooled(replicates), pairs, rep_keys, ["recovered"])
     grouped = reps.groupby(["treated", "control", "model", "source"])["recovered"]
     ci = pd.DataFrame(
         {
@@ -420,6 +430,69 @@ def patching_contrasts(point: pd.DataFrame, replicates: pd.DataFrame, alpha: flo
     return table[front + ["recovered", "recovered_lo", "recovered_hi"]].rename(
         columns={c: c.replace("recovered", "difference") for c in table.columns}
     )
+
+
+def patched_sizes(paths) -> dict:
+    """{(model, leaning, source, condition): neurons patched} of each patching run, from its
+    answers' `n_patched`; a random control's draws also under their pooled condition."""
+    from polneurons.runs import split_draw
+
+    sizes = {}
+    for path in paths:
+        run = run_of_path(path)
+        rows = read_jsonl(path) if run["condition"].startswith("patch-") else []
+        if rows and "n_patched" in rows[0]:
+            key = (run["model"], run["leaning"], run["source"])
+            sizes[(*key, run["condition"])] = rows[0]["n_patched"]
+            sizes[(*key, split_draw(run["condition"])[0])] = rows[0]["n_patched"]
+    return sizes
+
+
+def dose_curve(table: pd.DataFrame, sizes: dict) -> pd.DataFrame:
+    """The dose-response of patching (method.md: Activation patching): per (model, leaning,
+    source), the recovered share pooled over test sets (test_set "all", with its CI) of G's top
+    x% (`patch-dose<x>`; G itself is x = 100) and of as many random neurons outside G (their
+    draws pooled), against the neurons patched (`sizes`: {(model, leaning, source, condition):
+    neurons}, a random draw's pooled condition included); the ceiling (`patch-all`) has x NaN.
+
+    >>> t = pd.DataFrame({"model": "m", "leaning": "r", "source": "s", "test_set": "all",
+    ...     "condition": ["patch-dose30", "patch-general"], "recovered": [0.2, 0.5],
+    ...     "recovered_lo": 0.0, "recovered_hi": 1.0})
+    >>> sizes = {("m", "r", "s", "patch-dose30"): 30, ("m", "r", "s", "patch-general"): 100}
+    >>> dose_curve(t, sizes)[["arm", "dose", "neurons", "recovered"]].values.tolist()
+    [['G', 30.0, 30, 0.2], ['G', 100.0, 100, 0.5]]
+    """
+    from polneurons.runs import parse_kind
+
+    arms = {"patch-general": ("G", 100.0), "patch-random": ("random", 100.0)}
+    arms["patch-all"] = ("all (ceiling)", float("nan"))
+    rows = []
+    for row in table[table["test_set"] == "all"].itertuples(index=False):
+        arm = arms.get(row.condition)
+        if arm is None and row.condition.startswith("patch-dose"):
+            kind = parse_kind(row.condition, pooled=True)
+            arm = ("G" if kind.patched == "dose" else "random", kind.n)
+        if arm is None:
+            continue
+        key = (row.model, row.leaning, row.source, row.condition)
+        rows.append(
+            dict(
+                model=row.model,
+                leaning=row.leaning,
+                source=row.source,
+                arm=arm[0],
+                dose=arm[1],
+                neurons=sizes.get(key),
+                recovered=row.recovered,
+                recovered_lo=row.recovered_lo,
+                recovered_hi=row.recovered_hi,
+                condition=row.condition,
+            )
+        )
+    columns = ["model", "leaning", "source", "arm", "dose", "neurons", "recovered"]
+    columns += ["recovered_lo", "recovered_hi", "condition"]
+    curve = pd.DataFrame(rows, columns=columns)
+    return curve.sort_values(["model", "leaning", "source", "arm", "dose"], ignore_index=True)
 
 
 # ---------------------------------------------------------------- neuron sets

@@ -91,12 +91,13 @@ def test_tiny_run_produces_every_table_figure_and_the_report(reference_run):  # 
         "perplexity",
         "generation_health",
         "generation_health_samples",
+        "dose_response",
     ]
     for name in tables:
         assert (results / "tables" / f"{name}.csv").stat().st_size > 0
         assert (results / "tables" / f"{name}.md").read_text().startswith("# ")
     assert (results / "tables" / "inhibitft_main.tex").read_text().startswith("\\begin{tabular}")
-    figures = ["stance_heatmap", "neurons_per_layer", "patching", "ablation"]
+    figures = ["stance_heatmap", "neurons_per_layer", "patching", "ablation", "dose_response"]
     for name in figures:
         assert (results / "figures" / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
         assert (results / "figures" / f"{name}.pdf").read_bytes()[:4] == b"%PDF"
@@ -122,15 +123,18 @@ def test_tiny_run_produces_every_table_figure_and_the_report(reference_run):  # 
 @pytest.mark.integration
 def test_random_controls_are_pooled_over_draws_and_never_touch_the_treated_set(reference_run):  # noqa: F811
     tables = reference_run.results / "tables"
-    for stage, treated in (("patching", "general"), ("inhibitft", "top")):
+    # patching: G, and the top half of G for the dose (its draws avoid all of G)
+    for stage, treated in (("patching", {"general", "top"}), ("inhibitft", {"top"})):
         controls = pd.read_csv(tables / f"{stage}_controls.csv")
-        assert set(controls["draw"]) == {0, 1} and set(controls["treated"]) == {treated}
+        assert set(controls["draw"]) == {0, 1} and set(controls["treated"]) == treated
         assert (controls["overlap_total"] == 0).all()
         assert (controls["unmatched"] <= controls["treated_count"]).all()
     patching = pd.read_csv(tables / "patching.csv")
     random_rows = patching[patching["condition"] == "patch-random"]
     assert len(random_rows) and (random_rows["draws"] == 2).all()
     assert not patching["condition"].str.contains("-s[0-9]", regex=True).any()
+    dose = pd.read_csv(tables / "dose_response.csv")
+    assert set(dose["arm"]) == {"G", "random"} and set(dose["dose"]) == {50.0, 100.0}
     main = pd.read_csv(tables / "inhibitft_main.csv")
     assert (main.loc[main["condition"].str.startswith("rnd-"), "draws"] == 2).all()
     assert "relative_sd" in main.columns

@@ -100,6 +100,7 @@ rule patching_tables:
         **table_paths(
             "patching_contrasts", "contrasts", category="3. Activation patching"
         ),
+        **table_paths("dose_response", "dose", category="3. Activation patching"),
         png=report_item(
             figure_paths("patching")["png"],
             "3. Activation patching",
@@ -107,6 +108,13 @@ rule patching_tables:
             "patching.rst",
         ),
         pdf=figure_paths("patching")["pdf"],
+        dose_png=report_item(
+            figure_paths("dose_response")["png"],
+            "3. Activation patching",
+            "dose-response",
+            "dose_response.rst",
+        ),
+        dose_pdf=figure_paths("dose_response")["pdf"],
     log:
         f"{RES}/logs/patching_tables.log",
     conda:
