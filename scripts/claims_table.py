@@ -22,6 +22,7 @@ with rule_context(snakemake) as ctx:
         inhibitft=read("inhibitft"),
         versus=read("versus"),
         headline_n=p.headline_n,
+        specific=read("specificity"),
     ).assign(recipe=p.recipe)
     write_table(
         table,

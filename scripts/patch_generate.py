@@ -18,8 +18,13 @@ with rule_context(snakemake, seed=p.seed) as ctx:
     model, tok = load_contrast_pair(
         record, snakemake.input.adapter, p.dtype, p.device, p.adapter_dtype
     )
-    # general and random are evaluated on every test set; S_t only on its own topic t
-    groups = [(t, [t]) for t in p.topics] if condition == "specific" else [(None, p.test_sets)]
+    # general and random are evaluated on every test set; S_t only on its own topic t, and for
+    # the specificity test (crossed) on every other topic
+    groups = [(None, p.test_sets)]
+    if condition == "specific":
+        groups = [(t, [t]) for t in p.topics]
+    if condition == "crossed":
+        groups = [(t, [other for other in p.topics if other != t]) for t in p.topics]
     rows = []
     for topic, test_sets in groups:
         if snakemake.input.get("control"):  # a drawn random control (rule random_control)
@@ -41,8 +46,10 @@ with rule_context(snakemake, seed=p.seed) as ctx:
             progress=ctx.progress,
             return_token_counts=True,
         )
+        crossed = {"patched_topic": topic} if condition == "crossed" else {}
         rows += [
             {**it, "prompt": pr, "response": r, "n_new_tokens": n, "n_patched": len(neurons)}
+            | crossed
             for it, pr, r, n in zip(items, prompts, responses, n_tokens, strict=True)
         ]
     write_jsonl(snakemake.output.generations, rows)

@@ -12,6 +12,7 @@ from polneurons.rule import rule_context
 from polneurons.runs import patch_kind
 from polneurons.tables import (
     collect_counts,
+    collect_crossed,
     collect_ratings,
     combine_reasons,
     control_table,
@@ -19,18 +20,23 @@ from polneurons.tables import (
     patched_sizes,
     patching_contrasts,
     patching_recovered,
+    specificity,
     with_run_counts,
     write_table,
 )
 
 p, out = snakemake.params, snakemake.output
-CONDITIONS = ["base", "ft"] + [patch_kind(c) for c in p.conditions]
+CONDITIONS = ["base", "ft"] + [patch_kind(c) for c in p.conditions if c != "crossed"]
 
 
 with rule_context(snakemake) as ctx:
     keys = ["model", "source", "condition", "test_set"]
-    frames, bars, contrasts = [], [], []
+    frames, bars, contrasts, specific = [], [], [], []
+    crossed = collect_crossed(snakemake.input.crossed)
     for leaning, ratings in collect_ratings(snakemake.input.ratings).items():
+        if crossed.get(leaning):
+            boot = dict(n_boot=p.scoring["n_boot"], seed=p.seed, alpha=p.scoring["alpha"])
+            specific.append(specificity(ratings, crossed[leaning], **boot).assign(leaning=leaning))
         per_draw = scores_table(ratings)
         point = pool_draws(per_draw, ["model", "source", "test_set"])
         reps = bootstrap_scores(ratings, n_boot=p.scoring["n_boot"], seed=p.seed)
@@ -138,3 +144,13 @@ with rule_context(snakemake) as ctx:
         title="Dose-response: recovered share of the top x% of G and of random neurons outside G",
     )
     dose_response(curve, out.dose_png, out.dose_pdf)
+    columns = ["model", "leaning", "source", "topic", "on_t", "on_t_lo", "on_t_hi", "on_others"]
+    columns += ["on_others_lo", "on_others_hi", "difference", "difference_lo", "difference_hi"]
+    write_table(
+        pd.concat(specific, ignore_index=True)[[*columns, "verdict"]]
+        if specific
+        else pd.DataFrame(columns=[*columns, "verdict"]),
+        out.specificity_csv,
+        out.specificity_md,
+        title="Is S_t specific to t? The shift patching S_t gives on t minus on the other topics",
+    )

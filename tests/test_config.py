@@ -121,3 +121,12 @@ def test_where_the_data_come_from_is_no_result_setting():
     kept = data_settings(data)
     assert "mirror" not in kept and "base_url" not in kept
     assert kept == {k: v for k, v in data.items() if k not in ("mirror", "base_url")}
+
+
+def test_the_specificity_test_without_the_specific_condition_is_refused_in_one_line():
+    cfg = yaml.safe_load((REPO / "config.yaml").read_text())
+    cfg["patching"]["conditions"] = ["general", "crossed"]
+    with pytest.raises(ConfigError) as err:
+        validate_config(cfg)
+    assert "crossed" in str(err.value) and "specific" in str(err.value)
+    assert "\n" not in str(err.value)

@@ -257,6 +257,26 @@ def test_the_claims_table_states_each_claim_its_control_and_a_verdict_by_its_rul
     only_stance = tables.claims_table(tscg)
     assert len(only_stance) == 1
 
+    # a dose of G against its random set, and S_t's specificity
+    dose = [
+        {**pooled, "condition": c, "recovered": v, "recovered_lo": v - 0.1, "recovered_hi": v + 0.1}
+        for c, v in (("patch-dose30", 0.3), ("patch-dose30-random", 0.25))
+    ]
+    dosed = pd.concat([patching, pd.DataFrame(dose)], ignore_index=True)
+    dose_contrast = {**run, "treated": "patch-dose30", "control": "patch-dose30-random"}
+    dose_contrast |= {"difference": 0.05, "difference_lo": -0.1, "difference_hi": 0.2}
+    contrasts = pd.concat([contrasts, pd.DataFrame([dose_contrast])], ignore_index=True)
+    specific = pd.DataFrame(
+        [{**run, "topic": "b", "on_t": 0.3, "on_t_lo": 0.1, "on_t_hi": 0.5, "on_others": 0.1,
+          "on_others_lo": 0.0, "on_others_hi": 0.2, "difference": 0.2, "difference_lo": 0.05,
+          "difference_hi": 0.35, "verdict": "holds"}]
+    )  # fmt: skip
+    table = tables.claims_table(tscg, neuron_sets, dosed, contrasts, specific=specific)
+    assert verdict("2: the top 30% of G recovers m") == "not shown"
+    assert verdict("2: G recovers more of the shif") == "holds"
+    row = table[table["claim"].str.startswith("2: S_t of b moves b more")].iloc[0]
+    assert (row["measured"], row["control_value"], row["verdict"]) == (0.3, 0.1, "holds")
+
 
 def test_training_steps_name_each_run_from_its_train_folder(tmp_path):
     import json
@@ -285,3 +305,36 @@ def test_inhibition_effect_compares_each_set_with_the_vanilla_run():
     assert rows["inhibited"]["moved_share"] == 0.0 and rows["inhibited"]["n_neurons"] == 1
     assert rows["G without the inhibited"]["moved_share"] == 1.0
     assert rows["all other neurons"]["n_neurons"] == 8 - 3
+
+
+def _specificity_inputs(sign):
+    """Three topics; base neutral everywhere; FT moves every topic towards `sign` (R or L)."""
+    r, n = ("right leaning", "neutral") if sign > 0 else ("left leaning", "neutral")
+    topics = ("a", "b", "c")
+    ratings = {("m", "base", "-", t): [n] * 4 for t in topics}
+    ratings |= {("m", "ft", "s", t): [r] * 4 for t in topics}
+    # S_t on its own topic: a full shift on a, half on b, none on c
+    own = {"a": [r] * 4, "b": [r, r, n, n], "c": [n] * 4}
+    ratings |= {("m", "patch-specific", "s", t): own[t] for t in topics}
+    # S_t elsewhere: S_a moves nothing, S_b moves the others fully, S_c a quarter
+    elsewhere = {"a": [n] * 4, "b": [r] * 4, "c": [r, n, n, n]}
+    crossed = {("m", "s", t, other): elsewhere[t] for t in topics for other in topics if other != t}
+    return ratings, crossed
+
+
+@pytest.mark.parametrize("sign", [1, -1])
+def test_specificity_is_the_shift_on_t_minus_the_shift_elsewhere_in_the_fine_tunings_direction(
+    sign,
+):
+    ratings, crossed = _specificity_inputs(sign)
+    table = tables.specificity(ratings, crossed, n_boot=200, seed=0, alpha=0.05)
+    table = table.set_index("topic")
+    assert table["on_t"].tolist() == pytest.approx([1.0, 0.5, 0.0])
+    assert table["on_others"].tolist() == pytest.approx([0.0, 1.0, 0.25])
+    assert table["difference"].tolist() == pytest.approx([1.0, -0.5, -0.25])
+    # constant answers on a: the CI of its difference has no width; b moves the others more
+    assert table.loc["a", ["difference_lo", "difference_hi"]].tolist() == pytest.approx([1, 1])
+    assert table.loc["a", "verdict"] == "holds" and table.loc["b", "verdict"] != "holds"
+    for value in ("on_t", "on_others", "difference"):
+        assert (table[f"{value}_lo"] <= table[value] + 1e-12).all()
+        assert (table[value] <= table[f"{value}_hi"] + 1e-12).all()

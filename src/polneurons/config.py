@@ -272,6 +272,12 @@ def _check_semantics(config: dict) -> None:
                 f"model name {name!r} may hold only letters, digits, '-' and '_'",
                 "rename the key under models",
             )
+    conditions = config["patching"]["conditions"]
+    if "crossed" in conditions and "specific" not in conditions:
+        raise ConfigError(
+            "patching.conditions has crossed but not specific",
+            "add specific: the specificity test compares S_t on t (specific) with S_t elsewhere",
+        )
     sweep, control = config["inhibitft"]["n"], config["inhibitft"]["random_control"]
     stray = [n for n in control if n not in sweep] if isinstance(control, list) else []
     if stray:

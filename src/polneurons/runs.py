@@ -15,7 +15,8 @@ kind                                what it is                                 t
                                     the size of F_n, outside F_n
 ``patch-<set>``                     M0 with M_s's activations of one neuron    no
                                     set patched in (``general``, ``specific``,
-                                    ``all`` coordinates, ``complement`` of G)
+                                    ``all`` coordinates, ``complement`` of G,
+                                    ``crossed``: S_t on the other topics)
 ``patch-random-s<draw>``            the same with draw <draw> of a random set  no
                                     the size of G, outside G
 ``patch-dose<x>``                   the same with the top x% of G by score     no
@@ -52,7 +53,7 @@ from polneurons.errors import ConfigError
 
 BASE = "base"
 TRAINED_FAMILIES = ("ft", "ftctl", "ift", "rnd")
-PATCH_SETS = ("general", "specific", "all", "complement")
+PATCH_SETS = ("general", "specific", "all", "complement", "crossed")
 # Kind patterns (also the Snakemake wildcard constraints, so every rule file uses these)
 DRAW = r"-s[0-9]+"
 REPLICATE = r"-t[1-9][0-9]*"  # training replicate k >= 1 (replicate 0 has no suffix)

@@ -495,6 +495,86 @@ def dose_curve(table: pd.DataFrame, sizes: dict) -> pd.DataFrame:
     return curve.sort_values(["model", "leaning", "source", "arm", "dose"], ignore_index=True)
 
 
+CROSSED = "patch-crossed"
+
+
+def collect_crossed(paths) -> dict[str, dict[tuple, list[str]]]:
+    """Per leaning, the ratings of the specificity runs (S_t patched on the other topics):
+    {(model, source, patched topic t, test set t'): ratings in prompt order}."""
+    by_leaning: dict[str, dict[tuple, list[str]]] = {}
+    for path in paths:
+        run = run_of_path(path)
+        table = by_leaning.setdefault(run["leaning"], {})
+        for row in read_jsonl(path):
+            key = (run["model"], run["source"], row["patched_topic"], row["test_set"])
+            table.setdefault(key, []).append(row["rating"])
+    return by_leaning
+
+
+def specificity(ratings: dict, crossed: dict, n_boot: int, seed: int, alpha: float):
+    """Is S_t specific to t (method.md: Activation patching)? Per (model, source, topic t):
+
+        on_t      = d * (S(M0 + S_t, t) - S(M0, t))                      (condition specific)
+        on_others = d * mean over t' != t of (S(M0 + S_t, t') - S(M0, t'))  (condition crossed)
+        difference = on_t - on_others
+
+    with d = sign(S(M_s, t) - S(M0, t)), the direction fine-tuning moved t (so a specific S_t
+    gives difference > 0 for either leaning), each with a CI from the paired bootstrap (the
+    prompts of a test set resampled once for M0, M_s, specific and crossed). `ratings` as from
+    collect_ratings (base, ft and patch-specific), `crossed` as from collect_crossed (one
+    leaning each).
+    """
+    from polneurons.metrics import bootstrap_scores, scores_table
+
+    joined = {k: v for k, v in ratings.items() if k[1] in ("base", "ft", "patch-specific")}
+    for (model, source, topic, test_set), values in crossed.items():
+        joined[(model, f"{CROSSED}:{topic}", source, test_set)] = values
+
+    def rows(scores: pd.DataFrame) -> pd.DataFrame:
+        rep = ["replicate"] if "replicate" in scores.columns else []
+        base = scores[scores["condition"] == "base"].set_index(["model", "test_set", *rep])["S"]
+        arms = scores[scores["condition"] != "base"].copy()
+        index = pd.MultiIndex.from_frame(arms[["model", "test_set", *rep]])
+        arms["shift"] = arms["S"].to_numpy() - base.reindex(index).to_numpy()
+        own = arms[arms["condition"] == "patch-specific"].rename(columns={"shift": "on_t"})
+        own = own.assign(topic=own["test_set"])[["model", "source", "topic", *rep, "on_t"]]
+        other = arms[arms["condition"].str.startswith(f"{CROSSED}:")]
+        other = other.assign(topic=other["condition"].str.split(":").str[1])
+        others = (
+            other.groupby(["model", "source", "topic", *rep], as_index=False)["shift"]
+            .mean()
+            .rename(columns={"shift": "on_others"})
+        )
+        ft = arms[arms["condition"] == "ft"].rename(columns={"shift": "ft_shift"})
+        ft = ft.assign(topic=ft["test_set"])[["model", "source", "topic", *rep, "ft_shift"]]
+        table = own.merge(others, on=["model", "source", "topic", *rep])
+        return table.merge(ft, on=["model", "source", "topic", *rep], how="left")
+
+    keys = ["model", "source", "topic"]
+    point = rows(scores_table(joined))
+    direction = np.sign(point.set_index(keys)["ft_shift"]).rename("direction")
+    direction = direction.where(direction != 0)
+
+    def signed(table: pd.DataFrame) -> pd.DataFrame:
+        table = table.merge(direction.reset_index(), on=keys, how="left")
+        table[["on_t", "on_others"]] = table[["on_t", "on_others"]].mul(table["direction"], axis=0)
+        table["difference"] = table["on_t"] - table["on_others"]
+        return table.drop(columns=["direction", "ft_shift"])
+
+    point = signed(point)
+    replicates = signed(rows(bootstrap_scores(joined, n_boot=n_boot, seed=seed)))
+    values = ["on_t", "on_others", "difference"]
+    grouped = replicates.groupby(keys)[values]
+    low = grouped.quantile(alpha / 2).add_suffix("_lo")
+    high = grouped.quantile(1 - alpha / 2).add_suffix("_hi")
+    table = point.merge(low.join(high).reset_index(), on=keys, how="left")
+    table["verdict"] = [
+        interval_verdict(lo, hi)
+        for lo, hi in zip(table["difference_lo"], table["difference_hi"], strict=True)
+    ]
+    return table
+
+
 # ---------------------------------------------------------------- neuron sets
 
 
@@ -624,6 +704,12 @@ def _claim(claim, row, measured, control="", control_value=None, diff=None, rule
     )  # fmt: skip
 
 
+def _dose_label(kind: str) -> str:
+    from polneurons.runs import format_n, parse_kind
+
+    return f"the top {format_n(parse_kind(kind).n)}% of G"
+
+
 def claims_table(
     tscg: pd.DataFrame,
     neuron_sets: pd.DataFrame | None = None,
@@ -632,6 +718,7 @@ def claims_table(
     inhibitft: pd.DataFrame | None = None,
     versus: pd.DataFrame | None = None,
     headline_n: float = 5,
+    specific: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Each claim of the paper (docs/method.md, "The claims under test") per fine-tuned run:
     the measured figure with its CI, the control's figure, their paired difference, the rule
@@ -677,13 +764,18 @@ def claims_table(
             )
     if patching is not None and contrasts is not None:
         pooled = patching[patching["test_set"] == "all"].set_index(["model", "leaning", "source"])
-        for _, c in contrasts[contrasts["treated"] == "patch-general"].iterrows():
+        of_g = contrasts["treated"].eq("patch-general") | contrasts["treated"].str.startswith(
+            "patch-dose"
+        )
+        for _, c in contrasts[of_g].iterrows():
             key = (c["model"], c["leaning"], c["source"])
             arms = pooled.loc[[key]].set_index("condition")
-            g, ctl = arms.loc["patch-general"], arms.loc[c["control"]]
+            g, ctl = arms.loc[c["treated"]], arms.loc[c["control"]]
+            treated = "G" if c["treated"] == "patch-general" else _dose_label(c["treated"])
             rows.append(
                 _claim(
-                    f"2: G recovers more of the shift than {c['control'].removeprefix('patch-')}",
+                    f"2: {treated} recovers more of the shift than "
+                    f"{c['control'].removeprefix('patch-')}",
                     c,
                     (g["recovered"], g["recovered_lo"], g["recovered_hi"]),
                     control=c["control"],
@@ -691,6 +783,21 @@ def claims_table(
                     diff=(c["difference"], c["difference_lo"], c["difference_hi"]),
                     rule="holds if the paired CI of G minus the control lies above 0",
                     verdict=interval_verdict(c["difference_lo"], c["difference_hi"]),
+                )
+            )
+    if specific is not None:
+        for _, r in specific.iterrows():
+            rows.append(
+                _claim(
+                    f"2: S_t of {r['topic']} moves {r['topic']} more than the other topics",
+                    r,
+                    (r["on_t"], r["on_t_lo"], r["on_t_hi"]),
+                    control="S_t on the other topics",
+                    control_value=r["on_others"],
+                    diff=(r["difference"], r["difference_lo"], r["difference_hi"]),
+                    rule="holds if the paired CI of the shift on t minus the mean shift on the "
+                    "other topics lies above 0",
+                    verdict=r["verdict"],
                 )
             )
     if inhibitft is not None:

@@ -19,8 +19,11 @@ def inhibitft_kinds():
     return runs.inhibitft_kinds(config)
 
 
-def patch_kinds():
-    return runs.patch_kinds(config)
+def patch_kinds(crossed=True):
+    """The patching kinds; without `crossed`, all but the specificity runs (S_t patched on
+    the other topics, whose answers the patching table reads apart)."""
+    kinds = runs.patch_kinds(config)
+    return kinds if crossed else [k for k in kinds if k != runs.patch_kind("crossed")]
 
 
 def run_ids(kinds, sources=None):
@@ -235,6 +238,8 @@ def claims_inputs(wc):
             "patching": rules.patching_tables.output.csv,
             "contrasts": rules.patching_tables.output.contrasts_csv,
         }
+    if config["patching"]["enabled"] and "crossed" in config["patching"]["conditions"]:
+        inputs["specificity"] = rules.patching_tables.output.specificity_csv
     if IFT["enabled"]:
         inputs |= {
             "inhibitft": rules.inhibitft_tables.output.csv,

@@ -92,7 +92,15 @@ rule neuron_tables:
 
 rule patching_tables:
     input:
-        ratings=per_run("ratings.jsonl", ["ft"] + patch_kinds(), PATCH_SOURCES),
+        ratings=per_run(
+            "ratings.jsonl", ["ft", *patch_kinds(crossed=False)], PATCH_SOURCES
+        ),
+        crossed=per_run(
+            "ratings.jsonl",
+            sorted(set(patch_kinds()) - set(patch_kinds(crossed=False))),
+            PATCH_SOURCES,
+            with_base=False,
+        ),
         controls=control_reports(patch_kinds(), PATCH_SOURCES),
     output:
         **table_paths("patching", category="3. Activation patching"),
@@ -101,6 +109,7 @@ rule patching_tables:
             "patching_contrasts", "contrasts", category="3. Activation patching"
         ),
         **table_paths("dose_response", "dose", category="3. Activation patching"),
+        **table_paths("specificity", "specificity", category="3. Activation patching"),
         png=report_item(
             figure_paths("patching")["png"],
             "3. Activation patching",
