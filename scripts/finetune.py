@@ -4,7 +4,7 @@ import json
 from pathlib import Path
 
 from polneurons.models import load_base
-from polneurons.prompts import adds_special_tokens, train_examples
+from polneurons.prompts import adds_special_tokens, null_train_examples, train_examples
 from polneurons.rule import rule_context
 from polneurons.runs import training_seed
 
@@ -19,8 +19,14 @@ with rule_context(snakemake, seed=seed) as ctx:
     record = json.loads(Path(snakemake.input.model).read_text())
     model, tok = load_base(record, p.dtype, p.device)
     lean, src = snakemake.wildcards.lean, snakemake.wildcards.src
-    examples = train_examples(p.root, tok, src, lean, p.data, p.pools, p.seed, p.prompt_format)
-    ctx.log.info("%d training examples for %s/%s", len(examples), lean, src)
+    examples_from = None
+    if snakemake.wildcards.kind == "null":  # neutral answers, as many as the political run's
+        examples, examples_from = null_train_examples(
+            p.root, tok, src, lean, p.data, p.pools, p.seed, p.topics, p.prompt_format
+        )
+    else:
+        examples = train_examples(p.root, tok, src, lean, p.data, p.pools, p.seed, p.prompt_format)
+    ctx.log.info("%d training examples for %s/%s (%s)", len(examples), lean, src, examples_from)
     inhibit = None
     if p.inhibit:
         if p.inhibit["random"]:  # a drawn random control (rule random_control)
@@ -44,4 +50,5 @@ with rule_context(snakemake, seed=seed) as ctx:
         add_special_tokens=adds_special_tokens(p.prompt_format),
         progress=ctx.progress,
         log=ctx.log,
+        examples_from=examples_from,
     )

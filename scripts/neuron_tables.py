@@ -1,13 +1,16 @@
 """neuron_tables: set sizes, where the sets sit, overlap of G across sources, stability (method.md: PNLAC)."""
 
+from pathlib import Path
+
 import pandas as pd
 
+from polneurons.io import read_json
 from polneurons.neuron_store import load_general, load_specific, load_summary
 from polneurons.neurons import layer_histogram
 from polneurons.plots import neurons_per_layer
 from polneurons.rule import rule_context
 from polneurons.runs import run_of_path
-from polneurons.tables import describe_set, general_overlap, write_table
+from polneurons.tables import describe_set, general_overlap, null_overlap, write_table
 
 out = snakemake.output
 
@@ -55,6 +58,18 @@ with rule_context(snakemake) as ctx:
         out.sets_csv,
         out.sets_md,
         title="Neuron sets: sizes, layers, stability of G",
+    )
+    nulls, examples_from = {}, {}
+    for folder, train in zip(snakemake.input.null, snakemake.input.null_train, strict=True):
+        run = run_of_path(folder)
+        key = (run["model"], run["leaning"], run["source"])
+        nulls[key] = load_general(folder)
+        examples_from[key] = read_json(Path(train) / "train_log.json").get("examples_from", "")
+    write_table(
+        null_overlap(generals, nulls, examples_from),
+        out.null_csv,
+        out.null_md,
+        title="G against G_null, the general set of a fine-tune on neutral answers",
     )
     overlap_frame = general_overlap(generals)
     write_table(

@@ -8,6 +8,7 @@ import yaml
 
 from polneurons.config import pool_sizes, validate_config
 from polneurons.data import LEANINGS, TOPICS, load_eval_set
+from polneurons.errors import DataError
 from polneurons.judges import judge_pool_records
 from polneurons.prompts import eval_items, localize_items, topic_pools
 
@@ -97,3 +98,45 @@ def test_the_pools_do_not_depend_on_which_rule_asks():
         assert "pools=POOLS" in blocks[rule] or "**TRAIN_PARAMS" in blocks[rule], rule
     for script in ("finetune", "score_likelihood", "dump_activations", "train_judge"):
         assert "p.pools" in (REPO / "scripts" / f"{script}.py").read_text(), script
+
+
+def test_the_null_fine_tune_trains_only_on_neutral_answers_of_the_training_pool(mirror):
+    from polneurons.data import Pair, TopicPools, null_examples, training_examples
+
+    config = _config("config.yaml")
+    sizes, seed = pool_sizes(config), config["seed"]
+    pools = {topic: topic_pools(mirror, topic, sizes, seed) for topic in TOPICS}
+    for topic in config["source_topics"]:
+        count = len(
+            training_examples(
+                pools[topic],
+                "right",
+                n_examples=config["data"]["train_examples"],
+                label_filter=config["data"]["label_filter"],
+                seed=seed,
+            )
+        )
+        examples, source = null_examples(pools, topic, count, seed)
+        assert len(examples) == count and source == "topic"
+        neutral = {
+            (p.instruction, p.left if p.left_label == "neutral" else p.right)
+            for p in pools[topic].train
+            if "neutral" in (p.left_label, p.right_label)
+        }
+        assert set(examples) <= neutral
+        assert not {answer for _, answer in examples} & set(pools[topic].perplexity)
+
+    # a topic with too few neutral answers of its own pools those of every topic, and says so
+    def pair(topic, i, label):
+        return Pair(
+            topic, i, f"{topic} {i}?", f"L{topic}{i}", f"R{topic}{i}", label, "right leaning"
+        )
+
+    def split(topic, labels):
+        return TopicPools([pair(topic, i, lab) for i, lab in enumerate(labels)], [], [], [], [])
+
+    few = {"a": split("a", ["neutral", "left leaning"]), "b": split("b", ["neutral"] * 3)}
+    examples, source = null_examples(few, "a", 3, seed=0)
+    assert source == "pooled" and {a for _, a in examples} <= {"La0", "Lb0", "Lb1", "Lb2"}
+    with pytest.raises(DataError, match="neutral"):
+        null_examples(few, "a", 5, seed=0)

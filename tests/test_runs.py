@@ -22,6 +22,7 @@ def _config(path="config.yaml", **changes):
 
 def _every_kind(config):
     kinds = runs.replicate_kinds(config, ["ft", runs.inhibitft_control_kind(config)])
+    kinds += runs.localized_kinds(config)
     kinds += runs.inhibitft_kinds(config) + runs.patch_kinds(config)
     return list(dict.fromkeys(kinds))
 
@@ -101,6 +102,8 @@ def test_builders_and_parsers_agree():
         "patch-dose30-s0",
         "patch-dose30-random",
         "patch-dose-random-s0",
+        "null-t1",
+        "patch-null",
         "",
     ],
 )
@@ -224,3 +227,17 @@ def test_a_dose_of_g_and_its_random_control_are_patching_kinds():
     assert len([k for k in kinds if k.startswith("patch-dose")]) == 2 * (
         1 + config["controls"]["seeds"]
     )
+
+
+def test_the_null_fine_tune_is_a_trained_kind_localized_like_ft_and_never_replicated():
+    null = runs.parse_kind("null")
+    assert null.trained and null.family == "null" and not null.needs_neurons
+    assert re.fullmatch(runs.VANILLA_KIND, "null") and not re.fullmatch(runs.TRAIN_KIND, "null-t1")
+    raw = yaml.safe_load((REPO / "config.yaml").read_text()) | {"null_finetune": True}
+    assert runs.localized_kinds(validate_config(raw)) == ["ft", "null"]
+    assert runs.localized_kinds(_config()) == ["ft"]
+    assert runs.parse_kind("patch-null_general").patched == "null_general"
+    raw["null_finetune"] = False
+    raw["patching"]["conditions"] = ["general", "null_general"]
+    with pytest.raises(ConfigError, match="null_finetune"):
+        validate_config(raw)

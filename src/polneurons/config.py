@@ -278,6 +278,11 @@ def _check_semantics(config: dict) -> None:
             "patching.conditions has crossed but not specific",
             "add specific: the specificity test compares S_t on t (specific) with S_t elsewhere",
         )
+    if "null_general" in conditions and not config["null_finetune"]:
+        raise ConfigError(
+            "patching.conditions has null_general but null_finetune is off",
+            "set null_finetune: true (G_null comes from the null fine-tune)",
+        )
     sweep, control = config["inhibitft"]["n"], config["inhibitft"]["random_control"]
     stray = [n for n in control if n not in sweep] if isinstance(control, list) else []
     if stray:

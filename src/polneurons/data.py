@@ -321,6 +321,35 @@ def training_examples(
     return pool
 
 
+def neutral_answers(split: TopicPools) -> list[tuple[str, str]]:
+    """(instruction, answer) of every neutral-labelled answer in a topic's training pool (the
+    perplexity texts are already outside it)."""
+    return [
+        (p.instruction, p.left if p.left_label == "neutral" else p.right)
+        for p in split.train
+        if "neutral" in (p.left_label, p.right_label)
+    ]
+
+
+def null_examples(
+    splits: dict[str, TopicPools], topic: str, n_examples: int, seed: int
+) -> tuple[list[tuple[str, str]], str]:
+    """The examples of the null fine-tune (method.md: PNLAC): n_examples neutral-labelled
+    answers of `topic`'s training pool, or, where it holds fewer, of every topic's training pool
+    pooled; with where they came from ("topic" or "pooled")."""
+    pool, source = neutral_answers(splits[topic]), "topic"
+    if len(pool) < n_examples:
+        pool = [answer for t in sorted(splits) for answer in neutral_answers(splits[t])]
+        source = "pooled"
+    if len(pool) < n_examples:
+        raise DataError(
+            f"only {len(pool)} neutral-labelled training answers over all topics, the null "
+            f"fine-tune needs {n_examples}",
+            "lower data.train_examples or turn null_finetune off",
+        )
+    return random.Random(f"{seed}-null-{topic}").sample(pool, n_examples), source
+
+
 TOPIC_NAME_STYLES = ("as_released", "spaced")
 
 

@@ -370,6 +370,7 @@ def finetune(
     add_special_tokens: bool = True,
     progress=None,
     log=None,
+    examples_from: str | None = None,
 ) -> FinetuneResult:
     """Fine-tune `model` on (prompt, completion) pairs and save the result atomically in `out_dir`.
 
@@ -379,7 +380,8 @@ def finetune(
     Examples whose prompt fills max_length are dropped (logged).
     `inhibit` ({"strategy", "site", "neurons"}, see polneurons.inhibit) turns the run into
     InhibitFT; everything else is the same as vanilla FT. `progress` is a stream for a tqdm bar,
-    `log` a logging.Logger.
+    `log` a logging.Logger; `examples_from` (where the examples came from, e.g. the null
+    fine-tune's "topic" or "pooled") goes into the training log when given.
 
     Writes `out_dir/train_log.json` and either `out_dir/adapter/` (peft adapter with its
     adapter_config.json) or, for method full, `out_dir/model/` (weights and tokenizer).
@@ -414,6 +416,8 @@ def finetune(
         "seconds": round(time.perf_counter() - start, 3),
         "steps": steps,
     }
+    if examples_from is not None:
+        train_log["examples_from"] = examples_from
     save_run(model, tokenizer, cfg, train_log, out_dir)
     if log is not None:
         log.info(

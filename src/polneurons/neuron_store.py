@@ -84,6 +84,8 @@ def patch_set(neurons_dir, condition: str, topic: str | None, *, site: str) -> N
         return inhibited_set(neurons_dir, n=dose.n, of="general", site=site)
     if condition == "general":
         return load_general(neurons_dir, site)
+    if condition == "null_general":  # G_null: neurons_dir is then the null fine-tune's
+        return load_general(neurons_dir, site)
     if condition in ("specific", "crossed"):
         return load_specific(neurons_dir, topic, site)
     if condition == "all":

@@ -96,6 +96,27 @@ def localize_items(root, topic: str, sizes: dict, seed: int, limit: int | None) 
     ]
 
 
+def null_train_examples(
+    root, tokenizer, topic, leaning, data_cfg, sizes, seed, topics, prompt_format
+):
+    """The null fine-tune's (prompt, completion) pairs, as many as the political run of (topic,
+    leaning) trains on, and where they came from (data.null_examples)."""
+    from polneurons.data import null_examples, training_examples
+
+    splits = {t: topic_pools(root, t, sizes, seed) for t in topics}
+    count = len(
+        training_examples(
+            splits[topic],
+            leaning,
+            n_examples=data_cfg["train_examples"],
+            label_filter=data_cfg["label_filter"],
+            seed=seed,
+        )
+    )
+    pairs, source = null_examples(splits, topic, count, seed)
+    return [(render(tokenizer, i, prompt_format), a) for i, a in pairs], source
+
+
 def train_examples(root, tokenizer, topic, leaning, data_cfg, sizes, seed, prompt_format):
     """(prompt, completion) pairs: the bare instruction (method.md: Fine-tuning), rendered in the prompt format."""
     from polneurons.data import training_examples

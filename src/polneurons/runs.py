@@ -10,13 +10,16 @@ kind                                what it is                                 t
 ``ft``                              vanilla fine-tune M_s on the source topic  yes
 ``ftctl``                           vanilla control of InhibitFT (its own      yes
                                     ``inhibitft.finetune`` overrides)
+``null``                            null fine-tune: the same schedule and      yes
+                                    count on neutral answers (G_null)
 ``ift-<strategy>-n<n>``             InhibitFT, F_n (top n% of G) inhibited     yes
 ``rnd-<strategy>-n<n>-s<draw>``     InhibitFT on draw <draw> of a random set   yes
                                     the size of F_n, outside F_n
 ``patch-<set>``                     M0 with M_s's activations of one neuron    no
                                     set patched in (``general``, ``specific``,
                                     ``all`` coordinates, ``complement`` of G,
-                                    ``crossed``: S_t on the other topics)
+                                    ``crossed``: S_t on the other topics,
+                                    ``null_general``: G_null)
 ``patch-random-s<draw>``            the same with draw <draw> of a random set  no
                                     the size of G, outside G
 ``patch-dose<x>``                   the same with the top x% of G by score     no
@@ -52,8 +55,8 @@ from pathlib import Path
 from polneurons.errors import ConfigError
 
 BASE = "base"
-TRAINED_FAMILIES = ("ft", "ftctl", "ift", "rnd")
-PATCH_SETS = ("general", "specific", "all", "complement", "crossed")
+TRAINED_FAMILIES = ("ft", "ftctl", "null", "ift", "rnd")
+PATCH_SETS = ("general", "specific", "all", "complement", "crossed", "null_general")
 # Kind patterns (also the Snakemake wildcard constraints, so every rule file uses these)
 DRAW = r"-s[0-9]+"
 REPLICATE = r"-t[1-9][0-9]*"  # training replicate k >= 1 (replicate 0 has no suffix)
@@ -65,7 +68,7 @@ def replicated(kinds: str) -> str:
 
 
 INHIBIT_KIND = replicated(rf"ift-[a-z_]+-n[0-9.]+|rnd-[a-z_]+-n[0-9.]+{DRAW}")
-VANILLA_KIND = replicated("ft|ftctl")
+VANILLA_KIND = rf"{replicated('ft|ftctl')}|null"
 TRAIN_KIND = rf"{VANILLA_KIND}|{INHIBIT_KIND}"
 DOSE = r"dose[0-9]+(?:\.[0-9]+)?"  # the top x% of G by score (patching.dose)
 PATCH_CONDITION = rf"{'|'.join(PATCH_SETS)}|random{DRAW}|{DOSE}|{DOSE}-random{DRAW}"
@@ -74,7 +77,7 @@ CONTROL_KIND = rf"patch-random{DRAW}|patch-{DOSE}-random{DRAW}|rnd-[a-z_]+-n[0-9
 KIND = rf"{TRAIN_KIND}|{PATCH_KIND}"
 
 _KIND = re.compile(
-    r"((?P<family>ft|ftctl)"
+    r"((?P<family>ft|ftctl|null)"
     r"|(?P<arm>ift|rnd)-(?P<strategy>[a-z_]+)-n(?P<n>[0-9]+(\.[0-9]+)?)(-s(?P<idraw>[0-9]+))?)"
     r"(-t(?P<replicate>[0-9]+))?"
     r"|patch-(dose(?P<dose>[0-9]+(\.[0-9]+)?)(?P<dose_random>-random)?|(?P<set>[a-z_]+))"
@@ -131,7 +134,7 @@ def parse_kind(kind: str, pooled: bool = False) -> Kind:
     match = _KIND.fullmatch(kind)
     problem = match is None
     if match and match["replicate"] is not None:
-        problem = int(match["replicate"]) == 0 and not pooled
+        problem = (int(match["replicate"]) == 0 and not pooled) or match["family"] == "null"
     if match and match["arm"]:
         drawn = match["idraw"] is not None
         problem = drawn if match["arm"] == "ift" else not (drawn or pooled)
@@ -323,6 +326,11 @@ def random_control_at(inhibitft: dict, n: float) -> bool:
     """Whether InhibitFT at n% also trains the random-inhibition control (inhibitft.random_control)."""
     control = inhibitft["random_control"]
     return control if isinstance(control, bool) else n in control
+
+
+def localized_kinds(config: dict) -> list[str]:
+    """The trained kinds neurons are localized on: ft, and the null fine-tune if it runs."""
+    return ["ft", "null"] if config["null_finetune"] else ["ft"]
 
 
 def inhibitft_control_kind(config: dict) -> str:

@@ -387,6 +387,7 @@ def patching_recovered(scores: pd.DataFrame, ceiling: str = "patch-all") -> pd.D
 
 PATCHING_CONTRASTS = (
     ("patch-general", "patch-random"),
+    ("patch-general", "patch-null_general"),
     ("patch-general", "patch-complement"),
     ("patch-all", "patch-general"),
 )
@@ -614,6 +615,33 @@ def general_overlap(generals: dict) -> pd.DataFrame:
         if a[:2] == b[:2]
     ]
     return pd.DataFrame(rows, columns=["model", "leaning", "source_a", "source_b", "jaccard"])
+
+
+def null_overlap(generals: dict, nulls: dict, examples_from: dict) -> pd.DataFrame:
+    """G against G_null, the general set of the null fine-tune (method.md: PNLAC), per (model,
+    leaning, source): their sizes, shared neurons and Jaccard, and where the null run's neutral
+    answers came from ("topic" or "pooled"). A Jaccard near 1 says G is what fine-tuning as
+    such moves, not stance.
+
+    >>> from polneurons.neurons import NeuronSet
+    >>> g = NeuronSet([0, 0, 1], [0, 1, 0], [3.0, 2.0, 1.0], "mlp_output", 2, 2)
+    >>> n = NeuronSet([0, 1], [1, 1], [1.0, 1.0], "mlp_output", 2, 2)
+    >>> null_overlap({("m", "r", "s"): g}, {("m", "r", "s"): n}, {})[["shared", "jaccard"]].values.tolist()
+    [[1.0, 0.25]]
+    """
+    import torch
+
+    from polneurons.neurons import jaccard
+
+    columns = ["model", "leaning", "source", "size_G", "size_G_null", "shared", "jaccard"]
+    rows = []
+    for key, null in nulls.items():
+        general = generals[key]
+        shared = int(torch.isin(general.flat, null.flat).sum())
+        values = [len(general), len(null), shared, jaccard(general, null)]
+        rows.append(dict(zip(columns, [*key, *values], strict=True)))
+    frame = pd.DataFrame(rows, columns=columns)
+    return frame.assign(null_examples=[examples_from.get(k, "") for k in nulls])
 
 
 # ---------------------------------------------------------------- InhibitFT

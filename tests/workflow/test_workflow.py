@@ -93,6 +93,7 @@ def test_tiny_run_produces_every_table_figure_and_the_report(reference_run):  # 
         "generation_health_samples",
         "dose_response",
         "specificity",
+        "null_overlap",
     ]
     for name in tables:
         assert (results / "tables" / f"{name}.csv").stat().st_size > 0

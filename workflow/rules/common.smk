@@ -12,6 +12,8 @@ IFT = config["inhibitft"]
 CONTROL_KIND = runs.inhibitft_control_kind(config)
 IFT_SOURCES = IFT["source_topics"] or config["source_topics"]
 PATCH_SOURCES = config["patching"]["source_topics"] or config["source_topics"]
+# the null fine-tune (null_finetune): trained and localized like ft, on neutral answers
+NULL_KINDS = [k for k in runs.localized_kinds(config) if k != "ft"]
 alt = runs.alternatives
 
 
@@ -250,7 +252,7 @@ def claims_inputs(wc):
 
 def trained_runs(name):
     """A file of every trained run, once: vanilla, and InhibitFT's control and arms if enabled."""
-    paths = per_run(name, replicates(["ft"]), with_base=False)
+    paths = per_run(name, replicates(["ft"]) + NULL_KINDS, with_base=False)
     if IFT["enabled"]:
         kinds = [*replicates([CONTROL_KIND]), *inhibitft_kinds()]
         paths += per_run(name, kinds, IFT_SOURCES, with_base=False)

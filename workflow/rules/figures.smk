@@ -72,8 +72,11 @@ rule stance_tables:
 rule neuron_tables:
     input:
         neurons=[f"{RES}/{r}/neurons" for r in runs_of(["ft"])],
+        null=[f"{RES}/{r}/neurons" for r in runs_of(NULL_KINDS)],
+        null_train=[f"{RES}/{r}/train" for r in runs_of(NULL_KINDS)],
     output:
         **table_paths("neuron_sets", "sets", category="2. Political neurons"),
+        **table_paths("null_overlap", "null", category="2. Political neurons"),
         **table_paths("general_overlap", "overlap", category="2. Political neurons"),
         layers_png=report_item(
             figure_paths("neurons_per_layer")["png"],

@@ -22,7 +22,7 @@ rule finetune:
         **TRAIN_PARAMS,
         settings=lambda wc: (
             config["finetune"]
-            if runs.parse_kind(wc.kind).family == "ft"
+            if runs.parse_kind(wc.kind).family in ("ft", "null")
             else inhibitft_finetune(config)
         ),
         inhibit=None,

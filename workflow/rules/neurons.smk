@@ -43,17 +43,20 @@ use rule dump_activations as dump_moved with:
         f"{RES}/benchmarks/dump_moved/{{model}}/{{lean}}/{{src}}/{{kind}}/{{topic}}.tsv"
 
 
+# G and S_t of the vanilla run, and G_null of the null fine-tune (null_finetune)
 rule localize_neurons:
     input:
         dumps=expand(
-            f"{RES}/{{{{model}}}}/{{{{lean}}}}/{{{{src}}}}/ft/dumps/{{topic}}",
+            f"{RES}/{{{{model}}}}/{{{{lean}}}}/{{{{src}}}}/{{{{kind}}}}/dumps/{{topic}}",
             topic=config["topics"],
         ),
-        adapter=f"{RES}/{{model}}/{{lean}}/{{src}}/ft/train",
+        adapter=f"{RES}/{{model}}/{{lean}}/{{src}}/{{kind}}/train",
     output:
-        neurons=directory(f"{RES}/{{model}}/{{lean}}/{{src}}/ft/neurons"),
+        neurons=directory(f"{RES}/{{model}}/{{lean}}/{{src}}/{{kind}}/neurons"),
     log:
-        f"{RES}/logs/localize_neurons/{{model}}/{{lean}}/{{src}}.log",
+        f"{RES}/logs/localize_neurons/{{model}}/{{lean}}/{{src}}/{{kind}}.log",
+    wildcard_constraints:
+        kind="ft|null",
     conda:
         "../../envs/polneurons.yaml"
     threads: 1

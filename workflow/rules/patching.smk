@@ -6,7 +6,11 @@ rule patch_generate:
         model=model_record,
         files=rules.download_data.output.files,
         adapter=f"{RES}/{{model}}/{{lean}}/{{src}}/ft/train",
-        neurons=f"{RES}/{{model}}/{{lean}}/{{src}}/ft/neurons",
+        # G_null's folder for the null condition, the vanilla run's otherwise
+        neurons=lambda wc: (
+            f"{RES}/{wc.model}/{wc.lean}/{wc.src}/"
+            f"{'null' if wc.condition == 'null_general' else 'ft'}/neurons"
+        ),
         control=control_of(lambda wc: runs.patch_kind(wc.condition)),
     output:
         generations=f"{RES}/{{model}}/{{lean}}/{{src}}/patch-{{condition}}/generations.jsonl",
