@@ -61,7 +61,35 @@ def test_conda_env_lists_the_pyproject_dependencies_with_the_same_pins():
     env = requirements(env_pip_lines())
     expected = {n: str(r) for n, r in project.items() if n not in NOT_IN_RULE_ENV}
     assert {n: str(r) for n, r in env.items()} == expected
-    assert "datasets" in env
+
+
+# Declared for what another library loads on its behalf, never imported by our code.
+USED_THROUGH = {
+    "accelerate": "transformers (device placement, low-memory loading)",
+    "gguf": "transformers (reading SmolLM2's GGUF checkpoint)",
+    "tabulate": "pandas.DataFrame.to_markdown",
+    "snakemake-executor-plugin-slurm": "snakemake --executor slurm (profiles/slurm)",
+}
+IMPORT_NAME = {"scikit-learn": "sklearn", "pyyaml": "yaml"}
+
+
+def test_every_declared_dependency_is_used():
+    """A dependency nothing uses is weight in every environment (`datasets` was one: the data
+    layer reads a few pinned JSON files, with checks `datasets` would not make)."""
+    code = (
+        "\n".join(
+            path.read_text()
+            for folder in ("src", "scripts", "workflow")
+            for path in (REPO / folder).rglob("*")
+            if path.suffix in (".py", ".smk")
+        )
+        + (REPO / "Snakefile").read_text()
+    )
+    imported = set(re.findall(r"^\s*(?:import|from) ([A-Za-z_]+)", code, re.M))
+    for name in requirements(pyproject()["project"]["dependencies"]):
+        if name in USED_THROUGH:
+            continue
+        assert IMPORT_NAME.get(name, name) in imported, f"{name} is declared but never imported"
 
 
 def test_conda_env_installs_no_local_path():
