@@ -2,6 +2,7 @@
 HTML report (snakemake is run as a user would)."""
 
 import dataclasses
+import json
 import re
 import subprocess
 
@@ -11,6 +12,7 @@ import yaml
 from workflow_helpers import (  # noqa: F401
     REPO,
     SNAKEMAKE,
+    extended_run,
     make_workdir,
     reference_run,
     require_mirror,
@@ -125,26 +127,23 @@ def test_tiny_run_produces_every_table_figure_and_the_report(reference_run):  # 
 @pytest.mark.integration
 def test_random_controls_are_pooled_over_draws_and_never_touch_the_treated_set(reference_run):  # noqa: F811
     tables = reference_run.results / "tables"
-    # patching: G, and the top half of G for the dose (its draws avoid all of G)
-    for stage, treated in (("patching", {"general", "top"}), ("inhibitft", {"top"})):
+    for stage, treated in (("patching", "general"), ("inhibitft", "top")):
         controls = pd.read_csv(tables / f"{stage}_controls.csv")
-        assert set(controls["draw"]) == {0, 1} and set(controls["treated"]) == treated
+        assert set(controls["draw"]) == {0, 1} and set(controls["treated"]) == {treated}
         assert (controls["overlap_total"] == 0).all()
         assert (controls["unmatched"] <= controls["treated_count"]).all()
     patching = pd.read_csv(tables / "patching.csv")
     random_rows = patching[patching["condition"] == "patch-random"]
     assert len(random_rows) and (random_rows["draws"] == 2).all()
     assert not patching["condition"].str.contains("-s[0-9]", regex=True).any()
-    dose = pd.read_csv(tables / "dose_response.csv")
-    assert set(dose["arm"]) == {"G", "random"} and set(dose["dose"]) == {50.0, 100.0}
     main = pd.read_csv(tables / "inhibitft_main.csv")
     assert (main.loc[main["condition"].str.startswith("rnd-"), "draws"] == 2).all()
     assert "relative_sd" in main.columns
 
 
 @pytest.mark.integration
-def test_training_replicates_train_apart_and_pool_in_the_tables(reference_run):  # noqa: F811
-    results, tables = reference_run.results, reference_run.results / "tables"
+def test_training_replicates_train_apart_and_pool_in_the_tables(extended_run):  # noqa: F811
+    results, tables = extended_run.results, extended_run.results / "tables"
     run = results / "tiny" / "right" / "crime_and_gun"
     adapter = "adapter/adapter_model.safetensors"
     for kind in ("ft", "ift-freeze_rows-n10", "rnd-freeze_rows-n10-s1"):
@@ -162,6 +161,35 @@ def test_training_replicates_train_apart_and_pool_in_the_tables(reference_run): 
     assert {"ft", "ft-t1", "rnd-freeze_rows-n10-s1-t1"} <= set(training["condition"])
     effect = pd.read_csv(tables / "inhibition_effect.csv")
     assert {"ift-freeze_rows-n10", "ift-freeze_rows-n10-t1"} <= set(effect["condition"])
+
+
+@pytest.mark.integration
+def test_the_controls_beyond_the_paper_each_reach_a_table_and_a_claim(extended_run):  # noqa: F811
+    results, tables = extended_run.results, extended_run.results / "tables"
+    run = results / "tiny" / "right" / "crime_and_gun"
+    # dose: the top half of G against random draws outside all of G
+    dose = pd.read_csv(tables / "dose_response.csv")
+    assert set(dose["arm"]) == {"G", "random"} and set(dose["dose"]) == {50.0, 100.0}
+    half = dose[(dose["arm"] == "G") & (dose["dose"] == 50.0)]["neurons"].item()
+    whole = dose[(dose["arm"] == "G") & (dose["dose"] == 100.0)]["neurons"].item()
+    assert 0 < half < whole
+    controls = pd.read_csv(tables / "patching_controls.csv")
+    assert set(controls["treated"]) == {"general", "top"} and (controls["overlap_total"] == 0).all()
+    # specificity: S_t on every other topic, one row per topic
+    crossed = [json.loads(line) for line in (run / "patch-crossed" / "ratings.jsonl").open()]
+    assert all(row["patched_topic"] != row["test_set"] for row in crossed)
+    specific = pd.read_csv(tables / "specificity.csv")
+    assert sorted(specific["topic"]) == sorted(["crime_and_gun", "race", "immigration"])
+    # the null fine-tune: neutral answers, as many as the political run's, and G_null
+    null_log = json.loads((run / "null" / "train" / "train_log.json").read_text())
+    ft_log = json.loads((run / "ft" / "train" / "train_log.json").read_text())
+    assert null_log["n_examples"] == ft_log["n_examples"] and null_log["config"] == ft_log["config"]
+    assert null_log["examples_from"] in ("topic", "pooled")
+    overlap = pd.read_csv(tables / "null_overlap.csv")
+    assert len(overlap) == 1 and 0 <= overlap["jaccard"].item() <= 1
+    claims = pd.read_csv(tables / "claims.csv")["claim"]
+    for claim in ("than null_general", "top 50% of G", "moves race more than"):
+        assert claims.str.contains(claim).any(), claim
 
 
 @pytest.mark.integration

@@ -284,6 +284,29 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     )
 
 
+# The tiny workflow with every control beyond the paper's (one run, apart from the reference
+# run, so the fault and determinism runs stay small): two training seeds, a dose of G, S_t on
+# the other topics, and the null fine-tune with G_null patched.
+EXTENDED_CONFIG = (
+    "training_seeds=2",
+    "null_finetune=true",
+    "patching={conditions: [general, specific, random, crossed, null_general], dose: [50]}",
+)
+
+
+@pytest.fixture(scope="session")
+def extended_run(tmp_path_factory, tiny_model_dir) -> Workdir:
+    """One run of the tiny workflow with EXTENDED_CONFIG. Read-only for its users."""
+
+    def run() -> Workdir:
+        work = make_workdir(tmp_path_factory.mktemp("extended"), tiny_model_dir, *EXTENDED_CONFIG)
+        proc = work.run()
+        assert proc.returncode == 0, work.explain(proc)
+        return work
+
+    return once_per_session("extended_run", run)
+
+
 @pytest.fixture(scope="session")
 def reference_run(tmp_path_factory, tiny_model_dir) -> Workdir:
     """One uninterrupted run of the whole tiny workflow, shared by the fault, determinism and
