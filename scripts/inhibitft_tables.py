@@ -9,7 +9,6 @@ from polneurons.io import read_json
 from polneurons.metrics import generalization_with_ci
 from polneurons.plots import ablation
 from polneurons.rule import rule_context
-from polneurons.runs import run_of_path
 from polneurons.tables import (
     ablation_curve,
     arm_counts,
@@ -18,6 +17,7 @@ from polneurons.tables import (
     collect_ratings,
     combine_reasons,
     control_table,
+    labelled_runs,
     loglik_shift,
     loglik_summary,
     with_arm_counts,
@@ -73,7 +73,7 @@ with rule_context(snakemake) as ctx:
     )
 
     ppl = pd.DataFrame(
-        [{**run_of_path(path), **read_json(path)} for path in snakemake.input.perplexity]
+        [{**run, **read_json(path)} for path, run in labelled_runs(snakemake.input.perplexity)]
     )
     write_table(
         ppl, out.ppl_csv, out.ppl_md, title="Perplexity on held-out neutral IdeoINST answers"

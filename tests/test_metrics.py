@@ -435,3 +435,45 @@ def test_inhibitft_tables_pool_training_replicates_then_draws():
     versus = tables["versus_random"]
     versus = versus[(versus["model"] == "m") & (versus["source"] == "a")]
     assert versus["CG_x"].tolist() == pytest.approx([realised["ift-x-n5"] - rnd])
+
+
+def test_seed_weights_resample_the_replicates_with_replacement_and_are_seeded():
+    from polneurons.metrics import seed_weights
+
+    weights = seed_weights(500, 3, seed=4)
+    assert weights.shape == (500, 3) and np.allclose(weights.sum(axis=1), 1)
+    assert np.allclose(weights * 3, np.round(weights * 3))  # counts of 0..3 draws, over 3
+    assert (weights == 0).any() and (weights == 1).any()  # some resamples repeat one replicate
+    assert np.array_equal(seed_weights(500, 3, seed=4), weights)
+    assert not np.array_equal(seed_weights(500, 3, seed=5), weights)
+
+
+def test_replicate_k_of_two_kinds_is_resampled_together():
+    """InhibitFT and its random control agree replicate by replicate while the replicates
+    disagree: resampling the seeds jointly gives their difference a CI of zero width (resampling
+    them apart would not)."""
+    n = 6
+    ratings = {("m", "base", "-", t): [L] * n for t in ("a", "b")}
+    per_seed = ([R] * n, [N] * n)
+    for kind in ("ftctl", "ift-x-n5", "rnd-x-n5-s0"):
+        for k, answers in enumerate(per_seed):
+            ratings[("m", f"{kind}-t{k}", "a", "a")] = answers
+            ratings[("m", f"{kind}-t{k}", "a", "b")] = answers
+    conditions = sorted({key[1] for key in ratings} - {"base"})
+    tables = generalization_with_ci(
+        ratings, ("a", "b"), conditions, ft_condition="ftctl", extra_sets=(), n_boot=200, seed=0
+    )
+    versus = tables["versus_random"].set_index(["model", "source"]).loc[("m", "a")]
+    assert versus[["CG_x", "CG_x_lo", "CG_x_hi"]].tolist() == [0.0, 0.0, 0.0]
+    cg = tables["tscg"].set_index("condition").loc["ift-x-n5"]
+    assert cg["CG_hi"] - cg["CG_lo"] > 0.5  # while each arm's own CI spans the seeds
+
+
+def test_a_missing_training_replicate_is_refused_not_averaged_over():
+    from polneurons.metrics import pool_replicates
+
+    frame = pd.DataFrame(
+        {"model": "m", "source": "a", "condition": ["ft-t0", "ft-t2"], "TS": [1.0, 0.0]}
+    )
+    with pytest.raises(DataError, match="training replicates"):
+        pool_replicates(frame, ["model", "source"])

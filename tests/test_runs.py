@@ -104,6 +104,9 @@ def test_builders_and_parsers_agree():
         "patch-dose-random-s0",
         "null-t1",
         "patch-null",
+        "ift-freeze_rows-n5-t0",
+        "rnd-freeze_rows-n5-s0-t0",
+        "ft-t01",
         "",
     ],
 )

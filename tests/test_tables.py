@@ -338,3 +338,30 @@ def test_specificity_is_the_shift_on_t_minus_the_shift_elsewhere_in_the_fine_tun
     for value in ("on_t", "on_others", "difference"):
         assert (table[f"{value}_lo"] <= table[value] + 1e-12).all()
         assert (table[value] <= table[f"{value}_hi"] + 1e-12).all()
+
+
+def test_the_loglik_summary_pools_draws_within_each_training_replicate():
+    rows = []
+    for condition, ts in (
+        ("ft-t0", 0.4),
+        ("ft-t1", 0.2),
+        ("rnd-x-n5-s0-t0", 0.1),
+        ("rnd-x-n5-s1-t0", 0.3),
+        ("rnd-x-n5-s0-t1", 0.5),
+        ("rnd-x-n5-s1-t1", 0.7),
+    ):
+        key = dict(model="m", leaning="right", source="a", condition=condition)
+        rows += [{**key, "topic": "TS_ll", "dS_ll": ts}, {**key, "topic": "CG_ll", "dS_ll": ts / 2}]
+    summary = tables.loglik_summary(pd.DataFrame(rows)).set_index("condition")
+    assert sorted(summary.index) == ["ft-t0", "ft-t1", "rnd-x-n5-t0", "rnd-x-n5-t1"]
+    assert summary.loc["rnd-x-n5-t0", "TS_ll"] == pytest.approx(0.2)
+    assert summary.loc["rnd-x-n5-t1", "TS_ll"] == pytest.approx(0.6)
+    assert (summary.loc[["rnd-x-n5-t0", "rnd-x-n5-t1"], "draws"] == 2).all()
+
+
+def test_a_reason_repeated_inside_joined_cells_is_listed_once():
+    """arm_counts joins each test set's own reason with the base model's: the base part used to
+    repeat once per test set."""
+    base = "base pct: no rated answers"
+    joined = tables.join_reasons([f"race: x; {base}", f"pct: y; {base}", "", base])
+    assert joined == f"race: x; {base}; pct: y"

@@ -291,7 +291,16 @@ def pool_replicates(frame: pd.DataFrame, keys: Sequence[str], seed: int | None =
     )
     by = ["condition", *keys]
     values = [c for c in part.select_dtypes("number").columns if c not in {*by, "_seed"}]
-    n_seeds = part.groupby("condition")["_seed"].transform("nunique").astype(int)
+    n_seeds = part.groupby("condition")["_seed"].transform("max").astype(int) + 1
+    seen = part.groupby(by, dropna=False)["_seed"].agg(lambda s: sorted(s.tolist()))
+    expected = part.assign(n=n_seeds).groupby(by, dropna=False)["n"].first()
+    gaps = [key for key, got in seen.items() if got != list(range(expected[key]))]
+    if gaps:
+        raise DataError(
+            f"training replicates missing or repeated for {gaps[:3]} (each kind needs -t0 .. "
+            "-t<K-1> on every row it has)",
+            "score every training replicate of a run on the same test sets",
+        )
     if "replicate" in part.columns and seed is not None:
         n_boot = int(frame["replicate"].max()) + 1
         weight = np.empty(len(part))

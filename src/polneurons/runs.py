@@ -79,7 +79,7 @@ KIND = rf"{TRAIN_KIND}|{PATCH_KIND}"
 _KIND = re.compile(
     r"((?P<family>ft|ftctl|null)"
     r"|(?P<arm>ift|rnd)-(?P<strategy>[a-z_]+)-n(?P<n>[0-9]+(\.[0-9]+)?)(-s(?P<idraw>[0-9]+))?)"
-    r"(-t(?P<replicate>[0-9]+))?"
+    r"(-t(?P<replicate>0|[1-9][0-9]*))?"
     r"|patch-(dose(?P<dose>[0-9]+(\.[0-9]+)?)(?P<dose_random>-random)?|(?P<set>[a-z_]+))"
     r"(-s(?P<pdraw>[0-9]+))?"
 )
@@ -133,11 +133,14 @@ def parse_kind(kind: str, pooled: bool = False) -> Kind:
     draws under) and replicate 0 may be written -t0 (`seed_labels`)."""
     match = _KIND.fullmatch(kind)
     problem = match is None
-    if match and match["replicate"] is not None:
+    replicated = match is not None and match["replicate"] is not None
+    if replicated:
         problem = (int(match["replicate"]) == 0 and not pooled) or match["family"] == "null"
     if match and match["arm"]:
         drawn = match["idraw"] is not None
-        problem = drawn if match["arm"] == "ift" else not (drawn or pooled)
+        # a pooled label without its draw pools the replicates too: it never has a -t<k>
+        undrawn = not (drawn or (pooled and not replicated))
+        problem = problem or (drawn if match["arm"] == "ift" else undrawn)
     if match and (match["set"] or match["dose"]):
         drawn = match["pdraw"] is not None
         if match["set"] == "random" or match["dose_random"]:

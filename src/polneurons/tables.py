@@ -660,9 +660,18 @@ def loglik_summary(loglik: pd.DataFrame) -> pd.DataFrame:
         .reset_index()
         .rename_axis(columns=None)
     )
-    arm = ["model", "leaning", "source"]
-    return pool_draws(summary, arm).merge(
-        draw_spread(summary, arm), on=["condition", *arm], how="left"
+    # the draws are pooled within each training replicate (<draw kind>-t<k>)
+    parts = summary["condition"].map(split_replicate)
+    summary = summary.assign(
+        condition=[kind for kind, _ in parts],
+        training=["" if k is None else f"-t{k}" for _, k in parts],
+    )
+    keys = ["model", "leaning", "source", "training"]
+    pooled = pool_draws(summary, keys).merge(
+        draw_spread(summary, keys), on=["condition", *keys], how="left"
+    )
+    return pooled.assign(condition=pooled["condition"] + pooled["training"]).drop(
+        columns="training"
     )
 
 
