@@ -7,7 +7,7 @@ MIRROR ?=
 CORES ?= all
 MIRROR_CONFIG := $(if $(MIRROR),--config 'data={mirror: $(abspath $(MIRROR))}',)
 
-.PHONY: setup run test lint report
+.PHONY: setup run test lint report cpu-study
 
 setup: $(VENV)/.installed
 
@@ -33,3 +33,20 @@ lint: setup
 
 test: setup lint
 	$(BIN)/pytest -ra
+
+# The CPU study (README "CPU study"): the variant recipe, then the paper's contrast formula on the
+# same fine-tunes. The runs that do not depend on the PNLAC recipe (data, model, judge, the base
+# model's and each vanilla run's training, answers and scores) are hard-linked from the first
+# results into the second instead of being recomputed.
+STUDY := results/cpu-study
+STUDY_RUN := ft/train ft/generations.jsonl ft/health.json ft/loglik.csv ft/perplexity.json ft/ratings.jsonl ft/scores.csv
+cpu-study: setup
+	$(BIN)/snakemake --cores $(CORES) --configfile configs/cpu-study.yaml $(MIRROR_CONFIG)
+	mkdir -p $(STUDY)/paper-formula/smollm2
+	cp -aln $(addprefix $(STUDY)/variant/,data models judge) $(STUDY)/paper-formula/
+	cp -aln $(STUDY)/variant/smollm2/base $(STUDY)/paper-formula/smollm2/
+	for run in $(STUDY)/variant/smollm2/right/*; do \
+	  to=$(STUDY)/paper-formula/smollm2/right/$$(basename $$run); mkdir -p $$to/ft; \
+	  for f in $(STUDY_RUN); do cp -aln $$run/$$f $$to/ft/; done; \
+	done
+	$(BIN)/snakemake --cores $(CORES) --configfile configs/cpu-study.yaml configs/cpu-study-paper-formula.yaml $(MIRROR_CONFIG)
