@@ -300,7 +300,7 @@ def extended_run(tmp_path_factory, tiny_model_dir) -> Workdir:
 
     def run() -> Workdir:
         work = make_workdir(tmp_path_factory.mktemp("extended"), tiny_model_dir, *EXTENDED_CONFIG)
-        proc = work.run()
+        proc = work.run(timeout=2 * RUN_TIMEOUT_S)  # about twice the reference run's jobs
         assert proc.returncode == 0, work.explain(proc)
         return work
 
