@@ -164,6 +164,7 @@ def test_runs_killed_at_four_points_resume_to_the_reference_tables(resumed_run, 
         "tables/loglik_shift.csv",
         "tables/neuron_sets.csv",
         "tables/general_overlap.csv",
+        "tables/null_overlap.csv",  # empty: the tiny run has no null fine-tune
         "tables/judge_agreement.csv",
     }
     assert resumed == {name: reference[name] for name in resumed}
@@ -190,7 +191,7 @@ def test_truncated_dump_shard_is_refused_then_recomputed_once_removed(resumed_ru
     refused = work.run(neurons, "--forcerun", "localize_neurons", KEEP_DUMPS, timeout=300)
     assert refused.returncode != 0
     line = assert_one_line_error(refused.output, "polneurons error:", shard.name, "sha256")
-    log = work.results / "logs" / "localize_neurons" / "tiny" / "right" / "crime_and_gun.log"
+    log = work.results / "logs" / "localize_neurons" / f"{RUN}.log"
     assert line in log.read_text()
 
     shutil.rmtree(dump)  # what the error tells the user to do
