@@ -153,6 +153,13 @@ class Pair:
     def label(self, leaning: str) -> str | None:
         return self.left_label if leaning == "left" else self.right_label
 
+    @property
+    def neutral(self) -> str | None:
+        """The answer GPT-4 labelled neutral (the left one if both are), or None."""
+        if "neutral" not in (self.left_label, self.right_label):
+            return None
+        return self.left if self.left_label == "neutral" else self.right
+
 
 def load_pairs(data_dir: str | Path, topic: str) -> list[Pair]:
     """IdeoINST's left and right files of a topic, checked to pair the same instructions in order."""
@@ -279,7 +286,7 @@ def topic_pools(
     rng = random.Random(f"{seed}-{pairs[0].topic if pairs else ''}")
     rng.shuffle(outside)
     loglik, rest = outside[: sizes["loglik_pairs"]], outside[sizes["loglik_pairs"] :]
-    neutral = [p for p in rest if "neutral" in (p.left_label, p.right_label)]
+    neutral = [p for p in rest if p.neutral is not None]
     neutral = neutral[: sizes["perplexity_texts"]]
     held = {p.index for p in neutral}
     rest = [p for p in rest if p.index not in held]
@@ -298,7 +305,7 @@ def topic_pools(
     return TopicPools(
         train=sorted(train, key=lambda p: p.index),
         loglik=loglik,
-        perplexity=[p.left if p.left_label == "neutral" else p.right for p in neutral],
+        perplexity=[p.neutral for p in neutral],
         localize=[p.instruction for p in localize],
         judge=judge,
         leaks=() if sizes["holdout_eval"] else ("evaluation instructions are trained on",),
@@ -324,11 +331,7 @@ def training_examples(
 def neutral_answers(split: TopicPools) -> list[tuple[str, str]]:
     """(instruction, answer) of every neutral-labelled answer in a topic's training pool (the
     perplexity texts are already outside it)."""
-    return [
-        (p.instruction, p.left if p.left_label == "neutral" else p.right)
-        for p in split.train
-        if "neutral" in (p.left_label, p.right_label)
-    ]
+    return [(p.instruction, p.neutral) for p in split.train if p.neutral is not None]
 
 
 def null_examples(
