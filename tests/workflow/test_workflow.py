@@ -68,13 +68,16 @@ def test_embedded_default_dry_run_trains_and_patches_only_what_its_budget_lists(
     assert proc.returncode == 0, out[-3000:]
     # every trained run's output is <results>/<model>/<lean>/<src>/<kind>/train
     trained = set(re.findall(r"^\s+output: \S+/([\w.-]+)/train$", out, re.M))
-    assert trained == {"ft", "ift-freeze_rows-n5", "ift-freeze_rows-n15", "rnd-freeze_rows-n5-s0"}
+    assert trained == {"ft", "ift-freeze_rows-n5", "rnd-freeze_rows-n5-s0"}
     patched = set(re.findall(r"^\s+output: \S+/(\w+/patch-[\w-]+)/generations\.jsonl$", out, re.M))
     config = validate_config(yaml.safe_load((REPO / "config.yaml").read_text()))
-    sources = config["patching"]["source_topics"]
-    assert sources == ["crime_and_gun"]  # the budget patches one source topic's run
-    assert patched == {f"{src}/{kind}" for src in sources for kind in runs.patch_kinds(config)}
-    assert {"crime_and_gun/patch-all", "crime_and_gun/patch-complement"} <= patched
+    assert config["source_topics"] == ["crime_and_gun"]  # the budget fine-tunes one source topic
+    assert patched == {f"crime_and_gun/{kind}" for kind in runs.patch_kinds(config)}
+    # G, S_t, G's random control and the dose with its own random control; no ceiling runs
+    assert patched == {
+        f"crime_and_gun/patch-{c}"
+        for c in ["general", "specific", "random-s0", "dose30", "dose30-random-s0"]
+    }
 
 
 @pytest.mark.integration
