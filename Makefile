@@ -7,7 +7,7 @@ MIRROR ?=
 CORES ?= all
 MIRROR_CONFIG := $(if $(MIRROR),--config 'data={mirror: $(abspath $(MIRROR))}',)
 
-.PHONY: setup run test lint report cpu-study
+.PHONY: setup run test lint report cpu-study cpu-study-controls
 
 setup: $(VENV)/.installed
 
@@ -50,3 +50,8 @@ cpu-study: setup
 	  for f in $(STUDY_RUN); do cp -aln $$run/$$f $$to/ft/; done; \
 	done
 	$(BIN)/snakemake --cores $(CORES) --configfile configs/cpu-study.yaml configs/cpu-study-paper-formula.yaml $(MIRROR_CONFIG)
+
+# The controls beyond the paper (configs/cpu-study-controls.yaml) on the variant study's runs:
+# run after cpu-study; only the new runs (replicates, null fine-tune, doses, crossed) are computed.
+cpu-study-controls: setup
+	$(BIN)/snakemake --cores $(CORES) --configfile configs/cpu-study.yaml configs/cpu-study-controls.yaml $(MIRROR_CONFIG)
