@@ -63,7 +63,7 @@ with rule_context(snakemake) as ctx:
         versus[front + [c for c in versus.columns if c not in front]],
         out.versus_csv,
         out.versus_md,
-        title="InhibitFT minus its random control (paired bootstrap CIs)",
+        title="InhibitFT minus each of its controls, random and null (paired bootstrap CIs)",
     )
 
     loglik = loglik_shift(collect_loglik(snakemake.input.loglik), p.topics, **boot)

@@ -19,15 +19,16 @@ p, inp = snakemake.params, snakemake.input
 controls = {tuple(Path(path).parts[-6:-2]): path for path in inp.control}
 with rule_context(snakemake) as ctx:
     rows = []
-    for (model, leaning, source, kind), run_dump, vanilla_dump, neurons in zip(
-        p.runs, inp.run, inp.vanilla, inp.neurons, strict=True
+    for (model, leaning, source, kind), run_dump, vanilla_dump, neurons, inhibited_from in zip(
+        p.runs, inp.run, inp.vanilla, inp.neurons, inp.inhibited_from, strict=True
     ):
         parsed = parse_kind(kind)
         general = load_general(neurons, p.site)
         if parsed.is_control:
             inhibited = NeuronSet.load(controls[(model, leaning, source, parsed.first)])
         else:
-            inhibited = inhibited_set(neurons, n=parsed.n, of=p.of, site=p.site)
+            # F_n of G, or of G_null for the null control (nift-...)
+            inhibited = inhibited_set(inhibited_from, n=parsed.n, of=p.of, site=p.site)
         moved = inhibition_effect(
             topic_contrast(run_dump, "rms"), topic_contrast(vanilla_dump, "rms"), inhibited, general
         )

@@ -107,6 +107,8 @@ def test_builders_and_parsers_agree():
         "ift-freeze_rows-n5-t0",
         "rnd-freeze_rows-n5-s0-t0",
         "ft-t01",
+        "nift-freeze_rows-n5-s0",
+        "nift-freeze_rows",
         "",
     ],
 )
@@ -243,4 +245,38 @@ def test_the_null_fine_tune_is_a_trained_kind_localized_like_ft_and_never_replic
     raw["null_finetune"] = False
     raw["patching"]["conditions"] = ["general", "null_general"]
     with pytest.raises(ConfigError, match="null_finetune"):
+        validate_config(raw)
+
+
+def test_the_null_control_inhibits_g_nulls_f_n_and_is_paired_with_inhibitft():
+    raw = yaml.safe_load((REPO / "config.yaml").read_text()) | {"null_finetune": True}
+    raw["inhibitft"] |= {"null_control": True}
+    config = validate_config(raw | {"training_seeds": 2})
+    kinds = runs.inhibitft_kinds(config)
+    assert {"nift-freeze_rows-n5", "nift-freeze_rows-n5-t1"} <= set(kinds)
+    nift = runs.parse_kind("nift-freeze_rows-n5-t1")
+    assert nift.trained and not nift.is_control and nift.first == "nift-freeze_rows-n5"
+    assert re.fullmatch(runs.INHIBIT_KIND, "nift-freeze_rows-n5-t1")
+    # G_null's folder for the null control and the null patching set, the vanilla run's for G's
+    assert (
+        nift.localized_on == "null" and runs.parse_kind("patch-null_general").localized_on == "null"
+    )
+    for kind in ("ift-freeze_rows-n5", "rnd-freeze_rows-n5-s0", "patch-general", "patch-dose30"):
+        assert runs.parse_kind(kind).localized_on == "ft", kind
+    assert runs.parse_kind("null").localized_on is None
+    spec = runs.inhibit_spec("nift-freeze_rows-n5", config["inhibitft"], "mlp_output")
+    assert spec["n"] == 5 and not spec["random"]
+    assert runs.inhibitft_controls("ift-freeze_rows-n5") == [
+        "rnd-freeze_rows-n5",
+        "nift-freeze_rows-n5",
+    ]
+    assert runs.inhibitft_controls("nift-freeze_rows-n5") == []
+    assert runs.inhibitft_controls("ift-freeze_rows-n5-t1") == []  # replicates are pooled first
+    assert not any(k.startswith("nift") for k in runs.inhibitft_kinds(_config()))
+    raw["null_finetune"] = False
+    with pytest.raises(ConfigError, match="null_finetune") as err:
+        validate_config(raw)
+    assert "\n" not in str(err.value)
+    raw["null_finetune"], raw["inhibitft"]["null_control"] = True, [7]
+    with pytest.raises(ConfigError, match="inhibitft.null_control \\[7\\] are not among"):
         validate_config(raw)

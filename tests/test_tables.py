@@ -256,6 +256,17 @@ def test_the_claims_table_states_each_claim_its_control_and_a_verdict_by_its_rul
     assert random_row["control_value"] == pytest.approx(0.05)  # 0.2 - 0.15: random's own
     only_stance = tables.claims_table(tscg)
     assert len(only_stance) == 1
+    assert not table["claim"].str.contains("G_null").any()  # no null control ran
+
+    # the null control (F_n of G_null): its own row, the paired difference decides
+    null = {**run, "treated": "ift-freeze_rows-n5", "control": "nift-freeze_rows-n5"}
+    null |= {"relative": 0.12, "relative_lo": 0.02, "relative_hi": 0.22}
+    with_null = pd.concat([versus, pd.DataFrame([null])], ignore_index=True)
+    table = tables.claims_table(tscg, neuron_sets, patching, contrasts, inhibitft, with_null)
+    null_row = table[table["claim"].str.contains("more than on G_null")].squeeze()
+    assert null_row["control"] == "nift-freeze_rows-n5" and null_row["verdict"] == "holds"
+    assert null_row["control_value"] == pytest.approx(0.08)  # 0.2 - 0.12: the null control's own
+    assert verdict("3: InhibitFT at n = 5 cuts CG ") == "not shown"  # still against random
 
     # a dose of G against its random set, and S_t's specificity
     dose = [

@@ -283,12 +283,19 @@ def _check_semantics(config: dict) -> None:
             "patching.conditions has null_general but null_finetune is off",
             "set null_finetune: true (G_null comes from the null fine-tune)",
         )
-    sweep, control = config["inhibitft"]["n"], config["inhibitft"]["random_control"]
-    stray = [n for n in control if n not in sweep] if isinstance(control, list) else []
-    if stray:
+    sweep = config["inhibitft"]["n"]
+    for key in ("random_control", "null_control"):
+        control = config["inhibitft"][key]
+        stray = [n for n in control if n not in sweep] if isinstance(control, list) else []
+        if stray:
+            raise ConfigError(
+                f"inhibitft.{key} {stray} are not among inhibitft.n",
+                f"list only values of inhibitft.n (or set {key} to true or false)",
+            )
+    if config["inhibitft"]["null_control"] is not False and not config["null_finetune"]:
         raise ConfigError(
-            f"inhibitft.random_control {stray} are not among inhibitft.n",
-            "list only values of inhibitft.n (or set random_control to true or false)",
+            "inhibitft.null_control is set but null_finetune is off",
+            "set null_finetune: true (the null control inhibits F_n of the null fine-tune's G_null)",
         )
     if config["inhibitft"]["enabled"]:
         from polneurons.inhibit import inhibition_problem

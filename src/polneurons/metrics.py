@@ -504,8 +504,9 @@ def generalization_with_ci(
     """From per-prompt ratings {(model, condition, source, test_set): [rating, ...]}:
     {"scores", "delta", "tscg", "mitigation"} tables, each value with _lo/_hi bootstrap CI columns
     ("mitigation" only when x_conditions are given), and "versus_random": each InhibitFT arm's
-    reductions minus those of its random control (same strategy and n), CIs from the paired
-    bootstrap (the same resampled prompts for both).
+    reductions minus those of each of its controls that ran (`runs.inhibitft_controls`: the
+    random control and the null control, same strategy and n), CIs from the paired bootstrap
+    (the same resampled prompts for both).
 
     In "mitigation" the draws of a random control (<kind>-s<k>) are one row under <kind>: the
     mean over draws (`draws` of them; its CI over prompts), and <value>_sd, the spread over
@@ -516,12 +517,12 @@ def generalization_with_ci(
     replicates, `seeds` of them, its CI from resampling replicates and prompts together, and
     in "delta" and "tscg" <value>_sd, the spread over replicates. "scores" keeps one row per
     replicate; an x_condition may be named with or without its replicate."""
-    from polneurons.runs import random_counterpart, split_draw, split_replicate
+    from polneurons.runs import inhibitft_controls, split_draw, split_replicate
 
     x_trained = [x for x in dict.fromkeys(split_replicate(x)[0] for x in x_conditions)]
     x_trained = [x for x in x_trained if x != ft_condition]
     pooled_x = list(dict.fromkeys(split_draw(x)[0] for x in x_trained))
-    pairs = [(x, random_counterpart(x)) for x in pooled_x if random_counterpart(x) in pooled_x]
+    pairs = [(x, c) for x in pooled_x for c in inhibitft_controls(x) if c in pooled_x]
     compared = ["CG_x", "relative", "absolute", "ts_kept"]
 
     def tables(scores: pd.DataFrame) -> dict[str, pd.DataFrame]:

@@ -13,6 +13,8 @@ kind                                what it is                                 t
 ``null``                            null fine-tune: the same schedule and      yes
                                     count on neutral answers (G_null)
 ``ift-<strategy>-n<n>``             InhibitFT, F_n (top n% of G) inhibited     yes
+``nift-<strategy>-n<n>``            InhibitFT with F_n of G_null (the top n%   yes
+                                    of the null fine-tune's general set)
 ``rnd-<strategy>-n<n>-s<draw>``     InhibitFT on draw <draw> of a random set   yes
                                     the size of F_n, outside F_n
 ``patch-<set>``                     M0 with M_s's activations of one neuron    no
@@ -55,7 +57,7 @@ from pathlib import Path
 from polneurons.errors import ConfigError
 
 BASE = "base"
-TRAINED_FAMILIES = ("ft", "ftctl", "null", "ift", "rnd")
+TRAINED_FAMILIES = ("ft", "ftctl", "null", "ift", "nift", "rnd")
 PATCH_SETS = ("general", "specific", "all", "complement", "crossed", "null_general")
 # Kind patterns (also the Snakemake wildcard constraints, so every rule file uses these)
 DRAW = r"-s[0-9]+"
@@ -67,7 +69,7 @@ def replicated(kinds: str) -> str:
     return rf"(?:{kinds})(?:{REPLICATE})?"
 
 
-INHIBIT_KIND = replicated(rf"ift-[a-z_]+-n[0-9.]+|rnd-[a-z_]+-n[0-9.]+{DRAW}")
+INHIBIT_KIND = replicated(rf"n?ift-[a-z_]+-n[0-9.]+|rnd-[a-z_]+-n[0-9.]+{DRAW}")
 VANILLA_KIND = rf"{replicated('ft|ftctl')}|null"
 TRAIN_KIND = rf"{VANILLA_KIND}|{INHIBIT_KIND}"
 DOSE = r"dose[0-9]+(?:\.[0-9]+)?"  # the top x% of G by score (patching.dose)
@@ -78,7 +80,7 @@ KIND = rf"{TRAIN_KIND}|{PATCH_KIND}"
 
 _KIND = re.compile(
     r"((?P<family>ft|ftctl|null)"
-    r"|(?P<arm>ift|rnd)-(?P<strategy>[a-z_]+)-n(?P<n>[0-9]+(\.[0-9]+)?)(-s(?P<idraw>[0-9]+))?)"
+    r"|(?P<arm>ift|nift|rnd)-(?P<strategy>[a-z_]+)-n(?P<n>[0-9]+(\.[0-9]+)?)(-s(?P<idraw>[0-9]+))?)"
     r"(-t(?P<replicate>0|[1-9][0-9]*))?"
     r"|patch-(dose(?P<dose>[0-9]+(\.[0-9]+)?)(?P<dose_random>-random)?|(?P<set>[a-z_]+))"
     r"(-s(?P<pdraw>[0-9]+))?"
@@ -87,7 +89,7 @@ _KIND = re.compile(
 
 @dataclass(frozen=True)
 class Kind:
-    """One run kind, parsed: `family` is ft, ftctl, ift, rnd or patch."""
+    """One run kind, parsed: `family` is ft, ftctl, null, ift, nift, rnd or patch."""
 
     text: str
     family: str
@@ -124,7 +126,20 @@ class Kind:
     @property
     def needs_neurons(self) -> bool:
         """Whether the run takes the localized neurons of the source's vanilla run."""
-        return self.family in ("ift", "rnd", "patch")
+        return self.family in ("ift", "nift", "rnd", "patch")
+
+    @property
+    def localized_on(self) -> str | None:
+        """The localized run whose neurons this kind takes (`localized_kinds`): null for the
+        kinds of G_null (nift-..., patch-null_general), ft for every other kind that takes
+        neurons, None for the rest.
+
+        >>> parse_kind("nift-freeze_rows-n5").localized_on, parse_kind("patch-general").localized_on
+        ('null', 'ft')
+        """
+        if not self.needs_neurons:
+            return None
+        return "null" if self.family == "nift" or self.patched == "null_general" else "ft"
 
 
 def parse_kind(kind: str, pooled: bool = False) -> Kind:
@@ -140,7 +155,7 @@ def parse_kind(kind: str, pooled: bool = False) -> Kind:
         drawn = match["idraw"] is not None
         # a pooled label without its draw pools the replicates too: it never has a -t<k>
         undrawn = not (drawn or (pooled and not replicated))
-        problem = problem or (drawn if match["arm"] == "ift" else undrawn)
+        problem = problem or (undrawn if match["arm"] == "rnd" else drawn)
     if match and (match["set"] or match["dose"]):
         drawn = match["pdraw"] is not None
         if match["set"] == "random" or match["dose_random"]:
@@ -150,7 +165,8 @@ def parse_kind(kind: str, pooled: bool = False) -> Kind:
     if problem:
         raise ConfigError(
             f"{kind!r} is not a run kind",
-            "use ft, ftctl, ift-<strategy>-n<n>, rnd-<strategy>-n<n>-s<draw> (each may end in "
+            "use ft, ftctl, null, ift-<strategy>-n<n>, nift-<strategy>-n<n>, "
+            "rnd-<strategy>-n<n>-s<draw> (the trained ones but null may end in "
             f"-t<replicate>), patch-<{'|'.join(PATCH_SETS)}>, patch-random-s<draw>, "
             "patch-dose<x> or patch-dose<x>-random-s<draw>",
         )
@@ -281,8 +297,11 @@ def seed_labels(conditions) -> dict[str, str]:
     return {c: f"{c}-t0" if c in replicated_kinds else c for c in conditions}
 
 
-def inhibit_kind(strategy: str, n: float, draw: int | None = None) -> str:
-    """ift-<strategy>-n<n>, or with a draw the random control rnd-<strategy>-n<n>-s<draw>."""
+def inhibit_kind(strategy: str, n: float, draw: int | None = None, null: bool = False) -> str:
+    """ift-<strategy>-n<n>; with a draw the random control rnd-<strategy>-n<n>-s<draw>; with
+    `null` the null control nift-<strategy>-n<n> (F_n of G_null)."""
+    if null:
+        return f"nift-{strategy}-n{format_n(n)}"
     if draw is None:
         return f"ift-{strategy}-n{format_n(n)}"
     return with_draw(f"rnd-{strategy}-n{format_n(n)}", draw)
@@ -305,6 +324,22 @@ def random_counterpart(kind: str) -> str | None:
     return None
 
 
+def inhibitft_controls(kind: str) -> list[str]:
+    """The pooled controls an InhibitFT kind is compared with, paired (method.md: InhibitFT):
+    its random control and its null control (the same n% of G_null); [] for any other kind.
+
+    >>> inhibitft_controls("ift-freeze_rows-n5")
+    ['rnd-freeze_rows-n5', 'nift-freeze_rows-n5']
+    """
+    try:
+        parsed = parse_kind(kind, pooled=True)
+    except ConfigError:
+        return []
+    if parsed.family != "ift" or parsed.text != parsed.first:
+        return []
+    return [random_counterpart(kind), inhibit_kind(parsed.strategy, parsed.n, null=True)]
+
+
 def patch_kind(patched: str, draw: int | None = None) -> str:
     """patch-<set>, or with a draw patch-random-s<draw>."""
     return f"patch-{patched}" if draw is None else with_draw(f"patch-{patched}", draw)
@@ -325,10 +360,11 @@ def control_draws(config: dict) -> list[int]:
     return list(range(config["controls"]["seeds"]))
 
 
-def random_control_at(inhibitft: dict, n: float) -> bool:
-    """Whether InhibitFT at n% also trains the random-inhibition control (inhibitft.random_control)."""
-    control = inhibitft["random_control"]
-    return control if isinstance(control, bool) else n in control
+def random_control_at(inhibitft: dict, n: float, control: str = "random_control") -> bool:
+    """Whether InhibitFT at n% also trains the random-inhibition control (inhibitft.random_control),
+    or with control="null_control" the null control (inhibitft.null_control)."""
+    at = inhibitft[control]
+    return at if isinstance(at, bool) else n in at
 
 
 def localized_kinds(config: dict) -> list[str]:
@@ -353,6 +389,8 @@ def inhibitft_kinds(config: dict) -> list[str]:
             kinds.append(inhibit_kind(strategy, n))
             if random_control_at(ift, n):
                 kinds += [inhibit_kind(strategy, n, k) for k in control_draws(config)]
+            if random_control_at(ift, n, "null_control"):
+                kinds.append(inhibit_kind(strategy, n, null=True))
     return replicate_kinds(config, kinds)
 
 
@@ -393,12 +431,13 @@ def run_pattern(config: dict, kinds: str = KIND) -> str:
 
 
 def inhibit_spec(kind: str, inhibitft: dict, site: str) -> dict:
-    """What an InhibitFT kind (ift-<strategy>-n<n>, rnd-<strategy>-n<n>-s<draw>) inhibits."""
+    """What an InhibitFT kind (ift-<strategy>-n<n>, nift-<strategy>-n<n>,
+    rnd-<strategy>-n<n>-s<draw>) inhibits; nift takes its F_n from G_null (`Kind.localized_on`)."""
     parsed = parse_kind(kind)
-    if parsed.family not in ("ift", "rnd"):
+    if parsed.family not in ("ift", "nift", "rnd"):
         raise ConfigError(
             f"{kind!r} is not an InhibitFT run kind",
-            "use ift-<strategy>-n<n> or rnd-<strategy>-n<n>-s<draw>",
+            "use ift-<strategy>-n<n>, nift-<strategy>-n<n> or rnd-<strategy>-n<n>-s<draw>",
         )
     spec = {
         "strategy": parsed.strategy,

@@ -677,7 +677,7 @@ def loglik_summary(loglik: pd.DataFrame) -> pd.DataFrame:
 
 def ablation_curve(main: pd.DataFrame, control: str) -> pd.DataFrame:
     """The points of the ablation figure from the InhibitFT main table: per model (source
-    "mean"), CG and TS of each InhibitFT and random arm against n, with CIs, and the vanilla
+    "mean"), CG and TS of each InhibitFT, null-control and random arm against n, with CIs, and the vanilla
     control's value (n NaN: a horizontal line)."""
     from polneurons.runs import parse_kind
 
@@ -685,7 +685,8 @@ def ablation_curve(main: pd.DataFrame, control: str) -> pd.DataFrame:
     per_model = main[(main["source"] == "mean") & (main["model"] != "mean")]
     for _, row in per_model.iterrows():
         kind = parse_kind(row["condition"], pooled=True)
-        label = f"{'InhibitFT' if kind.family == 'ift' else 'random'} ({kind.strategy})"
+        arm = {"ift": "InhibitFT", "nift": "InhibitFT on G_null", "rnd": "random"}[kind.family]
+        label = f"{arm} ({kind.strategy})"
         for metric in ("CG", "TS"):
             curve.append(
                 {
@@ -838,7 +839,7 @@ def claims_table(
                 )
             )
     if inhibitft is not None:
-        from polneurons.runs import parse_kind
+        from polneurons.runs import inhibitft_controls, parse_kind
 
         def at_headline(frame, column):
             kinds = frame[column].map(lambda k: parse_kind(k, pooled=True))
@@ -846,12 +847,13 @@ def claims_table(
 
         runs = inhibitft[inhibitft["source"] != "mean"]
         paired = (
-            versus.set_index(["model", "leaning", "source", "treated"])
+            versus.set_index(["model", "leaning", "source", "treated", "control"])
             if versus is not None
             else None
         )
         for _, r in at_headline(runs, "condition").iterrows():
-            key = (r["model"], r["leaning"], r["source"], r["condition"])
+            random, null = inhibitft_controls(r["condition"])
+            key = (r["model"], r["leaning"], r["source"], r["condition"], random)
             has_control = paired is not None and key in paired.index
             d = paired.loc[key] if has_control else None
             cut = interval_verdict(r["relative_lo"], r["relative_hi"])
@@ -863,7 +865,7 @@ def claims_table(
                     f"3: InhibitFT at n = {headline_n:g} cuts CG (relative reduction; paper ~0.2)",
                     r,
                     (r["relative"], r["relative_lo"], r["relative_hi"]),
-                    control=d["control"] if has_control else "",
+                    control=random if has_control else "",
                     control_value=(r["relative"] - d["relative"]) if has_control else None,
                     diff=(d["relative"], d["relative_lo"], d["relative_hi"])
                     if has_control
@@ -877,6 +879,22 @@ def claims_table(
                     else beats,
                 )
             )
+            null_key = (*key[:4], null)
+            if paired is not None and null_key in paired.index:
+                d = paired.loc[null_key]
+                rows.append(
+                    _claim(
+                        f"3: InhibitFT at n = {headline_n:g} on G cuts CG more than on G_null",
+                        r,
+                        (r["relative"], r["relative_lo"], r["relative_hi"]),
+                        control=null,
+                        control_value=r["relative"] - d["relative"],
+                        diff=(d["relative"], d["relative_lo"], d["relative_hi"]),
+                        rule="holds if the paired CI of InhibitFT minus the null control lies "
+                        "above 0",
+                        verdict=interval_verdict(d["relative_lo"], d["relative_hi"]),
+                    )
+                )
             rows.append(
                 _claim(
                     f"3: InhibitFT at n = {headline_n:g} keeps TS (TS_X / TS_FT)",

@@ -22,6 +22,7 @@ from workflow_helpers import (  # noqa: F401
 
 from polneurons import runs
 from polneurons.config import validate_config
+from polneurons.neuron_store import inhibited_set
 
 
 def snakemake(*args, cwd=REPO, timeout=600):
@@ -190,8 +191,21 @@ def test_the_controls_beyond_the_paper_each_reach_a_table_and_a_claim(extended_r
     assert null_log["examples_from"] in ("topic", "pooled")
     overlap = pd.read_csv(tables / "null_overlap.csv")
     assert len(overlap) == 1 and 0 <= overlap["jaccard"].item() <= 1
+    # the null control: InhibitFT on F_n of G_null, trained in each replicate, paired with InhibitFT
+    nift = "nift-freeze_rows-n10"  # tiny.yaml: inhibitft.n [10]
+    assert (run / nift / "train").is_dir() and (run / f"{nift}-t1" / "train").is_dir()
+    inhibited = json.loads((run / nift / "train" / "train_log.json").read_text())["inhibit"]
+    f_null = inhibited_set(run / "null" / "neurons", n=10, of="general", site=inhibited["site"])
+    by_layer = {str(layer): len(index) for layer, index in f_null.by_layer().items()}
+    assert inhibited["neurons_per_layer"] == by_layer and sum(by_layer.values()) > 0
+    main = pd.read_csv(tables / "inhibitft_main.csv")
+    assert (main.loc[main["condition"] == nift, "seeds"] == 2).all()
+    versus = pd.read_csv(tables / "inhibitft_vs_random.csv")
+    assert set(versus["control"]) == {"rnd-freeze_rows-n10", nift}
+    effect = pd.read_csv(tables / "inhibition_effect.csv")
+    assert nift in set(effect["condition"])
     claims = pd.read_csv(tables / "claims.csv")["claim"]
-    for claim in ("than null_general", "top 50% of G", "moves race more than"):
+    for claim in ("than null_general", "top 50% of G", "moves race more than", "than on G_null"):
         assert claims.str.contains(claim).any(), claim
 
 

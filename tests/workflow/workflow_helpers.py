@@ -291,6 +291,7 @@ EXTENDED_CONFIG = (
     "training_seeds=2",
     "null_finetune=true",
     "patching={conditions: [general, specific, random, crossed, null_general], dose: [50]}",
+    "inhibitft={null_control: true}",
 )
 
 

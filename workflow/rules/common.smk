@@ -72,6 +72,17 @@ def adapter_of(wc):
     return f"{RES}/{wc.model}/{wc.run}/train"
 
 
+def neurons_of(kind):
+    """The localized neurons a run of this kind takes: G_null's folder (the null fine-tune's)
+    for the kinds of G_null, the vanilla run's otherwise (runs.Kind.localized_on)."""
+
+    def inputs(wc):
+        localized = runs.parse_kind(kind(wc)).localized_on
+        return f"{RES}/{wc.model}/{wc.lean}/{wc.src}/{localized}/neurons"
+
+    return inputs
+
+
 def control_of(kind):
     """The drawn random-control neurons a run of this kind uses (none for other kinds); every
     training replicate of a draw uses the draw's one set."""
@@ -272,16 +283,24 @@ def inhibition_effect_runs():
 
 def inhibition_effect_inputs(wc):
     """Per InhibitFT run: its dump and its vanilla control's on the source topic, the neurons
-    of the source's vanilla run and, for a random control, its drawn set (flat, in run order).
-    A training replicate is compared with the same replicate of the vanilla control.
+    of the source's vanilla run (G), those F_n is taken from (G's; G_null's for the null
+    control) and, for a random control, its drawn set (flat, in run order). A training
+    replicate is compared with the same replicate of the vanilla control.
     """
-    inputs = {"run": [], "vanilla": [], "neurons": [], "control": []}
+    inputs = {
+        "run": [],
+        "vanilla": [],
+        "neurons": [],
+        "inhibited_from": [],
+        "control": [],
+    }
     for m, lean, src, kind in inhibition_effect_runs():
         run, parsed = f"{RES}/{m}/{lean}/{src}", runs.parse_kind(kind)
         vanilla = runs.with_replicate(CONTROL_KIND, parsed.replicate)
         inputs["run"].append(f"{run}/{kind}/moved/{src}")
         inputs["vanilla"].append(f"{run}/{vanilla}/moved/{src}")
         inputs["neurons"].append(f"{run}/ft/neurons")
+        inputs["inhibited_from"].append(f"{run}/{parsed.localized_on}/neurons")
         if parsed.is_control:
             inputs["control"].append(f"{run}/{parsed.first}/control/neurons.pt")
     return inputs

@@ -34,7 +34,7 @@ rule inhibitft:
     input:
         model=model_record,
         files=rules.download_data.output.files,
-        neurons=f"{RES}/{{model}}/{{lean}}/{{src}}/ft/neurons",
+        neurons=neurons_of(lambda wc: wc.kind),
         control=control_of(lambda wc: wc.kind),
     output:
         train=directory(protected(f"{RES}/{{model}}/{{lean}}/{{src}}/{{kind}}/train")),

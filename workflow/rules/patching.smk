@@ -6,11 +6,7 @@ rule patch_generate:
         model=model_record,
         files=rules.download_data.output.files,
         adapter=f"{RES}/{{model}}/{{lean}}/{{src}}/ft/train",
-        # G_null's folder for the null condition, the vanilla run's otherwise
-        neurons=lambda wc: (
-            f"{RES}/{wc.model}/{wc.lean}/{wc.src}/"
-            f"{'null' if wc.condition == 'null_general' else 'ft'}/neurons"
-        ),
+        neurons=neurons_of(lambda wc: runs.patch_kind(wc.condition)),
         control=control_of(lambda wc: runs.patch_kind(wc.condition)),
     output:
         generations=f"{RES}/{{model}}/{{lean}}/{{src}}/patch-{{condition}}/generations.jsonl",
