@@ -78,9 +78,20 @@ def test_random_control_is_every_n_no_n_or_the_listed_n(control, expected):
     assert {n: random_control_at(ift, n) for n in (5, 15)} == expected
 
 
+def test_command_line_strings_under_either_form_of_a_control_key_read_as_the_schema_wants():
+    # snakemake reads --config 'inhibitft={random_control: true, n: [5, 15]}' as strings
+    cfg = yaml.safe_load((REPO / "config.yaml").read_text()) | {"null_finetune": "true"}
+    cfg["inhibitft"].update(n=["5", "15"], random_control="true", null_control=["15"])
+    ift = validate_config(cfg)["inhibitft"]
+    assert ift["random_control"] is True and ift["null_control"] == [15] and ift["n"] == [5, 15]
+    cfg["inhibitft"].update(n=[5, 15], random_control="7")
+    with pytest.raises(ConfigError, match="inhibitft.random_control"):
+        validate_config(cfg)
+
+
 @pytest.mark.parametrize(
     ("control", "words"),
-    [([7], "not among inhibitft.n"), ("yes", "true or false or a list"), ([], "at least 1")],
+    [([7], "not among inhibitft.n"), ("sometimes", "true or false or a list"), ([], "at least 1")],
 )
 def test_random_control_outside_the_sweep_or_malformed_is_refused_in_one_line(control, words):
     cfg = yaml.safe_load((REPO / "config.yaml").read_text())

@@ -158,6 +158,7 @@ def test_each_dose_of_g_is_contrasted_with_its_own_random_set():
         ("patch-dose30", "t", "a"): 0.3,
         ("patch-dose30-random", "t", "a"): 0.1,
         ("patch-dose10", "t", "a"): 0.2,
+        ("patch-null_general", "t", "a"): 0.4,
     }
     point = _scores(values)
     reps = pd.concat([_scores(values, r) for r in range(3)])
@@ -167,6 +168,7 @@ def test_each_dose_of_g_is_contrasted_with_its_own_random_set():
     recovered = tables.patching_recovered(point)
     sizes = {("m", "r", "t", c): n for c, n in [("patch-dose30", 3), ("patch-general", 10)]}
     sizes[("m", "r", "t", "patch-dose30-random")] = 3
+    sizes[("m", "r", "t", "patch-null_general")] = 8
     curve = tables.dose_curve(
         recovered.assign(leaning="r", recovered_lo=0.0, recovered_hi=1.0), sizes
     )
@@ -174,12 +176,13 @@ def test_each_dose_of_g_is_contrasted_with_its_own_random_set():
         "patch-dose10",
         "patch-dose30",
         "patch-general",
+        "patch-null_general",
         "patch-dose30-random",
     ]
-    assert curve["arm"].tolist() == ["G", "G", "G", "random"]
-    assert curve["dose"].tolist() == [10.0, 30.0, 100.0, 30.0]
-    assert curve["neurons"].tolist()[1:] == [3, 10, 3]  # dose10 has no patched run's size
-    assert curve["recovered"].tolist() == pytest.approx([0.2, 0.3, 0.6, 0.1])
+    assert curve["arm"].tolist() == ["G", "G", "G", "G_null", "random"]
+    assert curve["dose"].tolist() == [10.0, 30.0, 100.0, 100.0, 30.0]
+    assert curve["neurons"].tolist()[1:] == [3, 10, 8, 3]  # dose10 has no patched run's size
+    assert curve["recovered"].tolist() == pytest.approx([0.2, 0.3, 0.6, 0.4, 0.1])
 
 
 @pytest.mark.parametrize(

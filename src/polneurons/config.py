@@ -79,8 +79,17 @@ def _coerce_scalar(value: str, types: list[str]):
 
 def coerce_cli_strings(instance, schema: dict, root: dict):
     """Snakemake reads nested `--config 'key={a: 5}'` values as strings ('5', 'null', 'true');
-    turn them into the number, boolean or null the schema expects there."""
+    turn them into the number, boolean or null the schema expects there. Under a oneOf, the
+    first option that reads the value (a list only as an array option) wins."""
     schema = _resolve(schema, root)
+    if "oneOf" in schema:
+        for option in (_resolve(option, root) for option in schema["oneOf"]):
+            if isinstance(instance, list) != (option.get("type") == "array"):
+                continue
+            coerced = coerce_cli_strings(instance, option, root)
+            if not isinstance(coerced, str):
+                return coerced
+        return instance
     types = schema.get("type", [])
     types = [types] if isinstance(types, str) else list(types)
     if isinstance(instance, str):

@@ -453,8 +453,9 @@ def dose_curve(table: pd.DataFrame, sizes: dict) -> pd.DataFrame:
     """The dose-response of patching (method.md: Activation patching): per (model, leaning,
     source), the recovered share pooled over test sets (test_set "all", with its CI) of G's top
     x% (`patch-dose<x>`; G itself is x = 100) and of as many random neurons outside G (their
-    draws pooled), against the neurons patched (`sizes`: {(model, leaning, source, condition):
-    neurons}, a random draw's pooled condition included); the ceiling (`patch-all`) has x NaN.
+    draws pooled), and of G_null (`patch-null_general`, the null fine-tune's whole G), against
+    the neurons patched (`sizes`: {(model, leaning, source, condition): neurons}, a random
+    draw's pooled condition included); the ceiling (`patch-all`) has x NaN.
 
     >>> t = pd.DataFrame({"model": "m", "leaning": "r", "source": "s", "test_set": "all",
     ...     "condition": ["patch-dose30", "patch-general"], "recovered": [0.2, 0.5],
@@ -466,7 +467,7 @@ def dose_curve(table: pd.DataFrame, sizes: dict) -> pd.DataFrame:
     from polneurons.runs import parse_kind
 
     arms = {"patch-general": ("G", 100.0), "patch-random": ("random", 100.0)}
-    arms["patch-all"] = ("all (ceiling)", float("nan"))
+    arms |= {"patch-null_general": ("G_null", 100.0), "patch-all": ("all (ceiling)", float("nan"))}
     rows = []
     for row in table[table["test_set"] == "all"].itertuples(index=False):
         arm = arms.get(row.condition)

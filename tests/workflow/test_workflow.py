@@ -173,7 +173,7 @@ def test_the_controls_beyond_the_paper_each_reach_a_table_and_a_claim(extended_r
     run = results / "tiny" / "right" / "crime_and_gun"
     # dose: the top half of G against random draws outside all of G
     dose = pd.read_csv(tables / "dose_response.csv")
-    assert set(dose["arm"]) == {"G", "random"} and set(dose["dose"]) == {50.0, 100.0}
+    assert set(dose["arm"]) == {"G", "random", "G_null"} and set(dose["dose"]) == {50.0, 100.0}
     half = dose[(dose["arm"] == "G") & (dose["dose"] == 50.0)]["neurons"].item()
     whole = dose[(dose["arm"] == "G") & (dose["dose"] == 100.0)]["neurons"].item()
     assert 0 < half < whole
