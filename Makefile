@@ -52,6 +52,7 @@ cpu-study: setup
 	$(BIN)/snakemake --cores $(CORES) --configfile configs/cpu-study.yaml configs/cpu-study-paper-formula.yaml $(MIRROR_CONFIG)
 
 # The controls beyond the paper (configs/cpu-study-controls.yaml) on the variant study's runs:
-# run after cpu-study; only the new runs (replicates, null fine-tune, doses, crossed) are computed.
+# run after cpu-study; only the new runs are computed (training replicates, the null fine-tune,
+# the doses, crossed and null_general patching, InhibitFT's null control).
 cpu-study-controls: setup
 	$(BIN)/snakemake --cores $(CORES) --configfile configs/cpu-study.yaml configs/cpu-study-controls.yaml $(MIRROR_CONFIG)

@@ -33,7 +33,9 @@ with rule_context(snakemake, seed=seed) as ctx:
             neurons = NeuronSet.load(snakemake.input.control)
         else:
             spec = {key: p.inhibit[key] for key in ("n", "of", "site")}
-            neurons = inhibited_set(snakemake.input.neurons, **spec)
+            # F_n of G; the null control: as many neurons, the top of G_null
+            from_dir = snakemake.input.inhibited_from
+            neurons = inhibited_set(snakemake.input.neurons, **spec, from_dir=from_dir)
         ctx.log.info("inhibiting %d neurons (%s)", len(neurons), p.inhibit)
         inhibit = {
             "strategy": p.inhibit["strategy"],

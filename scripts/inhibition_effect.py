@@ -27,8 +27,9 @@ with rule_context(snakemake) as ctx:
         if parsed.is_control:
             inhibited = NeuronSet.load(controls[(model, leaning, source, parsed.first)])
         else:
-            # F_n of G, or of G_null for the null control (nift-...)
-            inhibited = inhibited_set(inhibited_from, n=parsed.n, of=p.of, site=p.site)
+            # F_n of G; the null control (nift-...): as many neurons, the top of G_null
+            spec = dict(n=parsed.n, of=p.of, site=p.site, from_dir=inhibited_from)
+            inhibited = inhibited_set(neurons, **spec)
         moved = inhibition_effect(
             topic_contrast(run_dump, "rms"), topic_contrast(vanilla_dump, "rms"), inhibited, general
         )

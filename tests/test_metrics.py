@@ -477,3 +477,26 @@ def test_a_missing_training_replicate_is_refused_not_averaged_over():
     )
     with pytest.raises(DataError, match="training replicates"):
         pool_replicates(frame, ["model", "source"])
+
+
+def test_inhibitft_is_paired_with_its_random_and_its_null_control_each_in_its_own_row():
+    n = 6
+    ratings = {("m", "base", "-", t): [L] * n for t in ("a", "b")}
+    cg_on_b = {"ftctl": [R] * n, "ift-x-n5": [R] * 3 + [N] * 3}
+    cg_on_b |= {"rnd-x-n5-s0": [R] * 4 + [N] * 2, "nift-x-n5": [R] * 5 + [N]}
+    for kind, on_b in cg_on_b.items():
+        ratings[("m", kind, "a", "a")] = [R] * n
+        ratings[("m", kind, "a", "b")] = on_b
+    conditions = sorted({key[1] for key in ratings} - {"base"})
+    tables = generalization_with_ci(
+        ratings, ("a", "b"), conditions, ft_condition="ftctl", extra_sets=(), n_boot=200, seed=0
+    )
+    versus = tables["versus_random"]
+    versus = versus[versus["source"] == "a"].set_index(["treated", "control"])
+    assert sorted(versus.index) == [("ift-x-n5", "nift-x-n5"), ("ift-x-n5", "rnd-x-n5")]
+    mitigation = tables["mitigation"].set_index("condition")
+    mitigation = mitigation[mitigation["source"] == "a"]
+    for control in ("rnd-x-n5", "nift-x-n5"):
+        expected = mitigation.loc["ift-x-n5", "relative"] - mitigation.loc[control, "relative"]
+        assert versus.loc[("ift-x-n5", control), "relative"] == pytest.approx(expected)
+    assert versus.loc[("ift-x-n5", "nift-x-n5"), "relative"] > 0  # the null control cut less

@@ -15,6 +15,7 @@ from polneurons.neurons import (
     localize,
     random_like,
     summary,
+    top_count,
     top_fraction,
     top_k_percent,
 )
@@ -193,6 +194,25 @@ def test_top_fraction_picks_the_highest_scores():
     assert len(top_fraction(general, 10, of="all", total_neurons=40)) == 4
     with pytest.raises(ConfigError):
         top_fraction(general, 100, of="all")  # 12 neurons asked, G holds 10
+
+
+def test_the_null_control_inhibits_as_many_neurons_as_f_n_the_top_of_g_null(tmp_path):
+    from polneurons.neuron_store import inhibited_set
+
+    general = neuron_set([(0, 0), (0, 1), (1, 0), (1, 1)], [4.0, 3.0, 2.0, 1.0])
+    g_null = neuron_set([(2, 0), (2, 1), (2, 2), (1, 3), (0, 3), (0, 2)], [1, 9, 2, 8, 3, 7])
+    for folder, neurons in (("ft", general), ("null", g_null)):
+        (tmp_path / folder).mkdir()
+        neurons.save(tmp_path / folder / "general.pt")
+    site = general.site
+    f_n = inhibited_set(tmp_path / "ft", n=50, of="general", site=site)  # 2 of G's 4
+    assert coords(f_n) == {(0, 0), (0, 1)}
+    null = inhibited_set(tmp_path / "ft", n=50, of="general", site=site, from_dir=tmp_path / "null")
+    assert coords(null) == {(2, 1), (1, 3)}  # as many as F_n (not 50% of G_null's 6), its top
+    same = inhibited_set(tmp_path / "ft", n=50, of="general", site=site, from_dir=tmp_path / "ft")
+    assert coords(same) == coords(f_n)
+    with pytest.raises(ConfigError, match="holds only"):
+        top_count(g_null, 7)
 
 
 def test_save_load_round_trip(tmp_path):

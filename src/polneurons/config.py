@@ -301,7 +301,10 @@ def _check_semantics(config: dict) -> None:
                 f"inhibitft.{key} {stray} are not among inhibitft.n",
                 f"list only values of inhibitft.n (or set {key} to true or false)",
             )
-    if config["inhibitft"]["null_control"] is not False and not config["null_finetune"]:
+    null_control = (
+        config["inhibitft"]["enabled"] and config["inhibitft"]["null_control"] is not False
+    )
+    if null_control and not config["null_finetune"]:
         raise ConfigError(
             "inhibitft.null_control is set but null_finetune is off",
             "set null_finetune: true (the null control inhibits F_n of the null fine-tune's G_null)",

@@ -21,6 +21,7 @@ from polneurons.neurons import (
     draw_seed,
     random_like,
     summary,
+    top_count,
     top_fraction,
 )
 
@@ -67,9 +68,15 @@ def load_summary(neurons_dir) -> dict:
     return read_json(Path(neurons_dir) / "summary.json")
 
 
-def inhibited_set(neurons_dir, *, n: float, of: str, site: str) -> NeuronSet:
-    """F_n: the top n% of G (method.md: InhibitFT)."""
-    return top_fraction(load_general(neurons_dir, site), n, of=of)
+def inhibited_set(neurons_dir, *, n: float, of: str, site: str, from_dir=None) -> NeuronSet:
+    """F_n: the top n% of G (method.md: InhibitFT).
+
+    G is read from `neurons_dir`, the vanilla run's folder. With `from_dir`, the null fine-tune's
+    folder, the null control's set instead: as many neurons as F_n, the top of G_null by score."""
+    f_n = top_fraction(load_general(neurons_dir, site), n, of=of)
+    if from_dir is None or Path(from_dir) == Path(neurons_dir):
+        return f_n
+    return top_count(load_general(from_dir, site), len(f_n))
 
 
 def patch_set(neurons_dir, condition: str, topic: str | None, *, site: str) -> NeuronSet:

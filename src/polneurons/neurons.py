@@ -347,6 +347,16 @@ def top_fraction(
             f"F_n needs {count} neurons ({n_percent}% of {base}) but G holds only {len(general)}",
             "lower n or k, or take n% of G (of='general')",
         )
+    return top_count(general, count)
+
+
+def top_count(general: NeuronSet, count: int) -> NeuronSet:
+    """The `count` highest-scoring neurons of a set (ties in the order of `_rank`)."""
+    if count > len(general):
+        raise ConfigError(
+            f"{count} neurons are needed but the set holds only {len(general)}",
+            "lower inhibitft.n or raise neurons.k",
+        )
     top = _rank(general.scores)[:count]
     return NeuronSet(
         general.layers[top],

@@ -13,8 +13,8 @@ kind                                what it is                                 t
 ``null``                            null fine-tune: the same schedule and      yes
                                     count on neutral answers (G_null)
 ``ift-<strategy>-n<n>``             InhibitFT, F_n (top n% of G) inhibited     yes
-``nift-<strategy>-n<n>``            InhibitFT with F_n of G_null (the top n%   yes
-                                    of the null fine-tune's general set)
+``nift-<strategy>-n<n>``            InhibitFT's null control: as many neurons  yes
+                                    as F_n inhibited, the top of G_null
 ``rnd-<strategy>-n<n>-s<draw>``     InhibitFT on draw <draw> of a random set   yes
                                     the size of F_n, outside F_n
 ``patch-<set>``                     M0 with M_s's activations of one neuron    no
@@ -299,7 +299,7 @@ def seed_labels(conditions) -> dict[str, str]:
 
 def inhibit_kind(strategy: str, n: float, draw: int | None = None, null: bool = False) -> str:
     """ift-<strategy>-n<n>; with a draw the random control rnd-<strategy>-n<n>-s<draw>; with
-    `null` the null control nift-<strategy>-n<n> (F_n of G_null)."""
+    `null` the null control nift-<strategy>-n<n> (as many neurons as F_n, the top of G_null)."""
     if null:
         return f"nift-{strategy}-n{format_n(n)}"
     if draw is None:
@@ -326,7 +326,7 @@ def random_counterpart(kind: str) -> str | None:
 
 def inhibitft_controls(kind: str) -> list[str]:
     """The pooled controls an InhibitFT kind is compared with, paired (method.md: InhibitFT):
-    its random control and its null control (the same n% of G_null); [] for any other kind.
+    its random control and its null control (as many of G_null's top neurons); [] otherwise.
 
     >>> inhibitft_controls("ift-freeze_rows-n5")
     ['rnd-freeze_rows-n5', 'nift-freeze_rows-n5']
@@ -446,6 +446,8 @@ def inhibit_spec(kind: str, inhibitft: dict, site: str) -> dict:
         "random": parsed.family == "rnd",
         "site": site,
     }
+    if parsed.family == "nift":  # the null control: as many neurons as F_n, the top of G_null
+        spec["from"] = "null"
     return spec if parsed.draw is None else {**spec, "draw": parsed.draw}
 
 

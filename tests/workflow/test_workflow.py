@@ -195,15 +195,18 @@ def test_the_controls_beyond_the_paper_each_reach_a_table_and_a_claim(extended_r
     nift = "nift-freeze_rows-n10"  # tiny.yaml: inhibitft.n [10]
     assert (run / nift / "train").is_dir() and (run / f"{nift}-t1" / "train").is_dir()
     inhibited = json.loads((run / nift / "train" / "train_log.json").read_text())["inhibit"]
-    f_null = inhibited_set(run / "null" / "neurons", n=10, of="general", site=inhibited["site"])
+    spec = dict(n=10, of="general", site=inhibited["site"])  # tiny.yaml: inhibitft.n [10]
+    f_n = inhibited_set(run / "ft" / "neurons", **spec)
+    f_null = inhibited_set(run / "ft" / "neurons", **spec, from_dir=run / "null" / "neurons")
+    assert len(f_null) == len(f_n) > 0  # as many neurons as F_n, the top of G_null
     by_layer = {str(layer): len(index) for layer, index in f_null.by_layer().items()}
-    assert inhibited["neurons_per_layer"] == by_layer and sum(by_layer.values()) > 0
+    assert inhibited["neurons_per_layer"] == by_layer
     main = pd.read_csv(tables / "inhibitft_main.csv")
     assert (main.loc[main["condition"] == nift, "seeds"] == 2).all()
     versus = pd.read_csv(tables / "inhibitft_vs_random.csv")
     assert set(versus["control"]) == {"rnd-freeze_rows-n10", nift}
-    effect = pd.read_csv(tables / "inhibition_effect.csv")
-    assert nift in set(effect["condition"])
+    effect = pd.read_csv(tables / "inhibition_effect.csv").set_index(["condition", "set"])
+    assert effect.loc[(nift, "inhibited"), "n_neurons"] == len(f_null)
     claims = pd.read_csv(tables / "claims.csv")["claim"]
     for claim in ("than null_general", "top 50% of G", "moves race more than", "than on G_null"):
         assert claims.str.contains(claim).any(), claim

@@ -34,7 +34,9 @@ rule inhibitft:
     input:
         model=model_record,
         files=rules.download_data.output.files,
-        neurons=neurons_of(lambda wc: wc.kind),
+        neurons=f"{RES}/{{model}}/{{lean}}/{{src}}/ft/neurons",
+        # G_null's folder for the null control (as many neurons as F_n, the top of G_null)
+        inhibited_from=neurons_of(lambda wc: wc.kind),
         control=control_of(lambda wc: wc.kind),
     output:
         train=directory(protected(f"{RES}/{{model}}/{{lean}}/{{src}}/{{kind}}/train")),
