@@ -201,7 +201,7 @@ def bootstrap_scores(
 # ---------------------------------------------------------------- draws and training replicates
 
 
-def _members(frame: pd.DataFrame, split) -> tuple[pd.Series, pd.Series]:
+def condition_members(frame: pd.DataFrame, split) -> tuple[pd.Series, pd.Series]:
     """(the pooled condition of each row, which rows are members of a pool) under `split`
     (runs.split_draw or runs.split_replicate)."""
     parts = frame["condition"].map(split)
@@ -211,7 +211,7 @@ def _members(frame: pd.DataFrame, split) -> tuple[pd.Series, pd.Series]:
 def _drawn(frame: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
     from polneurons.runs import split_draw
 
-    return _members(frame, split_draw)
+    return condition_members(frame, split_draw)
 
 
 def pool_draws(frame: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
@@ -235,7 +235,7 @@ def pool_draws(frame: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
 
 
 def _spread(frame: pd.DataFrame, keys: Sequence[str], split) -> pd.DataFrame:
-    base, member = _members(frame, split)
+    base, member = condition_members(frame, split)
     by = ["condition", *keys]
     skip = {*by, "replicate", "draws", "seeds"}
     values = [c for c in frame.select_dtypes("number").columns if c not in skip]
@@ -454,7 +454,7 @@ def mitigation_table(
     return table[columns + [c for c in table.columns if c not in columns]]
 
 
-def _attach_ci(
+def attach_ci(
     point: pd.DataFrame, replicates: pd.DataFrame, keys: list[str], alpha: float
 ) -> pd.DataFrame:
     """point with <value>_lo and <value>_hi columns: percentile CIs of each value over replicates."""
@@ -554,7 +554,7 @@ def generalization_with_ci(
         "versus_random": ("treated", "control", "model", "source"),
     }
     result = {
-        name: _attach_ci(point[name], replicates[name], list(keys[name]), alpha) for name in point
+        name: attach_ci(point[name], replicates[name], list(keys[name]), alpha) for name in point
     }
     for name, spread in spreads.items():
         if spread is not None:

@@ -77,10 +77,11 @@ def collect_counts(paths) -> pd.DataFrame:
 def _pooled_counts(counts: pd.DataFrame) -> pd.DataFrame:
     """The counts of the training replicates of each kind, summed under <kind> (reasons joined,
     each with its replicate)."""
-    parts = counts["condition"].map(split_replicate)
-    member = parts.map(lambda part: part[1] is not None)
+    from polneurons.metrics import condition_members
+
+    kind, member = condition_members(counts, split_replicate)
     pooled = counts[member].assign(
-        condition=parts[member].map(lambda part: part[0]),
+        condition=kind[member],
         why_undefined=[
             f"{condition}: {why}" if why else ""
             for condition, why in zip(
@@ -409,7 +410,7 @@ def patching_contrasts(point: pd.DataFrame, replicates: pd.DataFrame, alpha: flo
     random set (`patching_pairs`), from scores tables with the random draws pooled; the CIs come
     from the paired bootstrap replicates (the same resampled prompts for every condition).
     Pairs whose conditions did not run are left out."""
-    from polneurons.metrics import paired_difference
+    from polneurons.metrics import attach_ci, paired_difference
 
     def pooled(scores):
         table = patching_recovered(scores)
@@ -419,14 +420,7 @@ def patching_contrasts(point: pd.DataFrame, replicates: pd.DataFrame, alpha: flo
     rep_keys = ["model", "source", "replicate"]
     point_diff = paired_difference(pooled(point), pairs, ["model", "source"], ["recovered"])
     reps = paired_difference(pooled(replicates), pairs, rep_keys, ["recovered"])
-    grouped = reps.groupby(["treated", "control", "model", "source"])["recovered"]
-    ci = pd.DataFrame(
-        {
-            "recovered_lo": grouped.quantile(alpha / 2),
-            "recovered_hi": grouped.quantile(1 - alpha / 2),
-        }
-    ).reset_index()
-    table = point_diff.merge(ci, on=["treated", "control", "model", "source"], how="left")
+    table = attach_ci(point_diff, reps, ["treated", "control", "model", "source"], alpha)
     front = ["model", "source", "treated", "control"]
     return table[front + ["recovered", "recovered_lo", "recovered_hi"]].rename(
         columns={c: c.replace("recovered", "difference") for c in table.columns}
@@ -526,7 +520,7 @@ def specificity(ratings: dict, crossed: dict, n_boot: int, seed: int, alpha: flo
     collect_ratings (base, ft and patch-specific), `crossed` as from collect_crossed (one
     leaning each).
     """
-    from polneurons.metrics import bootstrap_scores, scores_table
+    from polneurons.metrics import attach_ci, bootstrap_scores, scores_table
 
     joined = {k: v for k, v in ratings.items() if k[1] in ("base", "ft", "patch-specific")}
     for (model, source, topic, test_set), values in crossed.items():
@@ -565,11 +559,7 @@ def specificity(ratings: dict, crossed: dict, n_boot: int, seed: int, alpha: flo
 
     point = signed(point)
     replicates = signed(rows(bootstrap_scores(joined, n_boot=n_boot, seed=seed)))
-    values = ["on_t", "on_others", "difference"]
-    grouped = replicates.groupby(keys)[values]
-    low = grouped.quantile(alpha / 2).add_suffix("_lo")
-    high = grouped.quantile(1 - alpha / 2).add_suffix("_hi")
-    table = point.merge(low.join(high).reset_index(), on=keys, how="left")
+    table = attach_ci(point, replicates, keys, alpha)
     table["verdict"] = [
         interval_verdict(lo, hi)
         for lo, hi in zip(table["difference_lo"], table["difference_hi"], strict=True)

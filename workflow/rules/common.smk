@@ -115,6 +115,10 @@ def data_root(wc, input):
 # Params shared by kind of job, one dict each (each rule adds only its own params);
 # every job that loads a model; that uses a trained run at inference; that answers the
 # evaluation prompts; that trains.
+# Params shared by every table rule that resamples (bootstrap settings, the seed) and by those
+# that read the stance of every test set.
+BOOTSTRAP_PARAMS = dict(scoring=config["scoring"], seed=config["seed"])
+TEST_SET_PARAMS = dict(topics=config["topics"], extra_sets=config["extra_sets"])
 MODEL_PARAMS = dict(
     root=data_root,
     prompt_format=config["prompt_format"],
@@ -238,6 +242,18 @@ def table_paths(name, key=None, exts=("csv", "md"), category=None):
 
 def figure_paths(name):
     return {ext: f"{RES}/figures/{name}.{ext}" for ext in ("png", "pdf")}
+
+
+def figure_outputs(name, category, subcategory, key=None):
+    """Named outputs of one figure: {png: ..., pdf: ...} or {<key>_png: ..., <key>_pdf: ...}; the
+    PNG goes into the HTML report with workflow/report/<name>.rst.
+    """
+    paths = figure_paths(name)
+    prefix = f"{key}_" if key else ""
+    return {
+        f"{prefix}png": report_item(paths["png"], category, subcategory, f"{name}.rst"),
+        f"{prefix}pdf": paths["pdf"],
+    }
 
 
 def claims_inputs(wc):

@@ -48,23 +48,15 @@ rule stance_tables:
         **table_paths("stance_shift", "shift", category="1. Stance shift"),
         **table_paths("ts_cg", "tscg", category="1. Stance shift"),
         **table_paths("loglik_shift", "loglik", category="1. Stance shift"),
-        heatmap_png=report_item(
-            figure_paths("stance_heatmap")["png"],
-            "1. Stance shift",
-            "heatmap",
-            "stance_heatmap.rst",
-        ),
-        heatmap_pdf=figure_paths("stance_heatmap")["pdf"],
+        **figure_outputs("stance_heatmap", "1. Stance shift", "heatmap", key="heatmap"),
     log:
         f"{RES}/logs/stance_tables.log",
     priority: 10
     conda:
         "../../envs/polneurons.yaml"
     params:
-        topics=config["topics"],
-        extra_sets=config["extra_sets"],
-        scoring=config["scoring"],
-        seed=config["seed"],
+        **TEST_SET_PARAMS,
+        **BOOTSTRAP_PARAMS,
     script:
         "../../scripts/stance_tables.py"
 
@@ -78,13 +70,9 @@ rule neuron_tables:
         **table_paths("neuron_sets", "sets", category="2. Political neurons"),
         **table_paths("null_overlap", "null", category="2. Political neurons"),
         **table_paths("general_overlap", "overlap", category="2. Political neurons"),
-        layers_png=report_item(
-            figure_paths("neurons_per_layer")["png"],
-            "2. Political neurons",
-            "per layer",
-            "neurons_per_layer.rst",
+        **figure_outputs(
+            "neurons_per_layer", "2. Political neurons", "per layer", key="layers"
         ),
-        layers_pdf=figure_paths("neurons_per_layer")["pdf"],
     log:
         f"{RES}/logs/neuron_tables.log",
     conda:
@@ -113,28 +101,17 @@ rule patching_tables:
         ),
         **table_paths("dose_response", "dose", category="3. Activation patching"),
         **table_paths("specificity", "specificity", category="3. Activation patching"),
-        png=report_item(
-            figure_paths("patching")["png"],
-            "3. Activation patching",
-            "stance",
-            "patching.rst",
+        **figure_outputs("patching", "3. Activation patching", "stance"),
+        **figure_outputs(
+            "dose_response", "3. Activation patching", "dose-response", key="dose"
         ),
-        pdf=figure_paths("patching")["pdf"],
-        dose_png=report_item(
-            figure_paths("dose_response")["png"],
-            "3. Activation patching",
-            "dose-response",
-            "dose_response.rst",
-        ),
-        dose_pdf=figure_paths("dose_response")["pdf"],
     log:
         f"{RES}/logs/patching_tables.log",
     conda:
         "../../envs/polneurons.yaml"
     params:
+        **BOOTSTRAP_PARAMS,
         conditions=config["patching"]["conditions"],
-        scoring=config["scoring"],
-        seed=config["seed"],
     script:
         "../../scripts/patching_tables.py"
 
@@ -155,23 +132,18 @@ rule inhibitft_tables:
         **table_paths("inhibitft_loglik", "loglik", category="4. InhibitFT"),
         **table_paths("inhibitft_controls", "controls"),
         **table_paths("inhibitft_vs_random", "versus", category="4. InhibitFT"),
-        png=report_item(
-            figure_paths("ablation")["png"], "4. InhibitFT", "ablation", "ablation.rst"
-        ),
-        pdf=figure_paths("ablation")["pdf"],
+        **figure_outputs("ablation", "4. InhibitFT", "ablation"),
     log:
         f"{RES}/logs/inhibitft_tables.log",
     conda:
         "../../envs/polneurons.yaml"
     params:
-        topics=config["topics"],
-        extra_sets=config["extra_sets"],
+        **TEST_SET_PARAMS,
+        **BOOTSTRAP_PARAMS,
         control=CONTROL_KIND,
         strategies=IFT["strategies"],
         n=IFT["n"],
         random_control=IFT["random_control"],
-        scoring=config["scoring"],
-        seed=config["seed"],
     script:
         "../../scripts/inhibitft_tables.py"
 
@@ -200,13 +172,7 @@ rule training_tables:
         train=trained_runs("train"),
     output:
         **table_paths("training", category="1. Stance shift"),
-        png=report_item(
-            figure_paths("training_loss")["png"],
-            "1. Stance shift",
-            "training",
-            "training_loss.rst",
-        ),
-        pdf=figure_paths("training_loss")["pdf"],
+        **figure_outputs("training_loss", "1. Stance shift", "training"),
     log:
         f"{RES}/logs/training_tables.log",
     conda:

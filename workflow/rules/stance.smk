@@ -73,8 +73,7 @@ rule score:
     conda:
         "../../envs/polneurons.yaml"
     params:
-        scoring=config["scoring"],
-        seed=config["seed"],
+        **BOOTSTRAP_PARAMS,
     script:
         "../../scripts/score.py"
 
