@@ -6,7 +6,6 @@ a second table lists, per draw and layer, the neurons it could not match in thei
 
 import pandas as pd
 
-from polneurons.metrics import bootstrap_scores, draw_spread, pool_draws, scores_table
 from polneurons.plots import dose_response, patching_bars
 from polneurons.rule import rule_context
 from polneurons.runs import patch_kind
@@ -14,14 +13,12 @@ from polneurons.tables import (
     collect_counts,
     collect_crossed,
     collect_ratings,
-    combine_reasons,
     control_table,
     dose_curve,
     patched_sizes,
-    patching_contrasts,
-    patching_recovered,
+    patching_leaning,
     specificity,
-    with_run_counts,
+    with_patching_counts,
     write_table,
 )
 
@@ -30,88 +27,18 @@ CONDITIONS = ["base", "ft"] + [patch_kind(c) for c in p.conditions if c != "cros
 
 
 with rule_context(snakemake) as ctx:
-    keys = ["model", "source", "condition", "test_set"]
+    boot = dict(n_boot=p.scoring["n_boot"], seed=p.seed, alpha=p.scoring["alpha"])
     frames, bars, contrasts, specific = [], [], [], []
     crossed = collect_crossed(snakemake.input.crossed)
     for leaning, ratings in collect_ratings(snakemake.input.ratings).items():
         if crossed.get(leaning):
-            boot = dict(n_boot=p.scoring["n_boot"], seed=p.seed, alpha=p.scoring["alpha"])
             specific.append(specificity(ratings, crossed[leaning], **boot).assign(leaning=leaning))
-        per_draw = scores_table(ratings)
-        point = pool_draws(per_draw, ["model", "source", "test_set"])
-        reps = bootstrap_scores(ratings, n_boot=p.scoring["n_boot"], seed=p.seed)
-        reps = pool_draws(reps, ["model", "source", "test_set", "replicate"])
-        table = patching_recovered(point)
-        contrasts.append(
-            patching_contrasts(point, reps, p.scoring["alpha"]).assign(leaning=leaning)
-        )
-        measured = ["S", "recovered", "recovered_vs_all"]
-        quantiles = patching_recovered(reps).groupby(keys)[measured]
-        low = quantiles.quantile(p.scoring["alpha"] / 2).add_suffix("_lo")
-        high = quantiles.quantile(1 - p.scoring["alpha"] / 2).add_suffix("_hi")
-        spread = draw_spread(patching_recovered(per_draw), ["model", "source", "test_set"])
-        table = (
-            table.merge(low.join(high).reset_index(), on=keys, how="left")
-            .merge(spread[[*keys, "S_sd", "recovered_sd"]], on=keys, how="left")
-            .assign(leaning=leaning)
-        )
-        # the "all" rows of a condition have as many draws as its per-test-set rows
-        table["draws"] = table.groupby(["model", "source", "condition"])["draws"].transform("max")
-        frames.append(table)
-        # the bar chart also shows M0 on each source's panel
-        s_ci = reps.groupby(["model", "condition", "source", "test_set"])["S"]
-        ci = (
-            s_ci.quantile(p.scoring["alpha"] / 2)
-            .rename("S_lo")
-            .to_frame()
-            .join(s_ci.quantile(1 - p.scoring["alpha"] / 2).rename("S_hi"))
-            .reset_index()
-        )
-        point = point.merge(ci, on=["model", "condition", "source", "test_set"])
-        base = point[point["condition"] == "base"]
-        for source in sorted(set(point["source"]) - {"-"}):
-            bars.append(pd.concat([base.assign(source=source), point[point["source"] == source]]))
-    table = pd.concat(frames, ignore_index=True)
-    # rated answers beside each S; the pooled rows ("all") sum them and have no S of their own
-    counts = collect_counts(snakemake.input.ratings)
-    table = with_run_counts(table, counts, "_M0", "base")
-    table = with_run_counts(table, counts, "_Ms", "ft")
-    table = combine_reasons(with_run_counts(table, counts), {"_M0": "M0", "_Ms": "M_s", "": ""})
-    rated = ["n_rated_M0", "n_rated_Ms", "n_rated"]
-    pooled = table["test_set"] == "all"
-    sums = table[~pooled].groupby(["leaning", "model", "source", "condition"])[rated].sum()
-    table.loc[pooled, rated] = sums.loc[
-        list(table.loc[pooled, ["leaning", "model", "source", "condition"]].itertuples(index=False))
-    ].to_numpy()
-    table.loc[pooled, "why_undefined"] = "pooled (S per test set)"
-    table[rated] = table[rated].astype("Int64")
-    columns = [
-        "model",
-        "leaning",
-        "source",
-        "condition",
-        "test_set",
-        "S_M0",
-        "n_rated_M0",
-        "S_Ms",
-        "n_rated_Ms",
-        "S",
-        "n_rated",
-        "S_lo",
-        "S_hi",
-        "recovered",
-        "recovered_lo",
-        "recovered_hi",
-        "recovered_vs_all",
-        "recovered_vs_all_lo",
-        "recovered_vs_all_hi",
-        "why_undefined",
-        "draws",
-        "S_sd",
-        "recovered_sd",
-    ]
-    table = table[table["condition"] != "ft"][columns].sort_values(
-        ["model", "leaning", "source", "condition", "test_set"]
+        tables = patching_leaning(ratings, **boot)
+        frames.append(tables["table"].assign(leaning=leaning))
+        contrasts.append(tables["contrasts"].assign(leaning=leaning))
+        bars.append(tables["bars"])
+    table = with_patching_counts(
+        pd.concat(frames, ignore_index=True), collect_counts(snakemake.input.ratings)
     )
     write_table(
         table,

@@ -379,3 +379,32 @@ def test_a_reason_repeated_inside_joined_cells_is_listed_once():
     base = "base pct: no rated answers"
     joined = tables.join_reasons([f"race: x; {base}", f"pct: y; {base}", "", base])
     assert joined == f"race: x; {base}; pct: y"
+
+
+def test_patching_of_one_leaning_pools_the_random_draws_and_shows_m0_on_each_source_panel():
+    left, right = "left leaning", "right leaning"
+    ratings = {
+        ("m", "base", "-", "a"): [left] * 4,
+        ("m", "ft", "t", "a"): [right] * 4,
+        ("m", "ft", "u", "a"): [right] * 4,
+        ("m", "patch-general", "t", "a"): [right, right, left, left],
+        ("m", "patch-random-s0", "t", "a"): [right, left, left, left],
+        ("m", "patch-random-s1", "t", "a"): [right, right, right, left],
+    }
+    out = tables.patching_leaning(ratings, n_boot=50, seed=0, alpha=0.1)
+    table = out["table"].set_index(["source", "condition", "test_set"])
+    # S from -1 (M0) to 1 (M_s): the general patch at 0 recovers half; the draws at -0.5 and 0.5
+    # pool to a mean share of 0.5 with a spread over the draws
+    assert table.loc[("t", "patch-general", "a"), "recovered"] == pytest.approx(0.5)
+    random = table.loc[("t", "patch-random", "a")]
+    assert random["recovered"] == pytest.approx(0.5) and random["draws"] == 2
+    assert random["recovered_sd"] == pytest.approx(np.std([0.25, 0.75], ddof=1))
+    assert random["recovered_lo"] <= random["recovered"] <= random["recovered_hi"]
+    assert table.loc[("t", "patch-random", "all"), "draws"] == 2
+    contrast = out["contrasts"].set_index(["treated", "control"])
+    assert contrast.loc[("patch-general", "patch-random"), "difference"] == pytest.approx(0.0)
+    bars = out["bars"]
+    for source in ("t", "u"):
+        panel = bars[bars["source"] == source]
+        assert "base" in set(panel["condition"]) and "ft" in set(panel["condition"])
+        assert (panel["S_lo"] <= panel["S"]).all() and (panel["S"] <= panel["S_hi"]).all()

@@ -427,6 +427,110 @@ def patching_contrasts(point: pd.DataFrame, replicates: pd.DataFrame, alpha: flo
     )
 
 
+PATCHING_COLUMNS = [
+    "model",
+    "leaning",
+    "source",
+    "condition",
+    "test_set",
+    "S_M0",
+    "n_rated_M0",
+    "S_Ms",
+    "n_rated_Ms",
+    "S",
+    "n_rated",
+    "S_lo",
+    "S_hi",
+    "recovered",
+    "recovered_lo",
+    "recovered_hi",
+    "recovered_vs_all",
+    "recovered_vs_all_lo",
+    "recovered_vs_all_hi",
+    "why_undefined",
+    "draws",
+    "S_sd",
+    "recovered_sd",
+]
+
+
+def patching_leaning(ratings: dict, n_boot: int, seed: int, alpha: float):
+    """The patching tables of one leaning (method.md: Activation patching), from its ratings as
+    collect_ratings gives them (base, ft and patch-* conditions):
+
+    - `table`: per (model, source, condition, test_set, and test_set "all" pooled) S, the
+      recovered share and its share of the ceiling (`patching_recovered`), each with a CI over
+      the bootstrap replicates; a random control's draws pooled (their mean; `draws`, and the
+      spread over draws as S_sd and recovered_sd);
+    - `contrasts`: `patching_contrasts`;
+    - `bars`: S with its CI per (model, condition, source, test_set), the base model's rows
+      repeated under each source (one panel per source in the bar chart).
+
+    >>> L, R = "left leaning", "right leaning"
+    >>> ratings = {("m", "base", "-", "a"): [L] * 4, ("m", "ft", "t", "a"): [R] * 4,
+    ...     ("m", "patch-general", "t", "a"): [R, R, L, L]}
+    >>> out = patching_leaning(ratings, n_boot=20, seed=0, alpha=0.1)
+    >>> table = out["table"].set_index(["condition", "test_set"])
+    >>> float(table.loc[("patch-general", "a"), "recovered"])
+    0.5
+    """
+    from polneurons.metrics import (
+        attach_ci,
+        bootstrap_scores,
+        draw_spread,
+        pool_draws,
+        scores_table,
+    )
+
+    keys = ["model", "source", "condition", "test_set"]
+    per_draw = scores_table(ratings)
+    point = pool_draws(per_draw, ["model", "source", "test_set"])
+    reps = bootstrap_scores(ratings, n_boot=n_boot, seed=seed)
+    reps = pool_draws(reps, ["model", "source", "test_set", "replicate"])
+    measured = ["S", "recovered", "recovered_vs_all"]
+    spread = draw_spread(patching_recovered(per_draw), ["model", "source", "test_set"])
+    table = attach_ci(
+        patching_recovered(point),
+        patching_recovered(reps)[[*keys, "replicate", *measured]],
+        keys,
+        alpha,
+    ).merge(spread[[*keys, "S_sd", "recovered_sd"]], on=keys, how="left")
+    # the "all" rows of a condition have as many draws as its per-test-set rows
+    table["draws"] = table.groupby(["model", "source", "condition"])["draws"].transform("max")
+    contrasts = patching_contrasts(point, reps, alpha)
+    point = attach_ci(point, reps[[*keys, "replicate", "S"]], keys, alpha)
+    base = point[point["condition"] == "base"]
+    bars = [
+        pd.concat([base.assign(source=source), point[point["source"] == source]])
+        for source in sorted(set(point["source"]) - {"-"})
+    ]
+    return dict(
+        table=table,
+        contrasts=contrasts,
+        bars=pd.concat(bars, ignore_index=True) if bars else point.iloc[:0],
+    )
+
+
+def with_patching_counts(table: pd.DataFrame, counts: pd.DataFrame) -> pd.DataFrame:
+    """The patching table with the rated answers beside each S (of M0, M_s and the condition);
+    the pooled rows (test_set "all") sum them and have no S of their own. Rows of M_s itself
+    (condition ft) are dropped; columns as PATCHING_COLUMNS, sorted."""
+    table = with_run_counts(table, counts, "_M0", "base")
+    table = with_run_counts(table, counts, "_Ms", "ft")
+    table = combine_reasons(with_run_counts(table, counts), {"_M0": "M0", "_Ms": "M_s", "": ""})
+    rated = ["n_rated_M0", "n_rated_Ms", "n_rated"]
+    by = ["leaning", "model", "source", "condition"]
+    pooled = table["test_set"] == "all"
+    sums = table[~pooled].groupby(by)[rated].sum()
+    table.loc[pooled, rated] = sums.loc[
+        list(table.loc[pooled, by].itertuples(index=False))
+    ].to_numpy()
+    table.loc[pooled, "why_undefined"] = "pooled (S per test set)"
+    table[rated] = table[rated].astype("Int64")
+    order = ["model", "leaning", "source", "condition", "test_set"]
+    return table[table["condition"] != "ft"][PATCHING_COLUMNS].sort_values(order)
+
+
 def patched_sizes(paths) -> dict:
     """{(model, leaning, source, condition): neurons patched} of each patching run, from its
     answers' `n_patched`; a random control's draws also under their pooled condition."""
