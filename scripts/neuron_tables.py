@@ -6,11 +6,10 @@ import pandas as pd
 
 from polneurons.io import read_json
 from polneurons.neuron_store import load_general, load_specific, load_summary
-from polneurons.neurons import layer_histogram
 from polneurons.plots import neurons_per_layer
 from polneurons.rule import rule_context
 from polneurons.runs import run_of_path
-from polneurons.tables import describe_set, general_overlap, null_overlap, write_table
+from polneurons.tables import general_overlap, neuron_set_rows, null_overlap, write_table
 
 out = snakemake.output
 
@@ -22,35 +21,15 @@ with rule_context(snakemake) as ctx:
         summary = load_summary(folder)
         general = load_general(folder)
         generals[(run["model"], run["leaning"], run["source"])] = general
-        stability = summary.get("stability") or {}
-        low, high = stability.get("recovered_share_ci95") or (None, None)
-        total = general.n_layers * general.width
-        key = {"model": run["model"], "leaning": run["leaning"], "source": run["source"]}
-        key |= {"site": summary["site"], "k": summary["k"], "n_layers": general.n_layers}
-        sets = {"general": general} | {
-            f"specific:{t}": load_specific(folder, t) for t in summary["topics"]
-        }
-        for name, neuron_set in sets.items():
-            row = {**key, "set": name, **describe_set(neuron_set, total)}
-            if name == "general":
-                row |= {
-                    "stability_recovered": stability.get("recovered_share_mean"),
-                    "stability_lo": low,
-                    "stability_hi": high,
-                }
-            sizes.append(row)
-            hist = layer_histogram(neuron_set)
-            label = name.removeprefix("specific:")
-            layers.append(
-                hist.assign(
-                    model=run["model"], source=f"{run['source']} ({run['leaning']})", set=label
-                )
-            )
+        specific = {t: load_specific(folder, t) for t in summary["topics"]}
+        rows, histograms = neuron_set_rows(run, summary, general, specific)
+        sizes += rows
+        layers += histograms
         ctx.log.info(
             "%s: |G| = %d, mean layer %.1f of %d",
             folder,
             len(general),
-            sizes[-len(sets)]["mean_layer"] or -1,
+            rows[0]["mean_layer"] or -1,
             general.n_layers,
         )
     write_table(

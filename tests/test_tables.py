@@ -408,3 +408,22 @@ def test_patching_of_one_leaning_pools_the_random_draws_and_shows_m0_on_each_sou
         panel = bars[bars["source"] == source]
         assert "base" in set(panel["condition"]) and "ft" in set(panel["condition"])
         assert (panel["S_lo"] <= panel["S"]).all() and (panel["S"] <= panel["S_hi"]).all()
+
+
+def test_a_localized_run_gives_a_row_per_set_with_gs_stability_and_a_histogram_per_set():
+    run = {"model": "m", "leaning": "right", "source": "t"}
+    summary = {"site": "mlp_output", "k": 30, "topics": ["t", "u"]}
+    summary["stability"] = {"recovered_share_mean": 0.8, "recovered_share_ci95": [0.7, 0.9]}
+    general = _set([(2, 0), (3, 0), (3, 1)])
+    specific = {"t": _set([(0, 1)]), "u": _set([])}
+    rows, histograms = tables.neuron_set_rows(run, summary, general, specific)
+    assert [row["set"] for row in rows] == ["general", "specific:t", "specific:u"]
+    assert rows[0]["size"] == 3 and rows[0]["share_of_all"] == pytest.approx(3 / 8)
+    assert (rows[0]["stability_lo"], rows[0]["stability_hi"]) == (0.7, 0.9)
+    assert "stability_recovered" not in rows[1] and rows[2]["mean_layer"] is None
+    assert [h["set"].iloc[0] for h in histograms] == ["general", "t", "u"]
+    assert histograms[0]["count"].tolist() == [0, 0, 1, 2]
+    assert (histograms[0]["source"] == "t (right)").all()
+    # without a stability bootstrap the columns are there, empty
+    rows, _ = tables.neuron_set_rows(run, {**summary, "stability": None}, general, specific)
+    assert rows[0]["stability_recovered"] is None and rows[0]["stability_lo"] is None

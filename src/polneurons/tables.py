@@ -691,6 +691,44 @@ def describe_set(neuron_set, total: int) -> dict:
     }
 
 
+def neuron_set_rows(run: dict, summary: dict, general, specific: dict):
+    """The rows of one localized run in the neuron-set table and the per-layer figure
+    (method.md: PNLAC): a row per set (G as `general`, each S_t as `specific:<t>`) with its
+    size, share of all neurons and layers (`describe_set`), G's with its stability (the
+    bootstrap's mean recovered share and 95% interval, None where it was not run); and per set a
+    per-layer histogram labelled with the run.
+
+    `run` as from runs.run_of_path, `summary` as the run's neurons summary.json, `specific`:
+    {topic: S_t}.
+    """
+    from polneurons.neurons import layer_histogram
+
+    stability = summary.get("stability") or {}
+    low, high = stability.get("recovered_share_ci95") or (None, None)
+    total = general.n_layers * general.width
+    key = {"model": run["model"], "leaning": run["leaning"], "source": run["source"]}
+    key |= {"site": summary["site"], "k": summary["k"], "n_layers": general.n_layers}
+    sets = {"general": general} | {f"specific:{t}": s_t for t, s_t in specific.items()}
+    rows, histograms = [], []
+    for name, neuron_set in sets.items():
+        row = {**key, "set": name, **describe_set(neuron_set, total)}
+        if name == "general":
+            row |= {
+                "stability_recovered": stability.get("recovered_share_mean"),
+                "stability_lo": low,
+                "stability_hi": high,
+            }
+        rows.append(row)
+        histograms.append(
+            layer_histogram(neuron_set).assign(
+                model=run["model"],
+                source=f"{run['source']} ({run['leaning']})",
+                set=name.removeprefix("specific:"),
+            )
+        )
+    return rows, histograms
+
+
 def general_overlap(generals: dict) -> pd.DataFrame:
     """Jaccard of G between every two source topics of one (model, leaning); `generals` maps
     (model, leaning, source) to G."""
