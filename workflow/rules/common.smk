@@ -112,13 +112,13 @@ def data_root(wc, input):
     return str(Path(input.files[0]).parents[depth - 1])
 
 
-# Params shared by kind of job, one dict each (each rule adds only its own params);
-# every job that loads a model; that uses a trained run at inference; that answers the
-# evaluation prompts; that trains.
 # Params shared by every table rule that resamples (bootstrap settings, the seed) and by those
 # that read the stance of every test set.
 BOOTSTRAP_PARAMS = dict(scoring=config["scoring"], seed=config["seed"])
 TEST_SET_PARAMS = dict(topics=config["topics"], extra_sets=config["extra_sets"])
+# Params shared by kind of job, one dict each (each rule adds only its own params);
+# every job that loads a model; that uses a trained run at inference; that answers the
+# evaluation prompts; that trains.
 MODEL_PARAMS = dict(
     root=data_root,
     prompt_format=config["prompt_format"],
