@@ -47,7 +47,7 @@ cpu-study: setup
 	cp -aln $(STUDY)/variant/smollm2/base $(STUDY)/paper-formula/smollm2/
 	for run in $(STUDY)/variant/smollm2/right/*; do \
 	  to=$(STUDY)/paper-formula/smollm2/right/$$(basename $$run); mkdir -p $$to/ft; \
-	  for f in $(STUDY_RUN); do cp -aln $$run/$$f $$to/ft/; done; \
+	  for f in $(STUDY_RUN); do if [ -e $$run/$$f ]; then cp -aln $$run/$$f $$to/ft/; fi; done; \
 	done
 	$(BIN)/snakemake --cores $(CORES) --configfile configs/cpu-study.yaml configs/cpu-study-paper-formula.yaml $(MIRROR_CONFIG)
 
