@@ -5,6 +5,9 @@ BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 MIRROR ?=
 CORES ?= all
+# pytest-xdist workers of `make test`: the workflow runs of one session fixture share a worker
+# (xdist_group), so two workers overlap the reference runs with the shipped-config runs
+TEST_WORKERS ?= 2
 MIRROR_CONFIG := $(if $(MIRROR),--config 'data={mirror: $(abspath $(MIRROR))}',)
 
 .PHONY: setup run test lint report cpu-study cpu-study-controls
@@ -32,7 +35,7 @@ lint: setup
 	$(BIN)/snakemake --lint
 
 test: setup lint
-	$(BIN)/pytest -ra
+	$(BIN)/pytest -ra -n $(TEST_WORKERS) --dist loadgroup
 
 # The CPU study (README "CPU study"): the variant recipe, then the paper's contrast formula on the
 # same fine-tunes. The runs that do not depend on the PNLAC recipe (data, model, judge, the base

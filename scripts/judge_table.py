@@ -1,29 +1,27 @@
-"""judge_table: the classifier judge's held-out agreement with GPT-4's labels (method.md: Stance)."""
+"""judge_table: which judge rated, what it returned over every answer, and its agreement with
+GPT-4's labels where measured (method.md: Stance)."""
 
-import pandas as pd
-
-from polneurons.io import read_json
+from polneurons.io import read_json, read_jsonl
+from polneurons.judges import cached_answer_count, judge_name
 from polneurons.rule import rule_context
-from polneurons.tables import write_table
+from polneurons.tables import judge_rows, write_table
 
+p = snakemake.params
 with rule_context(snakemake) as ctx:
-    agreement = read_json(snakemake.input.agreement)
-    rows = [
-        {
-            "scope": "all",
-            "accuracy": agreement["accuracy"],
-            "kappa": agreement["kappa"],
-            "n_train": agreement["n_train"],
-            "n_test": agreement["n_test"],
-        }
-    ]
-    rows += [
-        {"scope": topic, "kappa": kappa}
-        for topic, kappa in agreement.get("kappa_by_topic", {}).items()
-    ]
+    backend = p.judge["backend"]
+    ratings = [row["rating"] for path in snakemake.input.ratings for row in read_jsonl(path)]
+    agreement = snakemake.input.get("agreement")
+    table = judge_rows(
+        backend,
+        judge_name(p.judge),
+        ratings,
+        agreement=read_json(agreement) if agreement else None,
+        cached_answers=cached_answer_count(p.cache) if backend == "openai" else None,
+    )
     write_table(
-        pd.DataFrame(rows),
+        table,
         snakemake.output.csv,
         snakemake.output.md,
-        title="Classifier judge vs GPT-4 labels (held-out instructions)",
+        title=f"The {backend} judge: its ratings, and its agreement with GPT-4's labels",
+        explain=("accuracy", "kappa"),
     )

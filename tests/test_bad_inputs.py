@@ -129,6 +129,32 @@ def test_unknown_judge_backend_lists_the_backends(tiny_config):
     refused(tiny_config, "judge.backend", "classifier", "openai", "hf")
 
 
+@pytest.mark.parametrize("backend", ["classifier", "openai"])
+def test_held_out_pools_that_leave_no_training_pool_are_refused_naming_the_keys(
+    tiny_config, backend
+):
+    from polneurons.data import PAIRS_OUTSIDE_EVAL
+
+    tiny_config["judge"] = {"backend": backend}
+    tiny_config["data"]["loglik_pairs"] = min(PAIRS_OUTSIDE_EVAL.values())
+    refused(tiny_config, "data.loglik_pairs", "no training pool", "pairs outside the evaluation")
+
+
+def test_the_judge_pool_counts_only_for_the_classifier_judge(tiny_config):
+    from polneurons.data import PAIRS_OUTSIDE_EVAL
+
+    tiny_config["data"]["judge_pairs"] = max(PAIRS_OUTSIDE_EVAL.values())
+    refused(tiny_config, "data.judge_pairs", "no training pool")
+    tiny_config["judge"] = {"backend": "openai"}  # no judge pool is cut: nothing is short
+    assert validate_config(tiny_config)["data"]["judge_pairs"] == max(PAIRS_OUTSIDE_EVAL.values())
+
+
+def test_a_classifier_judge_split_with_no_training_side_is_refused(tiny_config):
+    tiny_config["data"]["judge_pairs"] = 1
+    tiny_config["judge"] = {"backend": "classifier", "classifier": {"test_fraction": 0.9}}
+    refused(tiny_config, "judge.classifier.test_fraction", "data.judge_pairs")
+
+
 def test_unknown_leaning_is_refused(tiny_config):
     tiny_config["leanings"] = ["centre"]
     refused(tiny_config, "'centre'", "left", "right")

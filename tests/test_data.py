@@ -19,6 +19,27 @@ from polneurons.errors import DataError, IntegrityError
 from polneurons.io import sha256_file
 
 
+def test_the_recorded_pool_capacities_are_what_the_pinned_files_hold(mirror):
+    from polneurons.data import NEUTRAL_OUTSIDE_EVAL, PAIRS_OUTSIDE_EVAL
+
+    for topic in TOPICS:
+        evaluation = {text.strip() for text in load_eval_set(mirror, topic)}
+        outside = [p for p in load_pairs(mirror, topic) if p.instruction not in evaluation]
+        assert PAIRS_OUTSIDE_EVAL[topic] == len(outside), topic
+        assert NEUTRAL_OUTSIDE_EVAL[topic] == sum(p.neutral is not None for p in outside), topic
+
+
+def test_pool_problem_is_none_up_to_the_last_training_pair_then_names_the_topic():
+    from polneurons.data import NEUTRAL_OUTSIDE_EVAL, PAIRS_OUTSIDE_EVAL, pool_problem
+
+    topic = "race"
+    sizes = dict(perplexity_texts=10**6, localize_prompts=0, judge_pairs=0)
+    fits = PAIRS_OUTSIDE_EVAL[topic] - NEUTRAL_OUTSIDE_EVAL[topic] - 1  # one training pair left
+    assert pool_problem({**sizes, "loglik_pairs": fits}, [topic]) is None
+    problem, fix = pool_problem({**sizes, "loglik_pairs": fits + 1}, [topic])
+    assert topic in problem and "data.loglik_pairs" in fix
+
+
 def test_every_pinned_file_matches_the_mirror_checksums(mirror):
     sums = {}
     for line in (mirror / "SHA256SUMS").read_text().splitlines():

@@ -215,3 +215,30 @@ def test_the_judge_trained_on_its_own_pool_still_agrees_with_gpt4_on_every_topic
     assert len(texts) <= 2 * sizes["judge_pairs"] * len(TOPICS)
     agreement = ClassifierJudge().train(texts, labels, groups, topics=topics, seed=0)
     assert agreement["kappa"] >= 0.6 and set(agreement["kappa_by_topic"]) == set(TOPICS)
+
+
+def test_the_judge_is_named_by_its_backend_and_the_cache_counts_complete_answers(tmp_path):
+    from polneurons.config import validate_config
+    from polneurons.judges import cached_answer_count, judge_name
+
+    judge = validate_config({"judge": {"backend": "openai"}, "inhibitft": {"enabled": False}})[
+        "judge"
+    ]
+    assert judge_name(judge) == "gpt-4o-mini at https://api.openai.com/v1"
+    assert judge_name({**judge, "backend": "hf"}) == judge["hf"]["path"]
+    assert "logistic regression" in judge_name({**judge, "backend": "classifier"})
+    cache = tmp_path / "cache.jsonl"
+    assert cached_answer_count(cache) == 0
+    cache.write_bytes(b'{"key": "a", "rating": "neutral"}\n{"key": "b", "rat')  # cut by a kill
+    assert cached_answer_count(cache) == 1
+    assert cache.read_bytes().endswith(b'"rat')  # only read, never repaired
+
+
+def test_an_empty_judge_pool_is_one_line_not_a_library_traceback():
+    from polneurons.judges import group_split
+
+    with pytest.raises(DataError) as error:
+        group_split([], 0.2, seed=0)
+    assert "data.judge_pairs" in str(error.value) and "\n" not in str(error.value)
+    train, test = group_split(["a", "a", "b", "c", "d", "e"], 0.2, seed=0)
+    assert len(train) and len(test)

@@ -3,13 +3,10 @@
 import json
 import logging
 import socket
-import threading
-import time
-from collections import deque
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from itertools import pairwise
 
 import pytest
+from fake_openai import FakeOpenAI, late, malformed_json, missing_choices, status
 
 from polneurons.errors import ConfigError, EnvironmentProblem
 from polneurons.judges import JudgeItem, OpenAIJudge, Templates
@@ -28,105 +25,12 @@ WELFARE = JudgeItem(
 REPORT = JudgeItem("pct", None, "The report lists the figures.")
 
 
-def completion(text):
-    return {
-        "id": "x",
-        "object": "chat.completion",
-        "choices": [{"message": {"role": "assistant", "content": text}}],
-    }
-
-
-def answer_for(prompt):
-    """The fake model's rating of a prompt: phrased loosely, as real models do."""
-    if "bear arms" in prompt:
-        return "Right-leaning."
-    if "welfare" in prompt:
-        return "Left leaning"
-    return "neutral"
-
-
-class FakeEndpoint:
-    """Scripted faults, one per request in order (None: answer normally), then correct answers.
-    Records every request; refuses more than MAX_REQUESTS in one test."""
-
-    def __init__(self):
-        self.script = deque()
-        self.requests = []
-        self.lock = threading.Lock()
-
-    def handle(self, handler):
-        body = json.loads(handler.rfile.read(int(handler.headers["Content-Length"])))
-        with self.lock:
-            self.requests.append(
-                {"path": handler.path, "auth": handler.headers["Authorization"], "body": body}
-            )
-            over_limit = len(self.requests) > MAX_REQUESTS
-            fault = self.script.popleft() if self.script else None
-        if over_limit:
-            return reply(handler, 418, b"too many requests in one test")
-        if fault is None:
-            prompt = body["messages"][0]["content"]
-            return reply(handler, 200, json.dumps(completion(answer_for(prompt))).encode())
-        fault(handler)
-
-
-def reply(handler, status, data, headers=()):
-    try:
-        handler.send_response(status)
-        for name, value in headers:
-            handler.send_header(name, value)
-        handler.send_header("Content-Type", "application/json")
-        handler.send_header("Content-Length", str(len(data)))
-        handler.end_headers()
-        handler.wfile.write(data)
-    except (BrokenPipeError, ConnectionResetError):
-        pass  # the client gave up waiting (the timeout fault)
-
-
-def status(code, retry_after=None):
-    headers = [("Retry-After", retry_after)] if retry_after is not None else []
-    return lambda handler: reply(handler, code, b'{"error": {"message": "fault"}}', headers)
-
-
-def late(seconds):
-    def fault(handler):
-        time.sleep(seconds)
-        reply(handler, 200, json.dumps(completion("neutral")).encode())
-
-    return fault
-
-
-def malformed_json(handler):
-    reply(handler, 200, b'{"choices": [')
-
-
-def missing_choices(handler):
-    reply(handler, 200, b'{"id": "x", "object": "chat.completion"}')
-
-
 @pytest.fixture
 def endpoint(monkeypatch):
     monkeypatch.setenv(KEY_ENV, KEY)
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")
-    fake = FakeEndpoint()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):
-            fake.handle(self)
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-    )
-    thread.start()
-    fake.base_url = f"http://127.0.0.1:{server.server_address[1]}/v1"
-    yield fake
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=5)
+    with FakeOpenAI(max_requests=MAX_REQUESTS) as fake:
+        yield fake
 
 
 def make(fake, tmp_path, delays=None, **options):

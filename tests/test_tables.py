@@ -427,3 +427,24 @@ def test_a_localized_run_gives_a_row_per_set_with_gs_stability_and_a_histogram_p
     # without a stability bootstrap the columns are there, empty
     rows, _ = tables.neuron_set_rows(run, {**summary, "stability": None}, general, specific)
     assert rows[0]["stability_recovered"] is None and rows[0]["stability_lo"] is None
+
+
+def test_the_judge_table_counts_every_label_and_reports_agreement_only_where_measured():
+    ratings = ["left leaning", "right leaning", "right leaning", "neutral", "error"]
+    agreement = {
+        "accuracy": 0.8,
+        "kappa": 0.6,
+        "n_train": 40,
+        "n_test": 10,
+        "kappa_by_topic": {"race": 0.5, "science": 0.7},
+    }
+    classifier = tables.judge_rows("classifier", "tf-idf", ratings, agreement=agreement)
+    overall = classifier.iloc[0]
+    assert (overall["n_answers"], overall["left"], overall["right"]) == (5, 1, 2)
+    assert (overall["neutral"], overall["errors"]) == (1, 1)
+    assert overall["kappa"] == 0.6 and overall["why_undefined"] == ""
+    per_topic = classifier.set_index("scope")["kappa"]
+    assert per_topic["race"] == 0.5 and per_topic["science"] == 0.7
+    openai = tables.judge_rows("openai", "gpt-4o-mini", ratings, cached_answers=3)
+    assert len(openai) == 1 and openai.iloc[0]["cached_answers"] == 3
+    assert np.isnan(openai.iloc[0]["kappa"]) and "not measured" in openai.iloc[0]["why_undefined"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import math
 from pathlib import Path
 
 import yaml
@@ -242,7 +243,30 @@ def data_settings(data: dict) -> dict:
     return {key: value for key, value in data.items() if key not in DATA_LOCATION_KEYS}
 
 
+def _check_pools(config: dict) -> None:
+    """Refuse, at parse time, a data pool that would be empty (data.pool_problem; the classifier
+    judge's held-out split of its pool)."""
+    from polneurons.data import TOPICS, pool_problem
+
+    sizes = pool_sizes(config)
+    # train_judge cuts every topic's pools (the judge learns from all six); a run, its topics'
+    judged = TOPICS if config["judge"]["backend"] == "classifier" else ()
+    problem = pool_problem(sizes, dict.fromkeys([*config["topics"], *judged]))
+    if problem:
+        raise ConfigError(*problem)
+    if config["judge"]["backend"] == "classifier":
+        groups = sizes["judge_pairs"] * len(TOPICS)  # an instruction is a group
+        fraction = config["judge"]["classifier"]["test_fraction"]
+        if math.ceil(fraction * groups) >= groups:
+            raise ConfigError(
+                f"judge.classifier.test_fraction {fraction} of {groups} judge instructions "
+                "leaves the classifier judge no training split",
+                "lower judge.classifier.test_fraction or raise data.judge_pairs",
+            )
+
+
 def _check_semantics(config: dict) -> None:
+    _check_pools(config)
     missing = [t for t in config["source_topics"] if t not in config["topics"]]
     if missing:
         raise ConfigError(

@@ -265,6 +265,49 @@ class TopicPools:
 
 POOL_SIZES = ("loglik_pairs", "perplexity_texts", "localize_prompts", "judge_pairs")
 
+# What the pinned files hold per topic (FILES fixes them; tests/test_data.py recounts them on
+# the data): IdeoINST pairs outside the evaluation instructions, and how many of those have a
+# neutral-labelled answer. The pools are cut from these (topic_pools), so a config that asks
+# for more than a topic has is refused at parse time (pool_problem), not by a job.
+PAIRS_OUTSIDE_EVAL = {
+    "crime_and_gun": 1022,
+    "race": 1063,
+    "science": 1077,
+    "immigration": 979,
+    "economy_and_inequality": 1005,
+    "gender_and_sexuality": 1074,
+}
+NEUTRAL_OUTSIDE_EVAL = {
+    "crime_and_gun": 118,
+    "race": 460,
+    "science": 745,
+    "immigration": 119,
+    "economy_and_inequality": 99,
+    "gender_and_sexuality": 528,
+}
+
+
+def pool_problem(sizes: dict, topics) -> tuple[str, str] | None:
+    """(problem, fix) if the pools `sizes` asks for (config.pool_sizes) leave a topic's training
+    pool empty, else None: loglik, localization and judge pairs, and the perplexity texts (at
+    most the topic's neutral answers), are cut before what remains is trained on."""
+    for topic in topics:
+        held = (
+            sizes["loglik_pairs"]
+            + min(sizes["perplexity_texts"], NEUTRAL_OUTSIDE_EVAL[topic])
+            + sizes["localize_prompts"]
+            + sizes["judge_pairs"]
+        )
+        if held >= PAIRS_OUTSIDE_EVAL[topic]:
+            return (
+                f"the held-out pools of {topic} take {held} of its {PAIRS_OUTSIDE_EVAL[topic]} "
+                "pairs outside the evaluation set (data.loglik_pairs, perplexity.texts, the "
+                "localization prompts, data.judge_pairs), leaving no training pool",
+                "lower data.loglik_pairs or data.judge_pairs (or data.eval_prompts, which sizes "
+                "the held-out localization prompts)",
+            )
+    return None
+
 
 def topic_pools(
     pairs: list[Pair],

@@ -15,6 +15,7 @@ import hashlib
 import inspect
 import json
 import logging
+import math
 import os
 import random
 import re
@@ -141,6 +142,13 @@ def group_split(
     """(train indices, test indices) with every group wholly on one side, seeded."""
     from sklearn.model_selection import GroupShuffleSplit
 
+    n_groups = len(set(groups))
+    if n_groups == 0 or math.ceil(test_fraction * n_groups) >= n_groups:
+        raise DataError(
+            f"the classifier judge's pool holds {n_groups} instruction(s), too few to hold out "
+            f"{test_fraction} of them and train on the rest",
+            "raise data.judge_pairs (or lower judge.classifier.test_fraction)",
+        )
     splitter = GroupShuffleSplit(n_splits=1, test_size=test_fraction, random_state=seed)
     return next(splitter.split(np.zeros(len(groups)), groups=groups))
 
@@ -512,6 +520,23 @@ class HFJudge(Judge):
 
 
 # ---------------------------------------------------------------- from the config
+
+
+def judge_name(judge_cfg: Mapping) -> str:
+    """Which judge a config's `judge` section rates with, in words (for the judge table)."""
+    backend = judge_cfg["backend"]
+    if backend == "classifier":
+        return "TF-IDF + logistic regression on IdeoINST's GPT-4 labels"
+    if backend == "openai":
+        return f"{judge_cfg['openai']['model']} at {judge_cfg['openai']['base_url']}"
+    return str(judge_cfg["hf"]["path"])
+
+
+def cached_answer_count(path: str | os.PathLike) -> int:
+    """Complete answers in an `openai` judge cache (0 if none yet); reads, never repairs."""
+    if not Path(path).exists():
+        return 0
+    return Path(path).read_bytes().count(b"\n")
 
 
 def _build(cls: type, section: str, options: Mapping, templates: Templates) -> Judge:

@@ -33,6 +33,19 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def unexpected_error_line(smk, exc: BaseException, log_path: str | None) -> str:
+    """The one line a failure that is not a PolneuronsError leaves in Snakemake's output: the
+    rule, the run (its wildcards), what was raised, and the log holding the traceback."""
+    run = "/".join(str(value) for value in dict(smk.wildcards.items()).values()) or "-"
+    what = (str(exc).strip().splitlines() or [""])[0][:200]
+    where = f"the traceback is in {log_path}" if log_path else "the traceback is above"
+    return (
+        f"polneurons error: rule {smk.rule} failed for {run} with an unexpected "
+        f"{type(exc).__name__}{': ' + what if what else ''} -- fix: {where}; "
+        "please report it with that log"
+    )
+
+
 @contextlib.contextmanager
 def rule_context(smk, seed: int | None = None):
     """Log to the rule's log file, pin the job's GPUs (`resources.gpu`), set torch threads and
@@ -61,12 +74,14 @@ def rule_context(smk, seed: int | None = None):
                 yield RuleContext(log=logger, progress=stream)
             except PolneuronsError:
                 raise
-            except Exception:
-                # not a user error: keep the traceback in the rule's log too, where users look
+            except Exception as exc:
+                # not a user error: the traceback goes to the rule's log, and Snakemake's output
+                # gets one line naming the rule, the run and that log
                 logger.exception(
                     "unexpected error in rule %s (please report it with this log)", smk.rule
                 )
-                raise
+                print(unexpected_error_line(smk, exc, log_path), file=sys.stderr, flush=True)
+                raise SystemExit(1) from None
             logger.info("done")
     finally:
         stack.close()

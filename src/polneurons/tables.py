@@ -296,6 +296,54 @@ def write_table(
             tmp.write_text(shown.to_latex(index=False, float_format="%.3f", na_rep="--"))
 
 
+def judge_rows(
+    backend: str,
+    judge: str,
+    ratings: list[str],
+    agreement: dict | None = None,
+    cached_answers: int | None = None,
+) -> pd.DataFrame:
+    """The judge table (method.md: Stance): which judge rated, what it returned over every
+    answer of the workflow (`ratings`: one rating per answer, "error" included), the answers
+    cached by the `openai` judge, and its agreement with GPT-4's labels where measured (the
+    classifier judge: `agreement` as `ClassifierJudge.train` returns it; per topic, kappa).
+
+    >>> row = judge_rows("openai", "gpt-4o-mini", ["left leaning", "error"], cached_answers=2)
+    >>> [int(row.iloc[0][key]) for key in ("n_answers", "left", "errors", "cached_answers")]
+    [2, 1, 1, 2]
+    """
+    from polneurons.metrics import stance_counts
+
+    counts = stance_counts(ratings)
+    row = dict(
+        scope="all",
+        backend=backend,
+        judge=judge,
+        n_answers=counts["n"],
+        left=counts["n_left"],
+        right=counts["n_right"],
+        neutral=counts["n_neutral"],
+        errors=counts["n_error"],
+        cached_answers=cached_answers,
+        accuracy=np.nan,
+        kappa=np.nan,
+        n_train=np.nan,
+        n_test=np.nan,
+        why_undefined="",
+    )
+    if agreement is None:
+        row["why_undefined"] = (
+            f"not measured: the {backend} judge is not rated on GPT-4-labelled answers here"
+        )
+        return pd.DataFrame([row])
+    row |= {key: agreement[key] for key in ("accuracy", "kappa", "n_train", "n_test")}
+    topics = [
+        dict(scope=topic, backend=backend, judge=judge, kappa=kappa, why_undefined="")
+        for topic, kappa in agreement.get("kappa_by_topic", {}).items()
+    ]
+    return pd.DataFrame([row, *topics], columns=list(row))
+
+
 def explain_undefined(shown: pd.DataFrame, columns) -> pd.DataFrame:
     """`shown` without its `why_undefined` column, that text in the NaN cells of `columns`."""
     if "why_undefined" not in shown.columns:

@@ -18,7 +18,8 @@ from workflow_helpers import (  # noqa: F401 - session fixtures
     tiny_model_dir,
 )
 
-pytestmark = pytest.mark.integration
+# one xdist worker makes the reference run and every run built from it
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("reference")]
 
 
 @pytest.fixture(scope="module")

@@ -17,13 +17,12 @@ import re
 import shutil
 import subprocess
 import sys
-import threading
 import time
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from fake_openai import FakeOpenAI
 from workflow_helpers import (  # noqa: F401 - session fixtures
     RESUME_FLAGS,
     Workdir,
@@ -41,7 +40,8 @@ from workflow_helpers import (  # noqa: F401 - session fixtures
     wait_until,
 )
 
-pytestmark = pytest.mark.integration
+# one xdist worker makes the reference run and every run built from it
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("reference")]
 
 RUN = "tiny/right/crime_and_gun/ft"
 # The kill-and-resume run builds the stance and neuron tables (every kill point lies on their
@@ -245,47 +245,6 @@ print(json.dumps(judge.rate(items)))
 """
 
 
-class SlowEndpoint:
-    """An OpenAI-compatible endpoint answering 'neutral' after a short delay; counts requests."""
-
-    def __init__(self, delay: float):
-        self.delay = delay
-        self.prompts: list[str] = []
-        self.lock = threading.Lock()
-        endpoint = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                with endpoint.lock:
-                    endpoint.prompts.append(body["messages"][0]["content"])
-                time.sleep(endpoint.delay)
-                data = json.dumps(
-                    {"choices": [{"message": {"role": "assistant", "content": "Neutral"}}]}
-                ).encode()
-                try:
-                    self.send_response(200)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(data)))
-                    self.end_headers()
-                    self.wfile.write(data)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass  # the client was killed
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-        self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=5)
-
-
 def cached_keys(cache: Path) -> set[str]:
     """Keys of the complete lines of a judge cache (a kill may cut the last line short)."""
     keys = set()
@@ -299,7 +258,7 @@ def cached_keys(cache: Path) -> set[str]:
 
 def test_judge_killed_mid_rating_resumes_from_its_cache(tmp_path):
     n = 40
-    endpoint = SlowEndpoint(delay=0.1)
+    endpoint = FakeOpenAI(answer=lambda prompt: "Neutral", delay=0.1).start()
     cache = tmp_path / "openai_cache.jsonl"
     env = subprocess_env() | {"POLNEURONS_KILL_TEST_KEY": "sk-test", "NO_PROXY": "127.0.0.1"}
     command = [sys.executable, "-c", JUDGE_SCRIPT, endpoint.base_url, str(cache), str(n)]
@@ -324,7 +283,7 @@ def test_judge_killed_mid_rating_resumes_from_its_cache(tmp_path):
         assert second.returncode == 0, second.stderr[-3000:]
         assert json.loads(second.stdout) == ["neutral"] * n
     finally:
-        endpoint.close()
+        endpoint.stop()
 
     lines = [json.loads(line) for line in cache.read_text().splitlines()]
     keys = [line["key"] for line in lines]

@@ -9,10 +9,10 @@ import subprocess
 import pandas as pd
 import pytest
 import yaml
+from shipped_configs import extended_run, fake_judge, run_config  # noqa: F401
 from workflow_helpers import (  # noqa: F401
     REPO,
     SNAKEMAKE,
-    extended_run,
     make_workdir,
     reference_run,
     require_mirror,
@@ -42,7 +42,7 @@ def test_lint_is_clean():
     assert "Congratulations" in proc.stdout + proc.stderr
 
 
-def test_paper_config_dry_run_lists_every_job_with_gpu_resources(tmp_path):
+def test_paper_config_dry_run_lists_every_job_with_gpu_resources_and_no_judge_training(tmp_path):
     proc = snakemake(
         "-n", "--configfile", "configs/paper.yaml", "--config", f"results={tmp_path}/results"
     )
@@ -56,6 +56,9 @@ def test_paper_config_dry_run_lists_every_job_with_gpu_resources(tmp_path):
     assert int(counts["dump_activations"]) == models * sources * 6
     assert int(counts["patch_generate"]) == models * sources * (2 + draws)
     assert int(counts["random_control"]) == models * sources * (n_points + 1) * draws
+    # the paper's openai judge is not trained: no job that cannot succeed with it
+    assert "train_judge" not in counts and int(counts["judge_table"]) == 1
+    assert "classifier.pkl" not in out
     finetune_jobs = re.findall(r"rule finetune:.*?resources: ([^\n]*)", out, re.S)
     assert finetune_jobs and all(
         "gpu=1" in r and "mem_mb=" in r and "runtime=" in r for r in finetune_jobs
@@ -82,6 +85,7 @@ def test_embedded_default_dry_run_trains_and_patches_only_what_its_budget_lists(
 
 
 @pytest.mark.integration
+@pytest.mark.xdist_group("reference")
 def test_tiny_run_produces_every_table_figure_and_the_report(reference_run):  # noqa: F811
     results = reference_run.results
     tables = [
@@ -129,6 +133,7 @@ def test_tiny_run_produces_every_table_figure_and_the_report(reference_run):  # 
 
 
 @pytest.mark.integration
+@pytest.mark.xdist_group("reference")
 def test_random_controls_are_pooled_over_draws_and_never_touch_the_treated_set(reference_run):  # noqa: F811
     tables = reference_run.results / "tables"
     for stage, treated in (("patching", "general"), ("inhibitft", "top")):
@@ -145,16 +150,34 @@ def test_random_controls_are_pooled_over_draws_and_never_touch_the_treated_set(r
     assert "relative_sd" in main.columns
 
 
+def extended_kinds(work) -> dict:
+    """The run kinds the extended run's config makes, at its (first) InhibitFT n and dose."""
+    config = run_config(work)
+    n = config["inhibitft"]["n"][0]
+    return dict(
+        config=config,
+        n=n,
+        ift=runs.inhibit_kind("freeze_rows", n),
+        rnd=runs.inhibit_kind("freeze_rows", n, draw=1),
+        nift=runs.inhibit_kind("freeze_rows", n, null=True),
+        dose=float(config["patching"]["dose"][0]),
+    )
+
+
 @pytest.mark.integration
+@pytest.mark.xdist_group("shipped")
 def test_training_replicates_train_apart_and_pool_in_the_tables(extended_run):  # noqa: F811
     results, tables = extended_run.results, extended_run.results / "tables"
     run = results / "tiny" / "right" / "crime_and_gun"
+    kinds = extended_kinds(extended_run)
+    ift, rnd = kinds["ift"], kinds["rnd"]
+    assert kinds["config"]["training_seeds"] == 2
     adapter = "adapter/adapter_model.safetensors"
-    for kind in ("ft", "ift-freeze_rows-n10", "rnd-freeze_rows-n10-s1"):
+    for kind in ("ft", ift, rnd):
         first, second = run / kind / "train" / adapter, run / f"{kind}-t1" / "train" / adapter
         assert first.read_bytes() != second.read_bytes(), kind  # seed + 1: another training
     # a replicate draws no random set of its own and localizes no neurons
-    assert not (run / "rnd-freeze_rows-n10-s1-t1" / "control").exists()
+    assert not (run / f"{rnd}-t1" / "control").exists()
     assert not (run / "ft-t1" / "neurons").exists()
     tscg = pd.read_csv(tables / "ts_cg.csv")
     assert len(tscg) == 1 and (tscg["seeds"] == 2).all() and "CG_sd" in tscg.columns
@@ -162,28 +185,34 @@ def test_training_replicates_train_apart_and_pool_in_the_tables(extended_run):  
     assert not main["condition"].str.contains("-t[0-9]", regex=True).any()
     assert (main["seeds"] == 2).all()
     training = pd.read_csv(tables / "training.csv")
-    assert {"ft", "ft-t1", "rnd-freeze_rows-n10-s1-t1"} <= set(training["condition"])
+    assert {"ft", "ft-t1", f"{rnd}-t1"} <= set(training["condition"])
     effect = pd.read_csv(tables / "inhibition_effect.csv")
-    assert {"ift-freeze_rows-n10", "ift-freeze_rows-n10-t1"} <= set(effect["condition"])
+    assert {ift, f"{ift}-t1"} <= set(effect["condition"])
 
 
 @pytest.mark.integration
+@pytest.mark.xdist_group("shipped")
 def test_the_controls_beyond_the_paper_each_reach_a_table_and_a_claim(extended_run):  # noqa: F811
     results, tables = extended_run.results, extended_run.results / "tables"
     run = results / "tiny" / "right" / "crime_and_gun"
-    # dose: the top half of G against random draws outside all of G
-    dose = pd.read_csv(tables / "dose_response.csv")
-    assert set(dose["arm"]) == {"G", "random", "G_null"} and set(dose["dose"]) == {50.0, 100.0}
-    half = dose[(dose["arm"] == "G") & (dose["dose"] == 50.0)]["neurons"].item()
-    whole = dose[(dose["arm"] == "G") & (dose["dose"] == 100.0)]["neurons"].item()
-    assert 0 < half < whole
+    kinds = extended_kinds(extended_run)
+    config, nift, dose = kinds["config"], kinds["nift"], kinds["dose"]
+    # dose: the top x% of G against random draws outside all of G
+    table = pd.read_csv(tables / "dose_response.csv")
+    assert {"G", "random", "G_null"} <= set(table["arm"])
+    assert set(table.loc[table["arm"] == "G", "dose"]) == {dose, 100.0}
+    if "all" in config["patching"]["conditions"]:
+        assert "all (ceiling)" in set(table["arm"])
+    top = table[(table["arm"] == "G") & (table["dose"] == dose)]["neurons"].item()
+    whole = table[(table["arm"] == "G") & (table["dose"] == 100.0)]["neurons"].item()
+    assert 0 < top < whole
     controls = pd.read_csv(tables / "patching_controls.csv")
     assert set(controls["treated"]) == {"general", "top"} and (controls["overlap_total"] == 0).all()
     # specificity: S_t on every other topic, one row per topic
     crossed = [json.loads(line) for line in (run / "patch-crossed" / "ratings.jsonl").open()]
     assert all(row["patched_topic"] != row["test_set"] for row in crossed)
     specific = pd.read_csv(tables / "specificity.csv")
-    assert sorted(specific["topic"]) == sorted(["crime_and_gun", "race", "immigration"])
+    assert sorted(specific["topic"]) == sorted(config["topics"])
     # the null fine-tune: neutral answers, as many as the political run's, and G_null
     null_log = json.loads((run / "null" / "train" / "train_log.json").read_text())
     ft_log = json.loads((run / "ft" / "train" / "train_log.json").read_text())
@@ -192,10 +221,9 @@ def test_the_controls_beyond_the_paper_each_reach_a_table_and_a_claim(extended_r
     overlap = pd.read_csv(tables / "null_overlap.csv")
     assert len(overlap) == 1 and 0 <= overlap["jaccard"].item() <= 1
     # the null control: InhibitFT on F_n of G_null, trained in each replicate, paired with InhibitFT
-    nift = "nift-freeze_rows-n10"  # tiny.yaml: inhibitft.n [10]
     assert (run / nift / "train").is_dir() and (run / f"{nift}-t1" / "train").is_dir()
     inhibited = json.loads((run / nift / "train" / "train_log.json").read_text())["inhibit"]
-    spec = dict(n=10, of="general", site=inhibited["site"])  # tiny.yaml: inhibitft.n [10]
+    spec = dict(n=kinds["n"], of="general", site=inhibited["site"])
     f_n = inhibited_set(run / "ft" / "neurons", **spec)
     f_null = inhibited_set(run / "ft" / "neurons", **spec, from_dir=run / "null" / "neurons")
     assert len(f_null) == len(f_n) > 0  # as many neurons as F_n, the top of G_null
@@ -204,11 +232,13 @@ def test_the_controls_beyond_the_paper_each_reach_a_table_and_a_claim(extended_r
     main = pd.read_csv(tables / "inhibitft_main.csv")
     assert (main.loc[main["condition"] == nift, "seeds"] == 2).all()
     versus = pd.read_csv(tables / "inhibitft_vs_random.csv")
-    assert set(versus["control"]) == {"rnd-freeze_rows-n10", nift}
+    assert set(versus["control"]) == {runs.split_draw(kinds["rnd"])[0], nift}
     effect = pd.read_csv(tables / "inhibition_effect.csv").set_index(["condition", "set"])
     assert effect.loc[(nift, "inhibited"), "n_neurons"] == len(f_null)
     claims = pd.read_csv(tables / "claims.csv")["claim"]
-    for claim in ("than null_general", "top 50% of G", "moves race more than", "than on G_null"):
+    other = next(t for t in config["topics"] if t != "crime_and_gun")
+    top_claim = f"top {runs.format_n(dose)}% of G"
+    for claim in ("than null_general", top_claim, f"moves {other} more than", "than on G_null"):
         assert claims.str.contains(claim).any(), claim
 
 

@@ -70,10 +70,13 @@ class Workdir:
     extra_config: tuple[str, ...] = ()
     log: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    configfiles: tuple[Path, ...] = (TINY_CONFIG,)
+    results_folder: str = "results"  # relative to root
+    env: dict = field(default_factory=dict)  # added to subprocess_env()
 
     @property
     def results(self) -> Path:
-        return self.root / "results"
+        return self.root / self.results_folder
 
     def command(self, *args: str, cores: int = 2) -> list[str]:
         """The snakemake command line of this run (targets and flags go in `args`)."""
@@ -86,7 +89,7 @@ class Workdir:
             "--cores",
             str(cores),
             "--configfile",
-            str(TINY_CONFIG),
+            *map(str, self.configfiles),
             "--config",
             f"data={{mirror: {self.mirror}}}",
             f"model_registry={{tiny: {{path: {self.model}}}}}",
@@ -101,7 +104,7 @@ class Workdir:
         proc = subprocess.run(
             self.command(*args, cores=cores),
             cwd=self.root,
-            env=subprocess_env(),
+            env=subprocess_env() | self.env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -128,7 +131,7 @@ class Workdir:
         return subprocess.Popen(
             self.command(*args, cores=cores),
             cwd=self.root,
-            env=subprocess_env(),
+            env=subprocess_env() | self.env,
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -282,30 +285,6 @@ def tiny_model_dir(tmp_path_factory) -> Path:
         "tiny_model_dir",
         lambda: build_tiny_checkpoint(tmp_path_factory.mktemp("tiny-model") / "model"),
     )
-
-
-# The tiny workflow with every control beyond the paper's (one run, apart from the reference
-# run, so the fault and determinism runs stay small): two training seeds, a dose of G, S_t on
-# the other topics, and the null fine-tune with G_null patched.
-EXTENDED_CONFIG = (
-    "training_seeds=2",
-    "null_finetune=true",
-    "patching={conditions: [general, specific, random, crossed, null_general], dose: [50]}",
-    "inhibitft={null_control: true}",
-)
-
-
-@pytest.fixture(scope="session")
-def extended_run(tmp_path_factory, tiny_model_dir) -> Workdir:
-    """One run of the tiny workflow with EXTENDED_CONFIG. Read-only for its users."""
-
-    def run() -> Workdir:
-        work = make_workdir(tmp_path_factory.mktemp("extended"), tiny_model_dir, *EXTENDED_CONFIG)
-        proc = work.run(timeout=2 * RUN_TIMEOUT_S)  # about twice the reference run's jobs
-        assert proc.returncode == 0, work.explain(proc)
-        return work
-
-    return once_per_session("extended_run", run)
 
 
 @pytest.fixture(scope="session")

@@ -178,10 +178,27 @@ JUDGE_GPU = config["resources"]["gpu"] if config["judge"]["backend"] == "hf" els
 JUDGE_LOCAL = NETWORK_LOCAL and config["judge"]["backend"] == "openai"
 
 
+# Only the classifier judge is trained (rule train_judge, on its own pool); the openai and hf
+# judges are used as they are, and train_judge is then not in the DAG (docs/method.md, "Stance").
+JUDGE_TRAINED = config["judge"]["backend"] == "classifier"
+CLASSIFIER = f"{RES}/judge/classifier.pkl"
+CLASSIFIER_AGREEMENT = f"{RES}/judge/agreement.json"
+OPENAI_CACHE = f"{RES}/judge/openai_cache.jsonl"
+
+
 def judge_inputs(wc):
     inputs = {"generations": f"{RES}/{wc.model}/{wc.run}/generations.jsonl"}
-    if config["judge"]["backend"] == "classifier":
-        inputs["classifier"] = f"{RES}/judge/classifier.pkl"
+    if JUDGE_TRAINED:
+        inputs["classifier"] = CLASSIFIER
+    return inputs
+
+
+def judge_table_inputs(wc):
+    """The judge table reads every rating the workflow made and, for the classifier judge, its
+    held-out agreement with GPT-4's labels."""
+    inputs = {"ratings": judged_runs("ratings.jsonl")}
+    if JUDGE_TRAINED:
+        inputs["agreement"] = CLASSIFIER_AGREEMENT
     return inputs
 
 

@@ -41,8 +41,8 @@ rule train_judge:
     input:
         files=rules.download_data.output.files,
     output:
-        model=f"{RES}/judge/classifier.pkl",
-        agreement=f"{RES}/judge/agreement.json",
+        model=CLASSIFIER,
+        agreement=CLASSIFIER_AGREEMENT,
     log:
         f"{RES}/logs/train_judge.log",
     benchmark:

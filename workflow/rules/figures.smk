@@ -13,13 +13,16 @@ localrules:
 
 rule judge_table:
     input:
-        agreement=rules.train_judge.output.agreement,
+        unpack(judge_table_inputs),
     output:
         **table_paths("judge_agreement", category="0. Judge"),
     log:
         f"{RES}/logs/judge_table.log",
     conda:
         "../../envs/polneurons.yaml"
+    params:
+        judge=config["judge"],
+        cache=OPENAI_CACHE,
     script:
         "../../scripts/judge_table.py"
 

@@ -54,7 +54,7 @@ rule judge:
         root=data_root,
         judge=config["judge"],
         topic_names=config["prompt_topic_names"],
-        cache=f"{RES}/judge/openai_cache.jsonl",
+        cache=OPENAI_CACHE,
         health=config["health"],
         max_new_tokens=config["generation"]["max_new_tokens"],
     script:
