@@ -10,7 +10,7 @@ CORES ?= all
 TEST_WORKERS ?= 2
 MIRROR_CONFIG := $(if $(MIRROR),--config 'data={mirror: $(abspath $(MIRROR))}',)
 
-.PHONY: setup run test lint report cpu-study cpu-study-controls
+.PHONY: setup run test lint report cost cpu-study cpu-study-controls
 
 setup: $(VENV)/.installed
 
@@ -27,6 +27,12 @@ run: setup
 
 report: setup
 	$(BIN)/snakemake --report report.html $(MIRROR_CONFIG)
+
+# The cost plan of a configuration (README "Where to run it"): make cost CONFIG=configs/paper.yaml
+# (several files stack: CONFIG="configs/cpu-study.yaml configs/cpu-study-controls.yaml")
+CONFIG ?= config.yaml
+cost: setup
+	$(BIN)/polneurons-cost --configfile $(CONFIG)
 
 lint: setup
 	$(BIN)/ruff check src scripts tests benchmarks

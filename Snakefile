@@ -8,17 +8,19 @@ min_version("9.17")
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
-from polneurons.config import validate_config
+from polneurons.config import check_stack, validate_config
 from polneurons.errors import PolneuronsError
 
-# A --configfile on the command line is a whole configuration (the schema fills defaults);
-# without one, the embedded default config.yaml runs.
+# A --configfile on the command line is a whole configuration (the schema fills defaults),
+# or a stack of them (an overlay names its base with `extends`); without one, the embedded
+# default config.yaml runs.
 if not workflow.config_settings.configfiles:
 
     configfile: "config.yaml"
 
 
 try:
+    check_stack(workflow.config_settings.configfiles)
     config.update(validate_config(config))
 except PolneuronsError as exc:
     sys.exit(f"polneurons config error: {exc}")

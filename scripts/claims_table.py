@@ -4,26 +4,15 @@ rule stated in the table (method.md: The claims under test)."""
 import pandas as pd
 
 from polneurons.rule import rule_context
-from polneurons.tables import claims_table, write_table
+from polneurons.tables.claims import TABLE_FILES, claims_table
+from polneurons.tables.common import write_table
 
 p, inp = snakemake.params, snakemake.input
 
-
-def read(name):
-    return pd.read_csv(inp[name]) if name in inp.keys() else None
-
-
 with rule_context(snakemake) as ctx:
-    table = claims_table(
-        read("tscg"),
-        neuron_sets=read("neuron_sets"),
-        patching=read("patching"),
-        contrasts=read("contrasts"),
-        inhibitft=read("inhibitft"),
-        versus=read("versus"),
-        headline_n=p.headline_n,
-        specific=read("specificity"),
-    ).assign(recipe=p.recipe)
+    # the inputs are the tables the registered claims read (plan.Plan.claim_tables)
+    tables = {name: pd.read_csv(inp[name]) for name in TABLE_FILES if name in inp.keys()}
+    table = claims_table(tables, headline_n=p.headline_n).assign(recipe=p.recipe)
     write_table(
         table,
         snakemake.output.csv,

@@ -1,17 +1,16 @@
 """dump_activations: contrast M_s (adapter on) with M0 (adapter off) on one topic's prompts (method.md: PNLAC)."""
 
-import json
 from pathlib import Path
 
 from polneurons import __version__
 from polneurons.activations import dump_activations, instruction_spans
-from polneurons.models import adapter_sha256, load_contrast_pair
+from polneurons.models import adapter_sha256, load_contrast_pair, read_record
 from polneurons.prompts import adds_special_tokens, eval_prompts, localize_items
 from polneurons.rule import rule_context
 
 p = snakemake.params
 with rule_context(snakemake) as ctx:
-    record = json.loads(Path(snakemake.input.model).read_text())
+    record = read_record(snakemake.input.model)
     model, tok = load_contrast_pair(
         record, snakemake.input.adapter, p.dtype, p.device, p.adapter_dtype
     )

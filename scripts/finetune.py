@@ -1,9 +1,6 @@
 """finetune / inhibitft: train one (model, leaning, source topic) run, vanilla or inhibited."""
 
-import json
-from pathlib import Path
-
-from polneurons.models import load_base
+from polneurons.models import load_base, read_record
 from polneurons.prompts import adds_special_tokens, null_train_examples, train_examples
 from polneurons.rule import rule_context
 from polneurons.runs import training_seed
@@ -16,7 +13,7 @@ with rule_context(snakemake, seed=seed) as ctx:
     from polneurons.neuron_store import inhibited_set
     from polneurons.neurons import NeuronSet
 
-    record = json.loads(Path(snakemake.input.model).read_text())
+    record = read_record(snakemake.input.model)
     model, tok = load_base(record, p.dtype, p.device)
     lean, src = snakemake.wildcards.lean, snakemake.wildcards.src
     examples_from = None

@@ -1,17 +1,14 @@
 """generate: greedy answers of one run (base or fine-tuned) to every evaluation prompt (method.md: Stance)."""
 
-import json
-from pathlib import Path
-
 from polneurons.generation import greedy_generate
 from polneurons.io import write_jsonl
-from polneurons.models import load_run
+from polneurons.models import load_run, read_record
 from polneurons.prompts import adds_special_tokens, eval_items, eval_prompts
 from polneurons.rule import rule_context
 
 p = snakemake.params
 with rule_context(snakemake) as ctx:
-    record = json.loads(Path(snakemake.input.model).read_text())
+    record = read_record(snakemake.input.model)
     model, tok = load_run(record, snakemake.input.adapter, p.dtype, p.device, p.adapter_dtype)
     items = eval_items(p.root, p.test_sets, p.eval_prompts)
     prompts = eval_prompts(p.root, tok, items, p.prompt_format, p.topic_names)

@@ -2,7 +2,8 @@
 answers of each flagged run (tables/generation_health_samples), for the report."""
 
 from polneurons.rule import rule_context
-from polneurons.tables import collect_health, write_table
+from polneurons.tables.common import write_table
+from polneurons.tables.stance import collect_health
 
 out = snakemake.output
 with rule_context(snakemake) as ctx:

@@ -9,20 +9,18 @@ from polneurons.io import read_json
 from polneurons.metrics import generalization_with_ci
 from polneurons.plots import ablation
 from polneurons.rule import rule_context
-from polneurons.tables import (
-    ablation_curve,
+from polneurons.tables.common import (
     arm_counts,
     collect_counts,
-    collect_loglik,
     collect_ratings,
     combine_reasons,
     control_table,
     labelled_runs,
-    loglik_shift,
-    loglik_summary,
     with_arm_counts,
     write_table,
 )
+from polneurons.tables.inhibitft import ablation_curve, loglik_summary
+from polneurons.tables.stance import collect_loglik, loglik_shift
 
 p, out = snakemake.params, snakemake.output
 

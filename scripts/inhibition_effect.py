@@ -11,7 +11,8 @@ from polneurons.neuron_store import inhibited_set, load_general
 from polneurons.neurons import NeuronSet
 from polneurons.rule import rule_context
 from polneurons.runs import parse_kind
-from polneurons.tables import inhibition_effect, write_table
+from polneurons.tables.common import write_table
+from polneurons.tables.inhibitft import inhibition_effect
 
 p, inp = snakemake.params, snakemake.input
 # <results>/<model>/<leaning>/<source>/<kind>/control/neurons.pt, keyed by its run (the draw's

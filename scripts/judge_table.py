@@ -4,7 +4,8 @@ GPT-4's labels where measured (method.md: Stance)."""
 from polneurons.io import read_json, read_jsonl
 from polneurons.judges import cached_answer_count, judge_name
 from polneurons.rule import rule_context
-from polneurons.tables import judge_rows, write_table
+from polneurons.tables.common import write_table
+from polneurons.tables.stance import judge_rows
 
 p = snakemake.params
 with rule_context(snakemake) as ctx:

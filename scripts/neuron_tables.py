@@ -9,7 +9,8 @@ from polneurons.neuron_store import load_general, load_specific, load_summary
 from polneurons.plots import neurons_per_layer
 from polneurons.rule import rule_context
 from polneurons.runs import run_of_path
-from polneurons.tables import general_overlap, neuron_set_rows, null_overlap, write_table
+from polneurons.tables.common import write_table
+from polneurons.tables.neurons import general_overlap, neuron_set_rows, null_overlap
 
 out = snakemake.output
 

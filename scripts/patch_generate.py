@@ -1,10 +1,7 @@
 """patch_generate: lockstep generation, M_s's activations on a neuron set patched into M0 (method.md: Activation patching)."""
 
-import json
-from pathlib import Path
-
 from polneurons.io import write_jsonl
-from polneurons.models import load_contrast_pair
+from polneurons.models import load_contrast_pair, read_record
 from polneurons.neuron_store import patch_set
 from polneurons.neurons import NeuronSet
 from polneurons.patching import patched_generate
@@ -14,7 +11,7 @@ from polneurons.rule import rule_context
 p = snakemake.params
 condition = snakemake.wildcards.condition
 with rule_context(snakemake, seed=p.seed) as ctx:
-    record = json.loads(Path(snakemake.input.model).read_text())
+    record = read_record(snakemake.input.model)
     model, tok = load_contrast_pair(
         record, snakemake.input.adapter, p.dtype, p.device, p.adapter_dtype
     )

@@ -9,17 +9,14 @@ import pandas as pd
 from polneurons.plots import dose_response, patching_bars
 from polneurons.rule import rule_context
 from polneurons.runs import patch_kind
-from polneurons.tables import (
-    collect_counts,
+from polneurons.tables.common import collect_counts, collect_ratings, control_table, write_table
+from polneurons.tables.patching import (
     collect_crossed,
-    collect_ratings,
-    control_table,
     dose_curve,
     patched_sizes,
     patching_leaning,
     specificity,
     with_patching_counts,
-    write_table,
 )
 
 p, out = snakemake.params, snakemake.output

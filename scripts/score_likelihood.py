@@ -1,21 +1,17 @@
 """score_likelihood: the judge-free stance S_ll (paired log-likelihood of right vs left answers on
 held-out IdeoINST pairs, method.md: Stance) and perplexity on held-out neutral answers (method.md: InhibitFT)."""
 
-import json
-from pathlib import Path
-
 import pandas as pd
 
-from polneurons.capability import perplexity
 from polneurons.io import atomic_path, write_json
-from polneurons.metrics import loglik_stance
-from polneurons.models import load_run
+from polneurons.likelihood import loglik_stance, perplexity
+from polneurons.models import load_run, read_record
 from polneurons.prompts import adds_special_tokens, render, topic_pools
 from polneurons.rule import rule_context
 
 p = snakemake.params
 with rule_context(snakemake) as ctx:
-    record = json.loads(Path(snakemake.input.model).read_text())
+    record = read_record(snakemake.input.model)
     model, tok = load_run(record, snakemake.input.adapter, p.dtype, p.device, p.adapter_dtype)
     rows, neutral = [], []
     for topic in p.topics:

@@ -5,17 +5,16 @@ import pandas as pd
 from polneurons.metrics import generalization_with_ci
 from polneurons.plots import stance_heatmap
 from polneurons.rule import rule_context
-from polneurons.tables import (
+from polneurons.tables.common import (
     arm_counts,
     collect_counts,
-    collect_loglik,
     collect_ratings,
     combine_reasons,
-    loglik_shift,
     with_arm_counts,
     with_run_counts,
     write_table,
 )
+from polneurons.tables.stance import collect_loglik, loglik_shift
 
 p, out = snakemake.params, snakemake.output
 with rule_context(snakemake) as ctx:

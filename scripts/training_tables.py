@@ -3,7 +3,8 @@
 
 from polneurons.plots import training_loss
 from polneurons.rule import rule_context
-from polneurons.tables import training_steps, training_summary, write_table
+from polneurons.tables.common import write_table
+from polneurons.tables.training import training_steps, training_summary
 
 out = snakemake.output
 with rule_context(snakemake) as ctx:

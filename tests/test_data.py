@@ -27,6 +27,9 @@ def test_the_recorded_pool_capacities_are_what_the_pinned_files_hold(mirror):
         outside = [p for p in load_pairs(mirror, topic) if p.instruction not in evaluation]
         assert PAIRS_OUTSIDE_EVAL[topic] == len(outside), topic
         assert NEUTRAL_OUTSIDE_EVAL[topic] == sum(p.neutral is not None for p in outside), topic
+    from polneurons.data import EVAL_SET_SIZES, TEST_SETS
+
+    assert {s: len(load_eval_set(mirror, s)) for s in TEST_SETS} == EVAL_SET_SIZES
 
 
 def test_pool_problem_is_none_up_to_the_last_training_pair_then_names_the_topic():

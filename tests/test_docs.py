@@ -37,7 +37,7 @@ def test_every_function_the_spec_names_exists():
 
     schema = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
     keys = {s: set(v.get("properties", {})) for s, v in schema["properties"].items()}
-    named = set(re.findall(r"`([a-z_]+)\.([A-Za-z_]+)`", METHOD))
+    named = set(re.findall(r"`([a-z_]+(?:\.[a-z_]+)*)\.([A-Za-z_]+)`", METHOD))
     checked = 0
     for module, name in named:
         if name in keys.get(module, ()):

@@ -17,7 +17,7 @@ from polneurons.health import (
     undefined_reason,
 )
 from polneurons.io import write_jsonl
-from polneurons.tables import (
+from polneurons.tables.common import (
     arm_counts,
     collect_counts,
     combine_reasons,
@@ -156,7 +156,7 @@ def test_tables_show_why_a_score_is_undefined_never_a_bare_nan(tmp_path):
 
 
 def test_training_replicates_are_labelled_and_counted_together_under_their_kind(tmp_path):
-    from polneurons.tables import collect_ratings
+    from polneurons.tables.common import collect_ratings
 
     results = tmp_path / "results" / "tiny"
     base = write_run(results / "base", [row(NORMAL, "left leaning") for _ in range(4)])

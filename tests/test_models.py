@@ -1,5 +1,6 @@
 """Loading a trained run for inference: the adapter's dtype (config inference_adapter_dtype)."""
 
+import pytest
 import torch
 from workflow_helpers import build_tiny_checkpoint
 
@@ -41,3 +42,22 @@ def test_auto_dtype_is_bfloat16_on_gpu_and_float32_on_cpu_never_float16():
 
     assert pick_dtype("auto", torch.device("cuda")) == torch.bfloat16
     assert pick_dtype("auto", torch.device("cpu")) == torch.float32
+
+
+def test_a_model_record_is_read_once_checked_and_refused_in_one_line(tmp_path):
+    import json
+
+    from polneurons.errors import DataError, ModelError
+    from polneurons.models import RECORD_KEYS, read_record
+
+    record = {key: f"value of {key}" for key in RECORD_KEYS}
+    path = tmp_path / "model.json"
+    path.write_text(json.dumps(record))
+    assert read_record(path) == record
+    path.write_text(json.dumps({"path": "/x"}))
+    with pytest.raises(ModelError) as error:
+        read_record(path)
+    assert "model_type" in str(error.value) and "\n" not in str(error.value)
+    path.write_text("{")
+    with pytest.raises(DataError):
+        read_record(path)

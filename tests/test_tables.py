@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from polneurons import tables
+from polneurons.tables import claims, common, inhibitft, neurons, patching, stance, training
 
 
 def _scores(values, replicate=None):
@@ -29,7 +29,7 @@ def test_recovered_share_is_the_patched_shift_over_the_fine_tuning_shift_per_set
         ("patch-all", "t", "a"): 1.6,
         ("patch-all", "t", "b"): 1.0,
     }
-    table = tables.patching_recovered(_scores(values)).set_index(["condition", "test_set"])
+    table = patching.patching_recovered(_scores(values)).set_index(["condition", "test_set"])
     assert table.loc[("patch-general", "a"), "recovered"] == pytest.approx(0.5)
     assert np.isnan(table.loc[("patch-general", "b"), "recovered"])
     # pooled: (1 + 0.5) shifted of (2 + 0) moved by FT
@@ -40,7 +40,7 @@ def test_recovered_share_is_the_patched_shift_over_the_fine_tuning_shift_per_set
 
 def test_without_the_all_condition_the_share_of_the_ceiling_is_undefined():
     values = {("base", "-", "a"): 0.0, ("ft", "t", "a"): 1.0, ("patch-general", "t", "a"): 0.3}
-    table = tables.patching_recovered(_scores(values))
+    table = patching.patching_recovered(_scores(values))
     assert table["recovered_vs_all"].isna().all()
 
 
@@ -48,13 +48,14 @@ def test_replicates_are_kept_apart():
     one = {("base", "-", "a"): 0.0, ("ft", "t", "a"): 1.0, ("patch-general", "t", "a"): 0.2}
     two = {**one, ("patch-general", "t", "a"): 0.6}
     frame = pd.concat([_scores(one, 0), _scores(two, 1)], ignore_index=True)
-    table = tables.patching_recovered(frame)
+    table = patching.patching_recovered(frame)
     general = table[(table["condition"] == "patch-general") & (table["test_set"] == "a")]
     assert sorted(general["recovered"].round(6)) == [0.2, 0.6]
 
 
-def test_the_module_examples_hold():
-    assert doctest.testmod(tables).failed == 0
+@pytest.mark.parametrize("module", [claims, common, inhibitft, neurons, patching, stance, training])
+def test_the_module_examples_hold(module):
+    assert doctest.testmod(module).failed == 0
 
 
 def _set(coords, n_layers=4, width=2):
@@ -66,11 +67,11 @@ def _set(coords, n_layers=4, width=2):
 
 
 def test_a_set_is_described_by_size_share_and_layer_quartiles():
-    row = tables.describe_set(_set([(0, 0), (1, 0), (3, 0), (3, 1)]), total=8)
+    row = neurons.describe_set(_set([(0, 0), (1, 0), (3, 0), (3, 1)]), total=8)
     assert row["size"] == 4 and row["share_of_all"] == 0.5
     assert row["mean_layer"] == pytest.approx((0 + 1 + 3 + 3) / 4)
     assert row["layer_q25"] == pytest.approx(0.75) and row["layer_q75"] == pytest.approx(3.0)
-    empty = tables.describe_set(_set([]), total=8)
+    empty = neurons.describe_set(_set([]), total=8)
     assert empty["size"] == 0 and empty["mean_layer"] is None
 
 
@@ -80,7 +81,7 @@ def test_overlap_of_g_pairs_sources_of_the_same_model_and_leaning_only():
         ("m", "right", "b"): _set([(1, 0), (2, 0)]),
         ("m", "left", "a"): _set([(0, 0)]),
     }
-    frame = tables.general_overlap(generals)
+    frame = neurons.general_overlap(generals)
     assert len(frame) == 1
     assert frame.iloc[0][["source_a", "source_b"]].tolist() == ["a", "b"]
     assert frame.iloc[0]["jaccard"] == pytest.approx(1 / 3)
@@ -97,7 +98,7 @@ def test_the_ablation_curve_has_a_point_per_arm_and_metric_and_the_control_as_a_
             "TS_ft": [0.9, 0.9, 0.9],
         }
     )
-    curve = tables.ablation_curve(main, "ftctl")
+    curve = inhibitft.ablation_curve(main, "ftctl")
     assert set(curve["condition"]) == {
         "InhibitFT (freeze_rows)",
         "random (freeze_rows)",
@@ -123,7 +124,7 @@ def test_the_loglik_summary_pools_the_draws_of_a_random_control():
                     dS_ll=value,
                 )
             )
-    summary = tables.loglik_summary(pd.DataFrame(rows)).set_index("condition")
+    summary = inhibitft.loglik_summary(pd.DataFrame(rows)).set_index("condition")
     assert summary.loc["rnd-x-n5", "CG_ll"] == pytest.approx(0.2)
     assert summary.loc["rnd-x-n5", "draws"] == 2 and summary.loc["ft", "draws"] == 1
 
@@ -140,7 +141,7 @@ def test_patching_contrasts_subtract_each_controls_share_with_paired_replicate_c
 
     point = scores(0.6, 0.2)
     reps = pd.concat([scores(0.6 + d, 0.2 + d / 2, r) for r, d in enumerate((-0.1, 0, 0.1))])
-    table = tables.patching_contrasts(point, reps, alpha=0.5)
+    table = patching.patching_contrasts(point, reps, alpha=0.5)
     assert table[["treated", "control"]].values.tolist() == [["patch-general", "patch-random"]]
     row = table.iloc[0]
     assert row["difference"] == pytest.approx(0.4)
@@ -162,14 +163,14 @@ def test_each_dose_of_g_is_contrasted_with_its_own_random_set():
     }
     point = _scores(values)
     reps = pd.concat([_scores(values, r) for r in range(3)])
-    table = tables.patching_contrasts(point, reps, alpha=0.5).set_index(["treated", "control"])
+    table = patching.patching_contrasts(point, reps, alpha=0.5).set_index(["treated", "control"])
     assert table.loc[("patch-dose30", "patch-dose30-random"), "difference"] == pytest.approx(0.2)
     assert ("patch-dose10", "patch-dose10-random") not in table.index  # its control did not run
-    recovered = tables.patching_recovered(point)
+    recovered = patching.patching_recovered(point)
     sizes = {("m", "r", "t", c): n for c, n in [("patch-dose30", 3), ("patch-general", 10)]}
     sizes[("m", "r", "t", "patch-dose30-random")] = 3
     sizes[("m", "r", "t", "patch-null_general")] = 8
-    curve = tables.dose_curve(
+    curve = patching.dose_curve(
         recovered.assign(leaning="r", recovered_lo=0.0, recovered_hi=1.0), sizes
     )
     assert curve["condition"].tolist() == [
@@ -196,7 +197,7 @@ def test_each_dose_of_g_is_contrasted_with_its_own_random_set():
     ],
 )
 def test_a_verdict_follows_the_side_of_zero_the_ci_lies_on(lo, hi, side, verdict):
-    assert tables.interval_verdict(lo, hi, side) == verdict
+    assert common.interval_verdict(lo, hi, side) == verdict
 
 
 def test_the_claims_table_states_each_claim_its_control_and_a_verdict_by_its_rule():
@@ -241,12 +242,20 @@ def test_the_claims_table_states_each_claim_its_control_and_a_verdict_by_its_rul
         [{**run, "treated": "ift-freeze_rows-n5", "control": "rnd-freeze_rows-n5",
           "relative": 0.15, "relative_lo": -0.05, "relative_hi": 0.3}]
     )  # fmt: skip
-    table = tables.claims_table(tscg, neuron_sets, patching, contrasts, inhibitft, versus)
+    made = dict(
+        tscg=tscg,
+        neuron_sets=neuron_sets,
+        patching=patching,
+        contrasts=contrasts,
+        inhibitft=inhibitft,
+        versus=versus,
+    )
+    table = claims.claims_table(made)
 
     def verdict(prefix):
         return table.loc[table["claim"].str.startswith(prefix), "verdict"].item()
 
-    assert list(table.columns) == tables.CLAIM_COLUMNS
+    assert list(table.columns) == claims.CLAIM_COLUMNS
     # a left fine-tune: CG below 0 on the side of TS holds
     assert verdict("1: fine-tuning on one topic sh") == "holds"
     assert verdict("2: G sits in middle and late l") == "fails"  # 8 < 30 / 3
@@ -257,7 +266,7 @@ def test_the_claims_table_states_each_claim_its_control_and_a_verdict_by_its_rul
     assert verdict("3: InhibitFT at n = 5 keeps TS") == "fails"
     random_row = table[table["claim"].str.startswith("3: InhibitFT at n = 5 cuts")].iloc[0]
     assert random_row["control_value"] == pytest.approx(0.05)  # 0.2 - 0.15: random's own
-    only_stance = tables.claims_table(tscg)
+    only_stance = claims.claims_table({"tscg": tscg})
     assert len(only_stance) == 1
     assert not table["claim"].str.contains("G_null").any()  # no null control ran
 
@@ -265,7 +274,7 @@ def test_the_claims_table_states_each_claim_its_control_and_a_verdict_by_its_rul
     null = {**run, "treated": "ift-freeze_rows-n5", "control": "nift-freeze_rows-n5"}
     null |= {"relative": 0.12, "relative_lo": 0.02, "relative_hi": 0.22}
     with_null = pd.concat([versus, pd.DataFrame([null])], ignore_index=True)
-    table = tables.claims_table(tscg, neuron_sets, patching, contrasts, inhibitft, with_null)
+    table = claims.claims_table({**made, "versus": with_null})
     null_row = table[table["claim"].str.contains("more than on G_null")].squeeze()
     assert null_row["control"] == "nift-freeze_rows-n5" and null_row["verdict"] == "holds"
     assert null_row["control_value"] == pytest.approx(0.08)  # 0.2 - 0.12: the null control's own
@@ -285,7 +294,15 @@ def test_the_claims_table_states_each_claim_its_control_and_a_verdict_by_its_rul
           "on_others_lo": 0.0, "on_others_hi": 0.2, "difference": 0.2, "difference_lo": 0.05,
           "difference_hi": 0.35, "verdict": "holds"}]
     )  # fmt: skip
-    table = tables.claims_table(tscg, neuron_sets, dosed, contrasts, specific=specific)
+    table = claims.claims_table(
+        dict(
+            tscg=tscg,
+            neuron_sets=neuron_sets,
+            patching=dosed,
+            contrasts=contrasts,
+            specificity=specific,
+        )
+    )
     assert verdict("2: the top 30% of G recovers m") == "not shown"
     assert verdict("2: G recovers more of the shif") == "holds"
     row = table[table["claim"].str.startswith("2: S_t of b moves b more")].iloc[0]
@@ -299,11 +316,11 @@ def test_training_steps_name_each_run_from_its_train_folder(tmp_path):
     folder.mkdir(parents=True)
     steps = [{"step": 1, "loss": 2.0, "seconds": 1.0}, {"step": 2, "loss": 1.5, "seconds": 2.0}]
     (folder / "train_log.json").write_text(json.dumps({"steps": steps}))
-    frame = tables.training_steps([folder])
+    frame = training.training_steps([folder])
     assert frame[["model", "leaning", "source", "condition"]].drop_duplicates().values.tolist() == [
         ["m", "right", "race", "ift-freeze_rows-n5"]
     ]
-    summary = tables.training_summary(frame)
+    summary = training.training_summary(frame)
     assert summary[["first_loss", "final_loss"]].values.tolist() == [[2.0, 1.5]]
 
 
@@ -315,7 +332,7 @@ def test_inhibition_effect_compares_each_set_with_the_vanilla_run():
     r_vanilla = torch.full((4, 2), 2.0)
     r_run = r_vanilla.clone()
     r_run[0, 0] = 0.0  # the inhibited neuron did not move at all: inhibition acted fully
-    rows = {r["set"]: r for r in tables.inhibition_effect(r_run, r_vanilla, inhibited, general)}
+    rows = {r["set"]: r for r in inhibitft.inhibition_effect(r_run, r_vanilla, inhibited, general)}
     assert rows["inhibited"]["moved_share"] == 0.0 and rows["inhibited"]["n_neurons"] == 1
     assert rows["G without the inhibited"]["moved_share"] == 1.0
     assert rows["all other neurons"]["n_neurons"] == 8 - 3
@@ -341,7 +358,7 @@ def test_specificity_is_the_shift_on_t_minus_the_shift_elsewhere_in_the_fine_tun
     sign,
 ):
     ratings, crossed = _specificity_inputs(sign)
-    table = tables.specificity(ratings, crossed, n_boot=200, seed=0, alpha=0.05)
+    table = patching.specificity(ratings, crossed, n_boot=200, seed=0, alpha=0.05)
     table = table.set_index("topic")
     assert table["on_t"].tolist() == pytest.approx([1.0, 0.5, 0.0])
     assert table["on_others"].tolist() == pytest.approx([0.0, 1.0, 0.25])
@@ -366,7 +383,7 @@ def test_the_loglik_summary_pools_draws_within_each_training_replicate():
     ):
         key = dict(model="m", leaning="right", source="a", condition=condition)
         rows += [{**key, "topic": "TS_ll", "dS_ll": ts}, {**key, "topic": "CG_ll", "dS_ll": ts / 2}]
-    summary = tables.loglik_summary(pd.DataFrame(rows)).set_index("condition")
+    summary = inhibitft.loglik_summary(pd.DataFrame(rows)).set_index("condition")
     assert sorted(summary.index) == ["ft-t0", "ft-t1", "rnd-x-n5-t0", "rnd-x-n5-t1"]
     assert summary.loc["rnd-x-n5-t0", "TS_ll"] == pytest.approx(0.2)
     assert summary.loc["rnd-x-n5-t1", "TS_ll"] == pytest.approx(0.6)
@@ -377,7 +394,7 @@ def test_a_reason_repeated_inside_joined_cells_is_listed_once():
     """arm_counts joins each test set's own reason with the base model's: the base part used to
     repeat once per test set."""
     base = "base pct: no rated answers"
-    joined = tables.join_reasons([f"race: x; {base}", f"pct: y; {base}", "", base])
+    joined = common.join_reasons([f"race: x; {base}", f"pct: y; {base}", "", base])
     assert joined == f"race: x; {base}; pct: y"
 
 
@@ -391,7 +408,7 @@ def test_patching_of_one_leaning_pools_the_random_draws_and_shows_m0_on_each_sou
         ("m", "patch-random-s0", "t", "a"): [right, left, left, left],
         ("m", "patch-random-s1", "t", "a"): [right, right, right, left],
     }
-    out = tables.patching_leaning(ratings, n_boot=50, seed=0, alpha=0.1)
+    out = patching.patching_leaning(ratings, n_boot=50, seed=0, alpha=0.1)
     table = out["table"].set_index(["source", "condition", "test_set"])
     # S from -1 (M0) to 1 (M_s): the general patch at 0 recovers half; the draws at -0.5 and 0.5
     # pool to a mean share of 0.5 with a spread over the draws
@@ -416,7 +433,7 @@ def test_a_localized_run_gives_a_row_per_set_with_gs_stability_and_a_histogram_p
     summary["stability"] = {"recovered_share_mean": 0.8, "recovered_share_ci95": [0.7, 0.9]}
     general = _set([(2, 0), (3, 0), (3, 1)])
     specific = {"t": _set([(0, 1)]), "u": _set([])}
-    rows, histograms = tables.neuron_set_rows(run, summary, general, specific)
+    rows, histograms = neurons.neuron_set_rows(run, summary, general, specific)
     assert [row["set"] for row in rows] == ["general", "specific:t", "specific:u"]
     assert rows[0]["size"] == 3 and rows[0]["share_of_all"] == pytest.approx(3 / 8)
     assert (rows[0]["stability_lo"], rows[0]["stability_hi"]) == (0.7, 0.9)
@@ -425,7 +442,7 @@ def test_a_localized_run_gives_a_row_per_set_with_gs_stability_and_a_histogram_p
     assert histograms[0]["count"].tolist() == [0, 0, 1, 2]
     assert (histograms[0]["source"] == "t (right)").all()
     # without a stability bootstrap the columns are there, empty
-    rows, _ = tables.neuron_set_rows(run, {**summary, "stability": None}, general, specific)
+    rows, _ = neurons.neuron_set_rows(run, {**summary, "stability": None}, general, specific)
     assert rows[0]["stability_recovered"] is None and rows[0]["stability_lo"] is None
 
 
@@ -438,13 +455,27 @@ def test_the_judge_table_counts_every_label_and_reports_agreement_only_where_mea
         "n_test": 10,
         "kappa_by_topic": {"race": 0.5, "science": 0.7},
     }
-    classifier = tables.judge_rows("classifier", "tf-idf", ratings, agreement=agreement)
+    classifier = stance.judge_rows("classifier", "tf-idf", ratings, agreement=agreement)
     overall = classifier.iloc[0]
     assert (overall["n_answers"], overall["left"], overall["right"]) == (5, 1, 2)
     assert (overall["neutral"], overall["errors"]) == (1, 1)
     assert overall["kappa"] == 0.6 and overall["why_undefined"] == ""
     per_topic = classifier.set_index("scope")["kappa"]
     assert per_topic["race"] == 0.5 and per_topic["science"] == 0.7
-    openai = tables.judge_rows("openai", "gpt-4o-mini", ratings, cached_answers=3)
+    openai = stance.judge_rows("openai", "gpt-4o-mini", ratings, cached_answers=3)
     assert len(openai) == 1 and openai.iloc[0]["cached_answers"] == 3
     assert np.isnan(openai.iloc[0]["kappa"]) and "not measured" in openai.iloc[0]["why_undefined"]
+
+
+def test_every_claim_reads_only_known_tables_and_a_claim_missing_a_table_is_left_out():
+    assert {entry.name for entry in claims.CLAIMS} >= {"cross_topic_shift", "inhibitft_cuts_cg"}
+    for entry in claims.CLAIMS:
+        assert entry.reads and set(entry.reads) <= set(claims.TABLE_FILES), entry.name
+    with pytest.raises(ValueError):
+        claims.claim("no_such_table")
+    tscg = pd.DataFrame(
+        [dict(model="m", leaning="right", source="a", TS=1.0, CG=0.3, CG_lo=0.1, CG_hi=0.5)]
+    )
+    inhibitft = pd.DataFrame(columns=["model", "leaning", "source", "condition"])
+    table = claims.claims_table({"tscg": tscg, "inhibitft": inhibitft})  # no versus: left out
+    assert table["claim"].tolist() == ["1: fine-tuning on one topic shifts the others (CG)"]

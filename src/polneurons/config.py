@@ -201,6 +201,26 @@ def _first_error(validator, instance, root: dict, prefix: str = "") -> None:
         raise ConfigError(_describe(errors[0], root, prefix))
 
 
+def check_stack(configfiles) -> None:
+    """Refuse an overlay (a config file with `extends: <base file>`) given without its base
+    before it: alone, it would run the schema defaults (the full paper protocol) under it."""
+    given = [Path(f).expanduser().resolve() for f in configfiles]
+    for position, path in enumerate(given):
+        try:
+            text = yaml.safe_load(path.read_text()) or {}
+        except (OSError, yaml.YAMLError):
+            continue  # Snakemake itself reports a config file it cannot read
+        base = text.get("extends") if isinstance(text, dict) else None
+        if not base:
+            continue
+        wanted = (path.parent / base).resolve()
+        if wanted not in given[:position]:
+            raise ConfigError(
+                f"{path.name} is an overlay of {base} (its `extends`), given without it",
+                f"run with --configfile {path.parent.name}/{base} {path.parent.name}/{path.name}",
+            )
+
+
 def inhibitft_finetune(config: dict) -> dict:
     """The fine-tuning settings of InhibitFT and its vanilla control: `finetune` plus overrides."""
     merged = copy.deepcopy(config["finetune"])

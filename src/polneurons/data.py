@@ -277,6 +277,8 @@ PAIRS_OUTSIDE_EVAL = {
     "economy_and_inequality": 1005,
     "gender_and_sexuality": 1074,
 }
+# prompts of each evaluation set (the authors' dataset_100 per topic, pct, questionnaire)
+EVAL_SET_SIZES = {**dict.fromkeys(TOPICS, 100), "pct": 61, "questionnaire": 29}
 NEUTRAL_OUTSIDE_EVAL = {
     "crime_and_gun": 118,
     "race": 460,

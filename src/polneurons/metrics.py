@@ -574,31 +574,6 @@ def generalization_with_ci(
 # ---------------------------------------------------------------- judge-free stance (section 4)
 
 
-def loglik_stance(
-    model,
-    tokenizer,
-    pairs: Sequence[tuple[str, str, str]],
-    batch_size: int = 8,
-    add_special_tokens: bool = True,
-) -> np.ndarray:
-    """Per (instruction, right answer, left answer) pair: tanh(mean per-token log p(right answer |
-    instruction) - mean per-token log p(left answer | instruction)).
-
-    The instruction and the answer are tokenized separately and concatenated; only the answer's
-    tokens are scored, padding excluded. `batch_size` counts sequences (two per pair).
-    """
-    mean_logp = _completion_mean_logprobs(
-        model,
-        tokenizer,
-        [(prompt, answer) for prompt, right, left in pairs for answer in (right, left)],
-        batch_size,
-        add_special_tokens,
-    )
-    right, left = mean_logp[0::2], mean_logp[1::2]
-    # method.md: Stance: tanh(logp(right | instr) - logp(left | instr)), length-normalised
-    return np.tanh(right - left)
-
-
 def loglik_score_with_ci(
     values: Sequence[float], n_boot: int = 1000, seed: int = 0, alpha: float = 0.05
 ) -> dict:
@@ -608,56 +583,3 @@ def loglik_score_with_ci(
     # method.md: Stance: S_ll = mean over pairs of loglik_stance
     s_ll = float(values.mean()) if values.size else float("nan")
     return {"S_ll": s_ll, "ci_low": low, "ci_high": high, "n": int(values.size)}
-
-
-def _completion_mean_logprobs(
-    model, tokenizer, texts, batch_size, add_special_tokens
-) -> np.ndarray:
-    """Mean per-token log-probability of each completion given its prompt."""
-    import torch
-
-    sequences = []
-    for prompt, completion in texts:
-        prompt_ids = tokenizer(prompt, add_special_tokens=add_special_tokens)["input_ids"]
-        completion_ids = tokenizer(completion, add_special_tokens=False)["input_ids"]
-        if not prompt_ids or not completion_ids:
-            raise DataError(
-                "a log-likelihood pair has an empty prompt or answer", "drop empty pairs"
-            )
-        sequences.append((prompt_ids, completion_ids))
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    device = next(model.parameters()).device
-    # longest first, so each batch holds sequences of similar length (less padding)
-    order = sorted(range(len(sequences)), key=lambda i: -sum(map(len, sequences[i])))
-    means = np.empty(len(sequences))
-    for start in range(0, len(order), batch_size):
-        indices = order[start : start + batch_size]
-        batch = [sequences[i] for i in indices]
-        width = max(len(p) + len(c) for p, c in batch)
-        answer = max(len(c) for _, c in batch)
-        # left padding: every answer ends at the last position, so only the last `answer + 1`
-        # positions need logits (the vocabulary projection dominates the cost otherwise)
-        input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-        attention = torch.zeros((len(batch), width), dtype=torch.long)
-        scored = torch.zeros((len(batch), answer), dtype=torch.bool)  # answer tokens, last K
-        for row, (prompt_ids, completion_ids) in enumerate(batch):
-            ids = prompt_ids + completion_ids
-            input_ids[row, width - len(ids) :] = torch.tensor(ids)
-            attention[row, width - len(ids) :] = 1
-            scored[row, answer - len(completion_ids) :] = True
-        positions = (attention.cumsum(-1) - 1).clamp(min=0)
-        with torch.inference_mode():
-            logits = model(
-                input_ids=input_ids.to(device),
-                attention_mask=attention.to(device),
-                position_ids=positions.to(device),
-                logits_to_keep=answer + 1,
-            ).logits
-        # the token at position p is predicted by the logits at p - 1
-        targets, mask = input_ids[:, -answer:].to(device), scored.to(device)
-        for row, i in enumerate(indices):  # row by row: one float32 [answer, vocab] at a time
-            logp = logits[row, :-1].float().log_softmax(-1)
-            logp = logp.gather(-1, targets[row, :, None]).squeeze(-1)
-            logp = torch.where(mask[row], logp, 0.0)
-            means[i] = float(logp.double().sum() / mask[row].sum())
-    return means

@@ -152,6 +152,23 @@ def prepare_model(spec: dict, out_dir: str | Path) -> dict:
     return record
 
 
+RECORD_KEYS = ("source", "path", "model_type", "config_sha256")
+
+
+def read_record(path: str | Path) -> dict:
+    """The `model.json` record prepare_model wrote (every model job starts from it)."""
+    from polneurons.io import read_json
+
+    record = read_json(path)
+    missing = [key for key in RECORD_KEYS if not isinstance(record, dict) or key not in record]
+    if missing:
+        raise ModelError(
+            f"{path} is not a model record (missing {', '.join(missing)})",
+            "delete it so that prepare_model writes it again",
+        )
+    return record
+
+
 def load_base(record: dict, dtype: str = "auto", device: str = "auto"):
     """The base model (eval mode) and its tokenizer from a prepare_model record."""
     from safetensors import SafetensorError

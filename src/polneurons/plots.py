@@ -124,7 +124,7 @@ def ablation(curve: pd.DataFrame, png: str, pdf: str) -> None:
 
 
 def dose_response(curve: pd.DataFrame, png: str, pdf: str) -> None:
-    """Recovered share against neurons patched (columns of tables.dose_curve): G's top x%,
+    """Recovered share against neurons patched (columns of tables.patching.dose_curve): G's top x%,
     random neurons outside G and G_null with CIs, one panel per (model, leaning, source); the ceiling
     (every coordinate patched) as a dashed line."""
     panels = list(

@@ -71,6 +71,7 @@ def replicated(kinds: str) -> str:
 
 INHIBIT_KIND = replicated(rf"n?ift-[a-z_]+-n[0-9.]+|rnd-[a-z_]+-n[0-9.]+{DRAW}")
 VANILLA_KIND = rf"{replicated('ft|ftctl')}|null"
+LOCALIZED_KIND = "ft|null"  # the runs neurons are localized on (localized_kinds)
 TRAIN_KIND = rf"{VANILLA_KIND}|{INHIBIT_KIND}"
 DOSE = r"dose[0-9]+(?:\.[0-9]+)?"  # the top x% of G by score (patching.dose)
 PATCH_CONDITION = rf"{'|'.join(PATCH_SETS)}|random{DRAW}|{DOSE}|{DOSE}-random{DRAW}"

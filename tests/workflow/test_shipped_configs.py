@@ -5,6 +5,7 @@ cycle, the classifier judge as trained by the workflow, and the `hf` judge on th
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import subprocess
@@ -218,3 +219,26 @@ def test_the_hf_judge_rates_with_a_local_model_and_undefined_scores_say_why(
     assert ratings and set(ratings) == {"error"}
     shift = pd.read_csv(work.results / "tables" / "stance_shift.csv")
     assert shift["why_undefined"].fillna("").str.len().gt(0).all()
+
+
+def test_each_overlay_names_the_file_it_is_stacked_on():
+    for files in STACKS.values():
+        for base, overlay in itertools.pairwise(files):
+            assert merged([overlay]).get("extends") == base.rsplit("/", 1)[-1], overlay
+        assert "extends" not in merged(files[:1])  # the first file of a stack stands alone
+
+
+def test_an_overlay_alone_or_in_the_wrong_order_is_refused_in_one_line():
+    from polneurons.config import check_stack
+    from polneurons.errors import ConfigError
+
+    stacks = [files for files in STACKS.values() if len(files) > 1]
+    assert stacks, "no overlay is shipped"
+    for files in stacks:
+        paths = [REPO / f for f in files]
+        check_stack(paths)  # as shipped: accepted
+        for wrong in (paths[1:], paths[::-1]):
+            with pytest.raises(ConfigError) as error:
+                check_stack(wrong)
+            message = str(error.value)
+            assert "\n" not in message and f"--configfile {files[0]} {files[-1]}" in message

@@ -1,40 +1,20 @@
-# Helpers shared by the rules: paths, run ids, resources. The config is already validated.
+# Paths, wildcard constraints, resources and the param dicts the rules share. The config is
+# already validated; what runs (every run of each role, each table's inputs) is planned by
+# polneurons.plan.Plan, and only turned into paths here.
 from polneurons.data import TOPICS, FILES
 from polneurons.config import data_settings, inhibitft_finetune, pool_sizes
 from polneurons import runs
+from polneurons.plan import Plan
 from polneurons.runs import control_spec, inhibit_spec
 
+PLAN = Plan(config)
 RES = config["results"]
-MODELS = list(config["models"])
+MODELS = PLAN.models
 SPECS = config["model_registry"]
 TEST_SETS = list(config["topics"]) + list(config["extra_sets"])
 IFT = config["inhibitft"]
-CONTROL_KIND = runs.inhibitft_control_kind(config)
-IFT_SOURCES = IFT["source_topics"] or config["source_topics"]
-PATCH_SOURCES = config["patching"]["source_topics"] or config["source_topics"]
-# the null fine-tune (null_finetune): trained and localized like ft, on neutral answers
-NULL_KINDS = [k for k in runs.localized_kinds(config) if k != "ft"]
+CONTROL_KIND = PLAN.control_kind
 alt = runs.alternatives
-
-
-def inhibitft_kinds():
-    return runs.inhibitft_kinds(config)
-
-
-def patch_kinds(crossed=True):
-    """The patching kinds; without `crossed`, all but the specificity runs (S_t patched on
-    the other topics, whose answers the patching table reads apart)."""
-    kinds = runs.patch_kinds(config)
-    return kinds if crossed else [k for k in kinds if k != runs.patch_kind("crossed")]
-
-
-def run_ids(kinds, sources=None):
-    return runs.run_ids(config, kinds, sources)
-
-
-def replicates(kinds):
-    """These trained kinds in every training replicate (training_seeds)."""
-    return runs.replicate_kinds(config, kinds)
 
 
 # config["data"] without where the files come from: a param only of what changes a result
@@ -202,46 +182,40 @@ def judge_table_inputs(wc):
     return inputs
 
 
-def runs_of(kinds, sources=None):
-    return [f"{m}/{r}" for m in MODELS for r in run_ids(kinds, sources)]
-
-
-def per_run(name, kinds, sources=None, with_base=True):
-    """A file of every run of these kinds (and of the base model), over models and leanings."""
-    runs = runs_of(kinds, sources) + (
-        [f"{m}/base" for m in MODELS] if with_base else []
-    )
-    return [f"{RES}/{run}/{name}" for run in runs]
+def paths(name, run_ids):
+    """A file of each of these runs (``<model>/<run>`` ids of PLAN)."""
+    return [f"{RES}/{run}/{name}" for run in run_ids]
 
 
 def control_reports(kinds, sources=None):
-    """The draw reports of the random controls among these run kinds (one per draw, whatever
-    its training replicates)."""
-    parsed = [runs.parse_kind(k) for k in kinds]
-    drawn = list(dict.fromkeys(k.first for k in parsed if k.is_control))
-    return per_run("control/report.json", drawn, sources, with_base=False)
+    """The draw reports of the random controls among these run kinds (one per draw)."""
+    return paths("control/report.json", PLAN.control_draws(kinds, sources))
 
 
 def inhibitft_runs(name, kinds=None):
     """A file of the vanilla control and InhibitFT runs (InhibitFT's source topics) and base."""
-    kinds = [*replicates([CONTROL_KIND]), *(kinds or inhibitft_kinds())]
-    return per_run(name, kinds, IFT_SOURCES)
+    return paths(name, PLAN.inhibitft_runs(kinds))
+
+
+def judged_runs(name):
+    """A file of every run the workflow judges (vanilla, patched, InhibitFT, base), once each."""
+    return paths(name, PLAN.judged())
+
+
+def trained_runs(name):
+    """A file of every trained run, once: vanilla, null, and InhibitFT's control and arms."""
+    return paths(name, PLAN.trained())
+
+
+def claims_inputs(wc):
+    """The tables the claims table reads: those of every stage that runs (PLAN.claim_tables)."""
+    return {key: f"{RES}/tables/{table}" for key, table in PLAN.claim_tables().items()}
 
 
 def report_item(path, category, subcategory, caption):
     return report(
         path, category=category, subcategory=subcategory, caption=f"../report/{caption}"
     )
-
-
-def judged_runs(name):
-    """A file of every run the workflow judges (vanilla, patched, InhibitFT, base), once each."""
-    paths = per_run(name, replicates(["ft"]))
-    if config["patching"]["enabled"]:
-        paths += per_run(name, patch_kinds(), PATCH_SOURCES)
-    if IFT["enabled"]:
-        paths += inhibitft_runs(name)
-    return list(dict.fromkeys(paths))
 
 
 def table_paths(name, key=None, exts=("csv", "md"), category=None):
@@ -273,47 +247,6 @@ def figure_outputs(name, category, subcategory, key=None):
     }
 
 
-def claims_inputs(wc):
-    """The tables the claims table reads: those of every stage that runs."""
-    inputs = {
-        "tscg": rules.stance_tables.output.tscg_csv,
-        "neuron_sets": rules.neuron_tables.output.sets_csv,
-    }
-    if config["patching"]["enabled"]:
-        inputs |= {
-            "patching": rules.patching_tables.output.csv,
-            "contrasts": rules.patching_tables.output.contrasts_csv,
-        }
-    if config["patching"]["enabled"] and "crossed" in config["patching"]["conditions"]:
-        inputs["specificity"] = rules.patching_tables.output.specificity_csv
-    if IFT["enabled"]:
-        inputs |= {
-            "inhibitft": rules.inhibitft_tables.output.csv,
-            "versus": rules.inhibitft_tables.output.versus_csv,
-        }
-    return inputs
-
-
-def trained_runs(name):
-    """A file of every trained run, once: vanilla, and InhibitFT's control and arms if enabled."""
-    paths = per_run(name, replicates(["ft"]) + NULL_KINDS, with_base=False)
-    if IFT["enabled"]:
-        kinds = [*replicates([CONTROL_KIND]), *inhibitft_kinds()]
-        paths += per_run(name, kinds, IFT_SOURCES, with_base=False)
-    return list(dict.fromkeys(paths))
-
-
-def inhibition_effect_runs():
-    """(model, leaning, source, kind) of every InhibitFT and random-inhibition run."""
-    return [
-        (m, lean, src, kind)
-        for m in MODELS
-        for lean in config["leanings"]
-        for src in IFT_SOURCES
-        for kind in inhibitft_kinds()
-    ]
-
-
 def inhibition_effect_inputs(wc):
     """Per InhibitFT run: its dump and its vanilla control's on the source topic, the neurons
     of the source's vanilla run (G), those F_n is taken from (G's; G_null's for the null
@@ -327,7 +260,7 @@ def inhibition_effect_inputs(wc):
         "inhibited_from": [],
         "control": [],
     }
-    for m, lean, src, kind in inhibition_effect_runs():
+    for m, lean, src, kind in PLAN.inhibition_effect_runs():
         run, parsed = f"{RES}/{m}/{lean}/{src}", runs.parse_kind(kind)
         vanilla = runs.with_replicate(CONTROL_KIND, parsed.replicate)
         inputs["run"].append(f"{run}/{kind}/moved/{src}")
@@ -348,9 +281,9 @@ def final_outputs():
         *rules.claims_table.output,
         *rules.training_tables.output,
     ]
-    if config["patching"]["enabled"]:
+    if PLAN.patching:
         outputs += list(rules.patching_tables.output)
-    if IFT["enabled"]:
+    if PLAN.inhibitft:
         outputs += [*rules.inhibitft_tables.output, *inhibitft_runs("scores.csv")]
         outputs += list(rules.inhibition_effect.output)
     return outputs

@@ -45,8 +45,8 @@ rule health_table:
 
 rule stance_tables:
     input:
-        ratings=per_run("ratings.jsonl", replicates(["ft"])),
-        loglik=per_run("loglik.csv", replicates(["ft"])),
+        ratings=paths("ratings.jsonl", PLAN.stance_runs()),
+        loglik=paths("loglik.csv", PLAN.stance_runs()),
     output:
         **table_paths("stance_shift", "shift", category="1. Stance shift"),
         **table_paths("ts_cg", "tscg", category="1. Stance shift"),
@@ -66,9 +66,9 @@ rule stance_tables:
 
 rule neuron_tables:
     input:
-        neurons=[f"{RES}/{r}/neurons" for r in runs_of(["ft"])],
-        null=[f"{RES}/{r}/neurons" for r in runs_of(NULL_KINDS)],
-        null_train=[f"{RES}/{r}/train" for r in runs_of(NULL_KINDS)],
+        neurons=paths("neurons", PLAN.localized()),
+        null=paths("neurons", PLAN.localized(PLAN.null_kinds)),
+        null_train=paths("train", PLAN.localized(PLAN.null_kinds)),
     output:
         **table_paths("neuron_sets", "sets", category="2. Political neurons"),
         **table_paths("null_overlap", "null", category="2. Political neurons"),
@@ -86,16 +86,9 @@ rule neuron_tables:
 
 rule patching_tables:
     input:
-        ratings=per_run(
-            "ratings.jsonl", ["ft", *patch_kinds(crossed=False)], PATCH_SOURCES
-        ),
-        crossed=per_run(
-            "ratings.jsonl",
-            sorted(set(patch_kinds()) - set(patch_kinds(crossed=False))),
-            PATCH_SOURCES,
-            with_base=False,
-        ),
-        controls=control_reports(patch_kinds(), PATCH_SOURCES),
+        ratings=paths("ratings.jsonl", PLAN.patching_runs()),
+        crossed=paths("ratings.jsonl", PLAN.crossed_runs()),
+        controls=control_reports(PLAN.patch_kinds, PLAN.patch_sources),
     output:
         **table_paths("patching", category="3. Activation patching"),
         **table_paths("patching_controls", "controls"),
@@ -123,10 +116,8 @@ rule inhibitft_tables:
     input:
         ratings=inhibitft_runs("ratings.jsonl"),
         loglik=inhibitft_runs("loglik.csv"),
-        perplexity=inhibitft_runs(
-            "perplexity.json", [k for k in inhibitft_kinds() if k.startswith("ift")]
-        ),
-        controls=control_reports(inhibitft_kinds(), IFT_SOURCES),
+        perplexity=inhibitft_runs("perplexity.json", PLAN.inhibitft_arms()),
+        controls=control_reports(PLAN.inhibitft_kinds, PLAN.inhibitft_sources),
     output:
         **table_paths(
             "inhibitft_main", exts=("csv", "md", "tex"), category="4. InhibitFT"
@@ -194,7 +185,7 @@ rule inhibition_effect:
     conda:
         "../../envs/polneurons.yaml"
     params:
-        runs=inhibition_effect_runs(),
+        runs=PLAN.inhibition_effect_runs(),
         site=config["neurons"]["site"],
         of=IFT["of"],
     script:

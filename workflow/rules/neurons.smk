@@ -56,7 +56,7 @@ rule localize_neurons:
     log:
         f"{RES}/logs/localize_neurons/{{model}}/{{lean}}/{{src}}/{{kind}}.log",
     wildcard_constraints:
-        kind="ft|null",
+        kind=runs.LOCALIZED_KIND,
     conda:
         "../../envs/polneurons.yaml"
     threads: 1

@@ -1,0 +1,296 @@
+"""The cost plan of a configuration (README "Where to run it"): per stage, the model jobs, the
+sequences and tokens they process, the FLOPs, each job's weights and requested memory, and
+GPU-hours at a stated throughput.
+
+Everything is counted from the plan (`plan.Plan`: the same runs the rules build) and the config;
+what a config cannot say is an assumption, named in the output: the tokens of a prompt and of
+an IdeoINST answer (`ASSUMED_TOKENS`), and the throughput (the model-FLOPs utilisation of an
+H100's bf16 peak, `ASSUMED_MFU`, unless a measured one is given). FLOPs are 2 x parameters per
+token a forward pass reads or writes, 6 x per trained token (a LoRA step costs less: this is a
+bound), and a lockstep patched generation runs two models.
+
+    polneurons-cost --configfile configs/paper.yaml
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from polneurons import runs
+from polneurons.data import EVAL_SET_SIZES, NEUTRAL_OUTSIDE_EVAL, PAIRS_OUTSIDE_EVAL
+from polneurons.plan import Plan
+
+H100_BF16_PEAK_FLOPS = 989e12  # dense bf16 tensor-core peak of an H100 SXM (NVIDIA's datasheet)
+ASSUMED_MFU = 0.40  # share of that peak the jobs reach: an assumption until measured on a GPU
+# tokens a config does not fix: the answer template with its instruction, an IdeoINST answer
+ASSUMED_TOKENS = {"prompt": 128, "answer": 200}
+# the rules that load a model, in DAG order (the stages of the plan)
+MODEL_RULES = (
+    "finetune",
+    "inhibitft",
+    "generate",
+    "patch_generate",
+    "score_likelihood",
+    "dump_activations",
+    "dump_moved",
+    "judge",
+)
+
+
+ASSUMED_HF_JUDGE_B = 7.6  # the hf judge's size (the schema's default, Qwen2.5-7B-Instruct)
+
+
+@dataclass(frozen=True)
+class Job:
+    """One model job of the plan: its rule, model, sequences and tokens, FLOPs."""
+
+    rule: str
+    model: str
+    params_b: float
+    sequences: int
+    tokens: int
+    flops: float
+
+
+def eval_sequences(config: dict, test_sets) -> int:
+    """Prompts of these test sets the config answers (data.eval_prompts of each, at most all)."""
+    limit = config["data"]["eval_prompts"]
+    return sum(min(limit or EVAL_SET_SIZES[s], EVAL_SET_SIZES[s]) for s in test_sets)
+
+
+def training_examples(config: dict, source: str) -> int:
+    """Examples one training run of `source` draws: data.train_examples, else its whole
+    training pool (what data.topic_pools leaves after the held-out pools)."""
+    from polneurons.config import pool_sizes
+
+    sizes = pool_sizes(config)
+    held = (
+        sizes["loglik_pairs"]
+        + min(sizes["perplexity_texts"], NEUTRAL_OUTSIDE_EVAL[source])
+        + sizes["localize_prompts"]
+        + sizes["judge_pairs"]
+    )
+    evaluation = 0 if sizes["holdout_eval"] else EVAL_SET_SIZES[source]
+    pool = PAIRS_OUTSIDE_EVAL[source] - held + evaluation
+    wanted = config["data"]["train_examples"]
+    return min(wanted, pool) if wanted else pool
+
+
+def training_sequences(settings: dict, examples: int) -> int:
+    """Sequences one training run processes: its steps times the effective batch."""
+    batch = settings["batch_size"] * settings["grad_accum"]
+    steps = math.ceil(settings["epochs"] * math.ceil(examples / batch))
+    if settings["max_steps"]:
+        steps = min(steps, settings["max_steps"])
+    return steps * batch
+
+
+def _family(run_id: str) -> str:
+    return runs.parse_kind(run_id.rsplit("/", 1)[1]).family
+
+
+def _moved_runs(plan: Plan) -> list[str]:
+    """The runs dumped on their source topic to measure how far the inhibited neurons moved:
+    each InhibitFT run and its vanilla control (the same replicate)."""
+    moved = []
+    for model, lean, src, kind in plan.inhibition_effect_runs():
+        vanilla = runs.with_replicate(plan.control_kind, runs.parse_kind(kind).replicate)
+        moved += [f"{model}/{lean}/{src}/{kind}", f"{model}/{lean}/{src}/{vanilla}"]
+    return list(dict.fromkeys(moved))
+
+
+def plan_jobs(config: dict) -> list[Job]:
+    """Every model job of the configuration with what it processes (module docstring)."""
+    from polneurons.config import inhibitft_finetune
+
+    plan = Plan(config)
+    tokens = ASSUMED_TOKENS
+    topics = config["topics"]
+    new_tokens = config["generation"]["max_new_tokens"]
+    answered = eval_sequences(config, [*topics, *config["extra_sets"]])
+    localize = config["data"]["eval_prompts"] or 100
+    loglik = 2 * config["data"]["loglik_pairs"] * len(topics)
+    perplexity = config["perplexity"]["texts"] * len(topics)
+    jobs: list[Job] = []
+
+    def add(rule, run_id, sequences, per_sequence, flops_per_token, params_b=None):
+        model = run_id.split("/", 1)[0]
+        b = params_b or config["model_registry"][model]["params_b"]
+        n = sequences * per_sequence
+        jobs.append(Job(rule, model, b, sequences, n, flops_per_token * b * 1e9 * n))
+
+    for run in plan.trained():
+        family, source = _family(run), run.split("/")[2]
+        rule = "finetune" if family in ("ft", "ftctl", "null") else "inhibitft"
+        settings = config["finetune"] if family in ("ft", "null") else inhibitft_finetune(config)
+        sequences = training_sequences(settings, training_examples(config, source))
+        per_sequence = min(settings["max_length"], tokens["prompt"] + tokens["answer"])
+        add(rule, run, sequences, per_sequence, 6)
+    for run in plan.judged():
+        kind = run.rsplit("/", 1)[1]
+        if not kind.startswith("patch-"):
+            add("generate", run, answered, tokens["prompt"] + new_tokens, 2)
+            continue
+        sequences = answered
+        if kind == runs.patch_kind("specific"):
+            sequences = eval_sequences(config, topics)
+        elif kind == runs.patch_kind("crossed"):
+            sequences = eval_sequences(config, topics) * (len(topics) - 1)
+        # lockstep: M_s and the patched M0 both run every step
+        add("patch_generate", run, sequences, tokens["prompt"] + new_tokens, 4)
+    mean_scored = (
+        loglik * (tokens["prompt"] + tokens["answer"])
+        + perplexity * config["perplexity"]["max_length"]
+    ) // max(1, loglik + perplexity)
+    for run in plan.trained() + plan.runs([], base=True):
+        add("score_likelihood", run, loglik + perplexity, mean_scored, 2)
+    for run in plan.localized(["ft", *plan.null_kinds]):
+        for _ in topics:  # M_s and M0, teacher-forced over the same prompts
+            add("dump_activations", run, localize, tokens["prompt"], 4)
+    for run in _moved_runs(plan):
+        add("dump_moved", run, localize, tokens["prompt"], 4)
+    if config["judge"]["backend"] == "hf":
+        for run in plan.judged():
+            per_answer = tokens["prompt"] + new_tokens + 8  # the judge prompt holds the answer
+            add("judge", run, answered, per_answer, 2, ASSUMED_HF_JUDGE_B)
+    return jobs
+
+
+def cost_table(config: dict, mfu: float) -> list[dict]:
+    """Per (rule, model): jobs, sequences, tokens, PFLOPs, bf16 weights, GPU-hours."""
+    groups: dict[tuple, list[Job]] = {}
+    for job in plan_jobs(config):
+        groups.setdefault((job.rule, job.model), []).append(job)
+    rows = []
+    for (rule, model), group in groups.items():
+        flops = sum(j.flops for j in group)
+        rows.append(
+            dict(
+                rule=rule,
+                model=model,
+                params_b=group[0].params_b,
+                jobs=len(group),
+                sequences=sum(j.sequences for j in group),
+                tokens=sum(j.tokens for j in group),
+                pflops=flops / 1e15,
+                weights_gb=2 * group[0].params_b,
+                gpu_hours=flops / (H100_BF16_PEAK_FLOPS * mfu) / 3600,
+            )
+        )
+    return rows
+
+
+def measured_mfu(report: Path) -> float | None:
+    """The model-FLOPs utilisation a GPU check measured (`MFU: 0.43` in its report), if any."""
+    if not report.is_file():
+        return None
+    found = re.findall(r"^MFU[^:\n]*:\s*([0-9.]+)", report.read_text(), re.M)
+    return min(map(float, found)) if found else None
+
+
+def requested_mem_gb(config: dict, params_b: float) -> float:
+    r = config["resources"]
+    return (r["mem_mb_base"] + r["mem_mb_per_b_params"] * params_b) / 1000
+
+
+def format_plan(config: dict, mfu: float, measured: bool) -> str:
+    rows = cost_table(config, mfu)
+    lines = [
+        "| rule | model | B params | jobs | sequences | tokens | PFLOPs | bf16 weights GB | "
+        "requested mem GB | GPU-hours |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['rule']} | {r['model']} | {r['params_b']:g} | {r['jobs']:,} | {r['sequences']:,} | "
+            f"{r['tokens']:,} | {r['pflops']:,.1f} | {r['weights_gb']:.1f} | "
+            f"{requested_mem_gb(config, r['params_b']):.1f} | {r['gpu_hours']:,.2f} |"
+        )
+    by_rule: dict[str, list[dict]] = {}
+    for r in rows:
+        by_rule.setdefault(r["rule"], []).append(r)
+    lines += ["", "| stage | jobs | tokens | PFLOPs | GPU-hours |", "|---|---|---|---|---|"]
+    for rule, group in by_rule.items():
+        lines.append(
+            f"| {rule} | {sum(r['jobs'] for r in group):,} | "
+            f"{sum(r['tokens'] for r in group):,} | {sum(r['pflops'] for r in group):,.1f} | "
+            f"{sum(r['gpu_hours'] for r in group):,.2f} |"
+        )
+    total = sum(r["gpu_hours"] for r in rows)
+    lines.append(
+        f"| **total** | {sum(r['jobs'] for r in rows):,} | {sum(r['tokens'] for r in rows):,} | "
+        f"{sum(r['pflops'] for r in rows):,.1f} | **{total:,.1f}** |"
+    )
+    source = (
+        "measured (benchmarks/results/gpu.md)"
+        if measured
+        else f"ASSUMED: {mfu:.0%} of an H100's bf16 peak, not measured"
+    )
+    lines += [
+        "",
+        f"Throughput: {source}. Tokens per prompt and per IdeoINST answer ASSUMED "
+        f"({ASSUMED_TOKENS['prompt']} and {ASSUMED_TOKENS['answer']}); training FLOPs are "
+        "6 x params per token (an upper bound for LoRA); a patched generation runs two models; "
+        "CPU-only rules (tables, localization, random draws) are not counted. "
+        + (
+            "The openai judge makes one API call per distinct answer, no GPU."
+            if config["judge"]["backend"] == "openai"
+            else ""
+        ),
+    ]
+    return "\n".join(lines)
+
+
+def load_stack(configfiles, overrides=()) -> dict:
+    """The configuration these files make, stacked as Snakemake stacks them, validated."""
+    from polneurons.config import check_stack, validate_config
+
+    check_stack(configfiles)
+    config: dict = {}
+    for path in configfiles:
+        _merge(config, yaml.safe_load(Path(path).read_text()) or {})
+    for override in overrides:
+        key, _, value = override.partition("=")
+        target = config
+        *parents, leaf = key.split(".")
+        for parent in parents:
+            target = target.setdefault(parent, {})
+        target[leaf] = yaml.safe_load(value)
+    return validate_config(config)
+
+
+def _merge(config: dict, overlay: dict) -> None:
+    for key, value in overlay.items():
+        if isinstance(value, dict) and isinstance(config.get(key), dict):
+            _merge(config[key], value)
+        else:
+            config[key] = value
+
+
+def main(argv=None) -> int:
+    from polneurons.errors import PolneuronsError
+
+    parser = argparse.ArgumentParser(prog="polneurons-cost", description=__doc__.split("\n")[0])
+    parser.add_argument("--configfile", nargs="+", default=["config.yaml"])
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--gpu-report", default="benchmarks/results/gpu.md")
+    args = parser.parse_args(argv)
+    try:
+        config = load_stack(args.configfile, args.set)
+    except PolneuronsError as exc:
+        print(f"polneurons config error: {exc}", file=sys.stderr)
+        return 1
+    mfu = measured_mfu(Path(args.gpu_report))
+    print(format_plan(config, mfu or ASSUMED_MFU, measured=mfu is not None))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,184 @@
+"""The plan of one configuration (docs/design.md, "Planning"): built once from the validated
+config, it resolves each stage's defaults and lists every run of each role, and the tables each
+table reads, as run ids ``<model>/<run>`` (`runs` spells the kinds). The rules
+(`workflow/rules/common.smk`) only turn these ids into paths, so what the workflow computes is
+decided here, where unit tests reach it (`tests/test_plan.py`), not only by whole runs.
+
+>>> from polneurons.config import validate_config
+>>> plan = Plan(validate_config({"models": ["smollm2"], "source_topics": ["race"],
+...     "inhibitft": {"enabled": False}, "patching": {"enabled": False}}))
+>>> plan.judged()
+['smollm2/right/race/ft', 'smollm2/base']
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+from polneurons import runs
+from polneurons.runs import BASE
+
+
+@dataclass(frozen=True)
+class Plan:
+    config: dict  # validated (config.validate_config): every default filled
+
+    # ---------------------------------------------------------------- stage settings
+
+    @property
+    def models(self) -> list[str]:
+        return list(self.config["models"])
+
+    @property
+    def patching(self) -> bool:
+        return bool(self.config["patching"]["enabled"])
+
+    @property
+    def inhibitft(self) -> bool:
+        return bool(self.config["inhibitft"]["enabled"])
+
+    @property
+    def patch_sources(self) -> list[str]:
+        """The source topics whose vanilla runs are patched (patching.source_topics; null: all)."""
+        return list(self.config["patching"]["source_topics"] or self.config["source_topics"])
+
+    @property
+    def inhibitft_sources(self) -> list[str]:
+        """The source topics InhibitFT runs on (inhibitft.source_topics; null: all)."""
+        return list(self.config["inhibitft"]["source_topics"] or self.config["source_topics"])
+
+    @property
+    def control_kind(self) -> str:
+        """The vanilla run InhibitFT is compared with: ftctl when inhibitft.finetune overrides."""
+        return runs.inhibitft_control_kind(self.config)
+
+    @property
+    def null_kinds(self) -> list[str]:
+        """The null fine-tune's kinds (null_finetune): trained and localized like ft."""
+        return [k for k in runs.localized_kinds(self.config) if k != "ft"]
+
+    @cached_property
+    def inhibitft_kinds(self) -> list[str]:
+        """InhibitFT's arms and controls per (model, leaning, source), in every replicate."""
+        return runs.inhibitft_kinds(self.config)
+
+    @cached_property
+    def patch_kinds(self) -> list[str]:
+        """Every patching kind per (model, leaning, source), each draw of a random set apart."""
+        return runs.patch_kinds(self.config)
+
+    @property
+    def crossed_kinds(self) -> list[str]:
+        """The specificity runs (S_t patched on the other topics): the patching table reads
+        them apart from the conditions rated on their own topic."""
+        return [k for k in self.patch_kinds if k == runs.patch_kind("crossed")]
+
+    @property
+    def patched_kinds(self) -> list[str]:
+        """The patching kinds rated like any condition (all but the specificity runs)."""
+        return [k for k in self.patch_kinds if k not in self.crossed_kinds]
+
+    def replicates(self, kinds) -> list[str]:
+        """These trained kinds in every training replicate (training_seeds)."""
+        return runs.replicate_kinds(self.config, kinds)
+
+    # ---------------------------------------------------------------- runs by role
+
+    def runs(self, kinds, sources=None, base: bool = False) -> list[str]:
+        """``<model>/<leaning>/<source>/<kind>`` over models, leanings and sources (default
+        source_topics), then ``<model>/base`` of every model if `base`."""
+        ids = [f"{m}/{r}" for m in self.models for r in runs.run_ids(self.config, kinds, sources)]
+        return ids + ([f"{m}/{BASE}" for m in self.models] if base else [])
+
+    def vanilla(self) -> list[str]:
+        """Every vanilla fine-tune, in every training replicate."""
+        return self.runs(self.replicates(["ft"]))
+
+    def inhibitft_runs(self, kinds=None, base: bool = True) -> list[str]:
+        """InhibitFT's vanilla control and these InhibitFT kinds (default: all of them) on
+        InhibitFT's sources, and the base model."""
+        kinds = [
+            *self.replicates([self.control_kind]),
+            *(self.inhibitft_kinds if kinds is None else kinds),
+        ]
+        return self.runs(kinds, self.inhibitft_sources, base=base)
+
+    def patched(self) -> list[str]:
+        """Every patched run (the specificity runs included) on the patched sources."""
+        return self.runs(self.patch_kinds, self.patch_sources) if self.patching else []
+
+    def judged(self) -> list[str]:
+        """Every run the workflow generates and judges, once: vanilla, patched, InhibitFT, base."""
+        ids = self.runs(self.replicates(["ft"]), base=True)
+        ids += self.patched()
+        if self.inhibitft:
+            ids += self.inhibitft_runs()
+        return list(dict.fromkeys(ids))
+
+    def trained(self) -> list[str]:
+        """Every trained run, once: vanilla and null fine-tunes, InhibitFT's control and arms."""
+        ids = self.runs(self.replicates(["ft"]) + self.null_kinds)
+        if self.inhibitft:
+            ids += self.inhibitft_runs(base=False)
+        return list(dict.fromkeys(ids))
+
+    def localized(self, kinds=("ft",)) -> list[str]:
+        """The runs neurons are localized on (ft; the null fine-tune's with its kinds)."""
+        return self.runs(list(kinds))
+
+    def control_draws(self, kinds, sources=None) -> list[str]:
+        """The runs holding a drawn random set among these kinds: one per draw, whatever its
+        training replicates (the replicates of a draw use the draw's one set)."""
+        drawn = [runs.parse_kind(k) for k in kinds]
+        firsts = list(dict.fromkeys(k.first for k in drawn if k.is_control))
+        return self.runs(firsts, sources)
+
+    def inhibition_effect_runs(self) -> list[tuple[str, str, str, str]]:
+        """(model, leaning, source, kind) of every InhibitFT and random-inhibition run."""
+        return [
+            (m, lean, src, kind)
+            for m in self.models
+            for lean in self.config["leanings"]
+            for src in self.inhibitft_sources
+            for kind in self.inhibitft_kinds
+        ]
+
+    # ---------------------------------------------------------------- tables
+
+    def stance_runs(self) -> list[str]:
+        """The stance tables' runs: every vanilla replicate and the base model."""
+        return self.runs(self.replicates(["ft"]), base=True)
+
+    def patching_runs(self) -> list[str]:
+        """The patching table's runs: vanilla, every patched condition rated on its own topic,
+        and the base model, on the patched sources."""
+        return self.runs(["ft", *self.patched_kinds], self.patch_sources, base=True)
+
+    def crossed_runs(self) -> list[str]:
+        """The specificity runs (S_t patched on the other topics), on the patched sources."""
+        return self.runs(self.crossed_kinds, self.patch_sources)
+
+    def inhibitft_arms(self) -> list[str]:
+        """InhibitFT's own arms (not its controls), in every replicate."""
+        return [k for k in self.inhibitft_kinds if runs.parse_kind(k).family == "ift"]
+
+    def tables_made(self) -> set[str]:
+        """The claim-readable tables this configuration makes (names of claims.TABLE_FILES)."""
+        made = {"tscg", "neuron_sets"}
+        if self.patching:
+            made |= {"patching", "contrasts"}
+            if self.crossed_kinds:  # S_t on the other topics: the specificity table
+                made.add("specificity")
+        if self.inhibitft:
+            made |= {"inhibitft", "versus"}
+        return made
+
+    def claim_tables(self) -> dict[str, str]:
+        """{name: table file} of the tables the claims table reads: those the registered claims
+        (tables.claims.CLAIMS) read, of the claims whose tables are all made."""
+        from polneurons.tables.claims import CLAIMS, TABLE_FILES
+
+        made = self.tables_made()
+        read = [name for entry in CLAIMS if set(entry.reads) <= made for name in entry.reads]
+        return {name: TABLE_FILES[name] for name in dict.fromkeys(read)}

@@ -1,0 +1,251 @@
+"""The claims table (method.md: Claims and verdicts): each claim, its figure, control and verdict.
+
+The claims are a registry (`CLAIMS`): one small function per claim, registered with the tables
+it reads (`@claim("patching", "contrasts")`). A claim is in the table when every table it reads
+was made; `plan.Plan.claim_tables` derives the claims table's inputs from the same registry, so
+a new claim is one function here and nothing else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pandas as pd
+
+from polneurons.tables.common import interval_verdict
+
+CLAIM_COLUMNS = [
+    "claim", "model", "leaning", "source", "measured", "measured_lo", "measured_hi",
+    "control", "control_value", "difference", "difference_lo", "difference_hi", "rule", "verdict",
+]  # fmt: skip
+
+
+def _claim(claim, row, measured, control="", control_value=None, diff=None, rule="", verdict=""):
+    value, lo, hi = measured
+    d, d_lo, d_hi = diff if diff is not None else (None, None, None)
+    return dict(
+        claim=claim, model=row["model"], leaning=row["leaning"], source=row["source"],
+        measured=value, measured_lo=lo, measured_hi=hi, control=control,
+        control_value=control_value, difference=d, difference_lo=d_lo, difference_hi=d_hi,
+        rule=rule, verdict=verdict,
+    )  # fmt: skip
+
+
+def _dose_label(kind: str) -> str:
+    from polneurons.runs import format_n, parse_kind
+
+    return f"the top {format_n(parse_kind(kind).n)}% of G"
+
+
+# The tables a claim may read: its name as a claim declares it, and the table file.
+TABLE_FILES = {
+    "tscg": "ts_cg.csv",
+    "neuron_sets": "neuron_sets.csv",
+    "patching": "patching.csv",
+    "contrasts": "patching_contrasts.csv",
+    "specificity": "specificity.csv",
+    "inhibitft": "inhibitft_main.csv",
+    "versus": "inhibitft_vs_random.csv",
+}
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One claim: the tables it reads and the function that makes its rows from them."""
+
+    name: str
+    reads: tuple[str, ...]
+    rows: Callable[..., list[dict]]  # rows(tables: {name: frame}, headline_n) -> rows
+
+
+CLAIMS: list[Claim] = []
+
+
+def claim(*reads: str):
+    """Register a claim function reading these tables (names of TABLE_FILES), in table order."""
+    unknown = set(reads) - set(TABLE_FILES)
+    if unknown:
+        raise ValueError(f"unknown tables {sorted(unknown)}; known: {sorted(TABLE_FILES)}")
+
+    def register(function):
+        CLAIMS.append(Claim(function.__name__, reads, function))
+        return function
+
+    return register
+
+
+@claim("tscg")
+def cross_topic_shift(tables, headline_n) -> list[dict]:
+    rows = []
+    for _, r in tables["tscg"].iterrows():
+        direction = "above 0" if r["TS"] >= 0 else "below 0"
+        rows.append(
+            _claim(
+                "1: fine-tuning on one topic shifts the others (CG)",
+                r,
+                (r["CG"], r["CG_lo"], r["CG_hi"]),
+                rule="holds if the CI of CG excludes 0 on the side of TS",
+                verdict=interval_verdict(r["CG_lo"], r["CG_hi"], direction),
+            )
+        )
+    return rows
+
+
+@claim("neuron_sets")
+def general_depth(tables, headline_n) -> list[dict]:
+    rows = []
+    neuron_sets = tables["neuron_sets"]
+    for _, r in neuron_sets[neuron_sets["set"] == "general"].iterrows():
+        third = r["n_layers"] / 3
+        q25 = r["layer_q25"]
+        rows.append(
+            _claim(
+                "2: G sits in middle and late layers (lower-quartile layer of G)",
+                r,
+                (q25, None, None),
+                rule=f"holds if G's lower-quartile layer is >= n_layers / 3 ({third:g})",
+                verdict="undefined" if pd.isna(q25) else "holds" if q25 >= third else "fails",
+            )
+        )
+    return rows
+
+
+@claim("patching")
+def specific_recovers(tables, headline_n) -> list[dict]:
+    pooled = tables["patching"][tables["patching"]["test_set"] == "all"]
+    return [
+        _claim(
+            "2: S_t patched on its own topic recovers part of the shift",
+            r,
+            (r["recovered"], r["recovered_lo"], r["recovered_hi"]),
+            rule="holds if the CI of the recovered share lies above 0",
+            verdict=interval_verdict(r["recovered_lo"], r["recovered_hi"]),
+        )
+        for _, r in pooled[pooled["condition"] == "patch-specific"].iterrows()
+    ]
+
+
+@claim("patching", "contrasts")
+def general_beyond_controls(tables, headline_n) -> list[dict]:
+    patching, contrasts = tables["patching"], tables["contrasts"]
+    pooled = patching[patching["test_set"] == "all"].set_index(["model", "leaning", "source"])
+    of_g = contrasts["treated"].eq("patch-general") | contrasts["treated"].str.startswith(
+        "patch-dose"
+    )
+    rows = []
+    for _, c in contrasts[of_g].iterrows():
+        key = (c["model"], c["leaning"], c["source"])
+        arms = pooled.loc[[key]].set_index("condition")
+        g, ctl = arms.loc[c["treated"]], arms.loc[c["control"]]
+        treated = "G" if c["treated"] == "patch-general" else _dose_label(c["treated"])
+        rows.append(
+            _claim(
+                f"2: {treated} recovers more of the shift than "
+                f"{c['control'].removeprefix('patch-')}",
+                c,
+                (g["recovered"], g["recovered_lo"], g["recovered_hi"]),
+                control=c["control"],
+                control_value=ctl["recovered"],
+                diff=(c["difference"], c["difference_lo"], c["difference_hi"]),
+                rule="holds if the paired CI of G minus the control lies above 0",
+                verdict=interval_verdict(c["difference_lo"], c["difference_hi"]),
+            )
+        )
+    return rows
+
+
+@claim("specificity")
+def specificity(tables, headline_n) -> list[dict]:
+    return [
+        _claim(
+            f"2: S_t of {r['topic']} moves {r['topic']} more than the other topics",
+            r,
+            (r["on_t"], r["on_t_lo"], r["on_t_hi"]),
+            control="S_t on the other topics",
+            control_value=r["on_others"],
+            diff=(r["difference"], r["difference_lo"], r["difference_hi"]),
+            rule="holds if the paired CI of the shift on t minus the mean shift on the "
+            "other topics lies above 0",
+            verdict=r["verdict"],
+        )
+        for _, r in tables["specificity"].iterrows()
+    ]
+
+
+@claim("inhibitft", "versus")
+def inhibitft_cuts_cg(tables, headline_n) -> list[dict]:
+    """Per InhibitFT run at the headline n: its cut of CG against random inhibition, against
+    the null control where it ran, and TS kept."""
+    from polneurons.runs import inhibitft_controls, parse_kind
+
+    inhibitft, versus = tables["inhibitft"], tables["versus"]
+
+    def at_headline(frame, column):
+        kinds = frame[column].map(lambda k: parse_kind(k, pooled=True))
+        return frame[kinds.map(lambda k: k.family == "ift" and k.n == headline_n)]
+
+    runs = inhibitft[inhibitft["source"] != "mean"]
+    paired = versus.set_index(["model", "leaning", "source", "treated", "control"])
+    rows = []
+    for _, r in at_headline(runs, "condition").iterrows():
+        random, null = inhibitft_controls(r["condition"])
+        key = (r["model"], r["leaning"], r["source"], r["condition"], random)
+        has_control = key in paired.index
+        d = paired.loc[key] if has_control else None
+        cut = interval_verdict(r["relative_lo"], r["relative_hi"])
+        beats = interval_verdict(d["relative_lo"], d["relative_hi"]) if has_control else "undefined"
+        rows.append(
+            _claim(
+                f"3: InhibitFT at n = {headline_n:g} cuts CG (relative reduction; paper ~0.2)",
+                r,
+                (r["relative"], r["relative_lo"], r["relative_hi"]),
+                control=random if has_control else "",
+                control_value=(r["relative"] - d["relative"]) if has_control else None,
+                diff=(d["relative"], d["relative_lo"], d["relative_hi"]) if has_control else None,
+                rule="holds if the CI of the reduction and the paired CI of InhibitFT minus "
+                "random both lie above 0",
+                verdict="holds" if cut == beats == "holds" else cut if cut != "holds" else beats,
+            )
+        )
+        null_key = (*key[:4], null)
+        if null_key in paired.index:
+            d = paired.loc[null_key]
+            rows.append(
+                _claim(
+                    f"3: InhibitFT at n = {headline_n:g} on G cuts CG more than on G_null",
+                    r,
+                    (r["relative"], r["relative_lo"], r["relative_hi"]),
+                    control=null,
+                    control_value=r["relative"] - d["relative"],
+                    diff=(d["relative"], d["relative_lo"], d["relative_hi"]),
+                    rule="holds if the paired CI of InhibitFT minus the null control lies above 0",
+                    verdict=interval_verdict(d["relative_lo"], d["relative_hi"]),
+                )
+            )
+        rows.append(
+            _claim(
+                f"3: InhibitFT at n = {headline_n:g} keeps TS (TS_X / TS_FT)",
+                r,
+                (r["ts_kept"], r["ts_kept_lo"], r["ts_kept_hi"]),
+                rule="holds if the CI of TS kept reaches 1 (no loss of TS shown)",
+                verdict="undefined"
+                if pd.isna(r["ts_kept_hi"])
+                else "holds"
+                if r["ts_kept_hi"] >= 1
+                else "fails",
+            )
+        )
+    return rows
+
+
+def claims_table(tables: dict[str, pd.DataFrame], headline_n: float = 5) -> pd.DataFrame:
+    """Each claim of the paper (docs/method.md, "The claims under test") per fine-tuned run:
+    the measured figure with its CI, the control's figure, their paired difference, the rule
+    the verdict follows and the verdict (`interval_verdict`). `tables` holds the tables made
+    (names of TABLE_FILES); a claim whose tables were not all made is left out."""
+    rows = []
+    for entry in CLAIMS:
+        if all(name in tables for name in entry.reads):
+            rows += entry.rows(tables, headline_n)
+    return pd.DataFrame(rows, columns=CLAIM_COLUMNS)

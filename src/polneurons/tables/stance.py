@@ -1,0 +1,138 @@
+"""Stance tables (method.md: Stance, Generalization): the judge, generation health, the
+judge-free log-likelihood shift."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from polneurons.io import read_json
+from polneurons.tables.common import labelled_runs
+
+
+def collect_loglik(paths) -> pd.DataFrame:
+    """The per-pair log-likelihood stances of these runs, one frame (conditions labelled as in
+    `labelled_runs`: each training replicate is its own condition)."""
+    frames = []
+    for path, run in labelled_runs(paths):
+        frame = pd.read_csv(path)
+        for key, value in run.items():
+            frame[key] = value
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True)
+
+
+def loglik_shift(frame: pd.DataFrame, topics, n_boot: int, seed: int, alpha: float) -> pd.DataFrame:
+    """dS_ll per (model, leaning, source, condition, topic) against the base model, paired over
+    the same held-out pairs, with a bootstrap CI; plus rows TS_ll (topic = source) and CG_ll."""
+    from polneurons.metrics import bootstrap_ci
+
+    base = (
+        frame[frame["condition"] == "base"]
+        .set_index(["model", "topic", "pair"])["value"]
+        .sort_index()
+    )
+    rows = []
+    for (model, lean, source, cond), arm in frame[frame["condition"] != "base"].groupby(
+        ["model", "leaning", "source", "condition"]
+    ):
+        key = dict(model=model, leaning=lean, source=source, condition=cond)
+        diffs = {}
+        for topic, group in arm.groupby("topic"):
+            d = (
+                group["value"].to_numpy()
+                - base.loc[[(model, topic, p) for p in group["pair"]]].to_numpy()
+            )
+            diffs[topic] = d
+            lo, hi = bootstrap_ci(d, np.mean, n_boot, seed, alpha)
+            rows.append(
+                dict(
+                    **key,
+                    topic=topic,
+                    S_ll_base=base.loc[model, topic].mean(),
+                    S_ll=group["value"].mean(),
+                    dS_ll=d.mean(),
+                    dS_ll_lo=lo,
+                    dS_ll_hi=hi,
+                )
+            )
+        others = [t for t in topics if t != source and t in diffs]
+        ts = diffs[source].mean() if source in diffs else np.nan
+        cg = np.mean([diffs[t].mean() for t in others]) if others else np.nan
+        rows += [dict(**key, topic="TS_ll", dS_ll=ts), dict(**key, topic="CG_ll", dS_ll=cg)]
+    return pd.DataFrame(rows)
+
+
+def judge_rows(
+    backend: str,
+    judge: str,
+    ratings: list[str],
+    agreement: dict | None = None,
+    cached_answers: int | None = None,
+) -> pd.DataFrame:
+    """The judge table (method.md: Stance): which judge rated, what it returned over every
+    answer of the workflow (`ratings`: one rating per answer, "error" included), the answers
+    cached by the `openai` judge, and its agreement with GPT-4's labels where measured (the
+    classifier judge: `agreement` as `ClassifierJudge.train` returns it; per topic, kappa).
+
+    >>> row = judge_rows("openai", "gpt-4o-mini", ["left leaning", "error"], cached_answers=2)
+    >>> [int(row.iloc[0][key]) for key in ("n_answers", "left", "errors", "cached_answers")]
+    [2, 1, 1, 2]
+    """
+    from polneurons.metrics import stance_counts
+
+    counts = stance_counts(ratings)
+    row = dict(
+        scope="all",
+        backend=backend,
+        judge=judge,
+        n_answers=counts["n"],
+        left=counts["n_left"],
+        right=counts["n_right"],
+        neutral=counts["n_neutral"],
+        errors=counts["n_error"],
+        cached_answers=cached_answers,
+        accuracy=np.nan,
+        kappa=np.nan,
+        n_train=np.nan,
+        n_test=np.nan,
+        why_undefined="",
+    )
+    if agreement is None:
+        row["why_undefined"] = (
+            f"not measured: the {backend} judge is not rated on GPT-4-labelled answers here"
+        )
+        return pd.DataFrame([row])
+    row |= {key: agreement[key] for key in ("accuracy", "kappa", "n_train", "n_test")}
+    topics = [
+        dict(scope=topic, backend=backend, judge=judge, kappa=kappa, why_undefined="")
+        for topic, kappa in agreement.get("kappa_by_topic", {}).items()
+    ]
+    return pd.DataFrame([row, *topics], columns=list(row))
+
+
+HEALTH_COLUMNS = ["n", "n_rated", "empty", "truncated", "repetitive", "echo", "judge_error"]
+
+
+def collect_health(paths) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """From health.json files: one row per run and test set (the shares, mean length, and the
+    failure kinds flagged), and the sample answers of the flagged runs."""
+
+    rows, samples = [], []
+    for path in paths:
+        health = read_json(path)
+        run = {"run": health["run"]}
+        flagged: dict[str, list[str]] = {}
+        for flag in health["flags"]:
+            flagged.setdefault(flag["test_set"], []).append(flag["kind"])
+        for record in health["sets"]:
+            kinds = ",".join(flagged.get(record["test_set"], []))
+            shares = {key: record[key] for key in [*HEALTH_COLUMNS, "mean_words"]}
+            rows.append({**run, "test_set": record["test_set"], **shares, "flags": kinds})
+        samples += [{"run": health["run"], **sample} for sample in health["samples"]]
+    columns = ["run", "test_set", *HEALTH_COLUMNS, "mean_words", "flags"]
+    sample_columns = ["run", "test_set", "id", "flags", "response"]
+    return (
+        pd.DataFrame(rows)[columns],
+        pd.DataFrame(samples, columns=sample_columns),
+    )

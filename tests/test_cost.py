@@ -1,0 +1,100 @@
+"""The cost plan (polneurons.cost): its job counts are the workflow's own (checked against
+`snakemake -n`), its FLOPs follow the stated formula, and a measured throughput replaces the
+assumed one."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+
+import pytest
+import yaml
+from workflow_helpers import REPO, SNAKEMAKE, TINY_CONFIG, subprocess_env
+
+from polneurons import cost
+from polneurons.config import validate_config
+
+TINY_OVERRIDES = ["--config", "model_registry={tiny: {path: some-org/tiny}}"]
+
+
+def dry_run_counts(tmp_path, *args) -> dict[str, int]:
+    proc = subprocess.run(
+        [str(SNAKEMAKE), "-n", *args, f"results={tmp_path}/results"],
+        cwd=REPO,
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    return {rule: int(n) for rule, n in re.findall(r"^(\w+)\s+(\d+)$", out, re.M)}
+
+
+def plan_counts(config: dict) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for job in cost.plan_jobs(config):
+        counts[job.rule] = counts.get(job.rule, 0) + 1
+    return counts
+
+
+@pytest.mark.parametrize("name", ["tiny", "embedded"])
+def test_the_plan_counts_every_model_job_the_dry_run_lists(name, tmp_path):
+    if name == "tiny":
+        raw = yaml.safe_load(TINY_CONFIG.read_text())
+        raw["model_registry"]["tiny"]["path"] = "some-org/tiny"
+        args = ["--configfile", str(TINY_CONFIG), *TINY_OVERRIDES]
+    else:
+        raw = yaml.safe_load((REPO / "config.yaml").read_text())
+        args = ["--config"]
+    dry = dry_run_counts(tmp_path, *args)
+    planned = plan_counts(validate_config(raw))
+    assert planned, "no model job planned"
+    for rule in cost.MODEL_RULES:
+        if rule == "judge":  # a CPU job for the classifier judge: counted only for hf
+            continue
+        assert planned.get(rule, 0) == dry.get(rule, 0), rule
+
+
+def test_flops_are_two_times_parameters_per_token_forward_and_six_per_trained_token():
+    config = validate_config(yaml.safe_load((REPO / "config.yaml").read_text()))
+    params = config["model_registry"]["smollm2"]["params_b"] * 1e9
+    jobs = cost.plan_jobs(config)
+    for job in jobs:
+        factor = {"finetune": 6, "inhibitft": 6, "patch_generate": 4, "dump_activations": 4}
+        factor |= {"dump_moved": 4}
+        assert job.flops == pytest.approx(factor.get(job.rule, 2) * params * job.tokens)
+    generate = next(j for j in jobs if j.rule == "generate")
+    answered = cost.eval_sequences(config, [*config["topics"], *config["extra_sets"]])
+    assert generate.sequences == answered
+    new = config["generation"]["max_new_tokens"]
+    assert generate.tokens == answered * (cost.ASSUMED_TOKENS["prompt"] + new)
+    train = next(j for j in jobs if j.rule == "finetune")
+    ft = config["finetune"]
+    assert train.sequences == ft["max_steps"] * ft["batch_size"] * ft["grad_accum"]
+
+
+def test_a_measured_throughput_replaces_the_assumed_one(tmp_path):
+    config = cost.load_stack([REPO / "configs" / "paper.yaml"])
+    report = tmp_path / "gpu.md"
+    assert cost.measured_mfu(report) is None
+    report.write_text("# GPU check\n\nMFU (dump): 0.31\nMFU (generation): 0.12\n")
+    assert cost.measured_mfu(report) == 0.12  # the slowest stage: the conservative plan
+    assumed = cost.format_plan(config, cost.ASSUMED_MFU, measured=False)
+    measured = cost.format_plan(config, 0.12, measured=True)
+    assert "ASSUMED: 40%" in assumed and "measured" in measured and "ASSUMED: 40%" not in measured
+    hours = [
+        float(re.search(r"\*\*([0-9.,]+)\*\*", text).group(1).replace(",", ""))
+        for text in (assumed, measured)
+    ]
+    assert hours[1] > hours[0]
+
+
+def test_the_command_prints_the_paper_plan_and_refuses_an_overlay_alone(capsys):
+    assert cost.main(["--configfile", str(REPO / "configs" / "paper.yaml")]) == 0
+    out = capsys.readouterr().out
+    assert "| **total** |" in out and "llama31_8b" in out and "API call" in out
+    overlay = REPO / "configs" / "cpu-study-controls.yaml"
+    assert cost.main(["--configfile", str(overlay)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("polneurons config error:")
