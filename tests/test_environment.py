@@ -3,6 +3,7 @@ them, and how rule scripts reach the polneurons package inside a conda env."""
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -99,19 +100,30 @@ def test_conda_env_installs_no_local_path():
         assert not re.match(r"^(-e|--editable)\b|^[.~/]", line.strip()), line
 
 
-def test_rule_scripts_import_polneurons_from_their_folder_without_an_install():
-    # What a rule script sees in a conda env without polneurons: no site-packages (-S -I),
-    # and the script's folder appended to sys.path, as Snakemake's script preamble does.
-    link = REPO / "scripts" / "polneurons"
-    assert link.is_symlink() and link.resolve() == (REPO / "src" / "polneurons").resolve()
-    code = (
-        f"import sys; sys.path.append({str(REPO / 'scripts')!r}); "
-        "import polneurons.errors, polneurons.rule; print(polneurons.errors.__file__)"
+def test_rule_scripts_import_this_checkouts_polneurons_ahead_of_any_other(tmp_path):
+    """A job's script imports polneurons from this checkout's src/, even with another copy
+    first on the PYTHONPATH snakemake was started with (an install of another checkout): the
+    Snakefile puts src/ first on the PYTHONPATH every job inherits."""
+    decoy = tmp_path / "decoy" / "polneurons"
+    decoy.mkdir(parents=True)
+    (decoy / "__init__.py").write_text("raise ImportError('the decoy polneurons was imported')\n")
+    assert not (REPO / "scripts" / "polneurons").exists()  # no second route beside src/
+    mirror = REPO.parent / "shared" / "political_stance_data"
+    if not mirror.is_dir():
+        pytest.skip(f"data mirror not found at {mirror}")
+    env = {**os.environ, "PYTHONPATH": str(decoy.parent), "PYTHONNOUSERSITE": "1"}
+    proc = subprocess.run(
+        [str(Path(sys.executable).with_name("snakemake")), "--snakefile", str(REPO / "Snakefile")]
+        + ["--directory", str(tmp_path / "work"), "--configfile", str(REPO / "config.yaml")]
+        + ["--cores", "1", "download_data", "--config"]
+        + [f"data={{mirror: {mirror}}}", f"results={tmp_path / 'results'}"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
-    out = subprocess.run(
-        [sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True, check=True
-    )
-    assert Path(out.stdout.strip()).resolve() == (REPO / "src/polneurons/errors.py").resolve()
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    assert (tmp_path / "results" / "data" / "raw").is_dir()
 
 
 def test_version_floors_exclude_the_broken_combinations():

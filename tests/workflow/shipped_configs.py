@@ -41,7 +41,10 @@ TEST_RESOURCES = {
     "runtime_base": 5,
     "runtime_per_b_params": 0,
 }
-MAX_DRAWS = 2  # controls.seeds and training_seeds: two, so that pooling is exercised
+# one draw of each random control (the tiny reference run pools two); two training seeds,
+# so that the pooling of replicates runs in the CPU study with its controls
+MAX_CONTROL_DRAWS = 1
+MAX_TRAINING_SEEDS = 2
 # the openai judge against the fake endpoint: short timeouts and backoff, retries to spare
 TEST_OPENAI = {"timeout": 1.0, "backoff_base": 0.01, "backoff_max": 0.05, "max_retries": 10}
 JUDGE_KEY_ENV = "POLNEURONS_TEST_JUDGE_KEY"
@@ -115,8 +118,8 @@ def shrink_overlay(files, model: Path, judge_url: str | None = None) -> dict:
             "bootstrap": min(full["neurons"]["bootstrap"], 5),
         },
         "perplexity": {"texts": 2, "max_length": 32},
-        "controls": {"seeds": min(full["controls"]["seeds"], MAX_DRAWS)},
-        "training_seeds": min(full["training_seeds"], MAX_DRAWS),
+        "controls": {"seeds": min(full["controls"]["seeds"], MAX_CONTROL_DRAWS)},
+        "training_seeds": min(full["training_seeds"], MAX_TRAINING_SEEDS),
         "resources": TEST_RESOURCES,
         "patching": {"dose": _first(full["patching"]["dose"])},
         "inhibitft": {

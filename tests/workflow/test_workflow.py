@@ -158,7 +158,7 @@ def extended_kinds(work) -> dict:
         config=config,
         n=n,
         ift=runs.inhibit_kind("freeze_rows", n),
-        rnd=runs.inhibit_kind("freeze_rows", n, draw=1),
+        rnd=runs.inhibit_kind("freeze_rows", n, draw=0),
         nift=runs.inhibit_kind("freeze_rows", n, null=True),
         dose=float(config["patching"]["dose"][0]),
     )
