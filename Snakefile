@@ -1,27 +1,20 @@
 # polneurons: political stance cross-topic generalization, political neurons, patching, InhibitFT.
 # Run: snakemake --cores all   (embedded default, config.yaml); see README.md.
-import os
 import sys
 
 from snakemake.utils import min_version
 
 min_version("9.17")
 
-# One import route: this checkout's src/ comes first, for the Snakefile and, through
-# PYTHONPATH, for every job's script (local, Slurm, a conda env), ahead of any installed
-# polneurons (an install of another checkout never runs in this one's jobs).
+# One import route: this checkout's src/ comes first, for the Snakefile and, through the
+# PYTHONPATH every job inherits, for every job's script (local, Slurm, a conda env), ahead of
+# any installed polneurons (an install of another checkout never runs in this one's jobs).
 SRC = str(Path(workflow.basedir).resolve() / "src")
 sys.path.insert(0, SRC)
-os.environ["PYTHONPATH"] = os.pathsep.join(
-    [
-        SRC,
-        *[
-            p
-            for p in os.environ.get("PYTHONPATH", "").split(os.pathsep)
-            if p and p != SRC
-        ],
-    ]
-)
+
+from polneurons.rule import put_first_on_job_path
+
+put_first_on_job_path(SRC)
 
 from polneurons.config import check_stack, validate_config
 from polneurons.errors import PolneuronsError

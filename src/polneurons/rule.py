@@ -24,6 +24,16 @@ class RuleContext:
         print(f"polneurons warning: {message}", file=sys.stderr, flush=True)
 
 
+def put_first_on_job_path(src: str) -> None:
+    """Put `src` (the checkout's src/) first on the PYTHONPATH that every job of this snakemake
+    process inherits, so that each rule script imports this checkout's polneurons, not an
+    installed copy (the Snakefile calls it; docs/design.md, "Layout")."""
+    import os
+
+    others = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != src]
+    os.environ["PYTHONPATH"] = os.pathsep.join([src, *others])
+
+
 def seed_everything(seed: int) -> None:
     import numpy as np
     import torch
