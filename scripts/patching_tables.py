@@ -42,7 +42,7 @@ with rule_context(snakemake) as ctx:
         out.csv,
         out.md,
         title="Activation patching: S and recovered share of the FT shift",
-        explain=("S_M0", "S_Ms", "S"),
+        explain=("S_M0", "S_Ms", "S", "recovered"),
     )
     ctx.log.info("\n%s", table[table["test_set"] == "all"].round(3).to_string(index=False))
     contrasts = pd.concat(contrasts, ignore_index=True)

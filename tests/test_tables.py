@@ -479,3 +479,49 @@ def test_every_claim_reads_only_known_tables_and_a_claim_missing_a_table_is_left
     inhibitft = pd.DataFrame(columns=["model", "leaning", "source", "condition"])
     table = claims.claims_table({"tscg": tscg, "inhibitft": inhibitft})  # no versus: left out
     assert table["claim"].tolist() == ["1: fine-tuning on one topic shifts the others (CG)"]
+
+
+def test_a_pooled_share_over_a_test_set_with_undefined_s_is_undefined_with_its_reason():
+    """One test set of M_s has no rated answer (S undefined): its share is undefined, and so is
+    the pooled one (not the sum of the other sets), with no CI, in the contrasts too, and the
+    claims say `undefined` and why instead of `not shown`."""
+    E, L, R = "error", "left leaning", "right leaning"
+    ratings = {}
+    for test_set, ft in (("a", [E] * 4), ("b", [R, R, L, L])):
+        ratings[("m", "base", "-", test_set)] = [L] * 4
+        ratings[("m", "ft", "t", test_set)] = ft
+        ratings[("m", "patch-general", "t", test_set)] = [R, L, L, L]
+        ratings[("m", "patch-random-s0", "t", test_set)] = [R, R, R, L]
+    out = patching.patching_leaning(ratings, n_boot=50, seed=0, alpha=0.1)
+    table = out["table"].set_index(["condition", "test_set"])
+    assert np.isnan(table.loc[("patch-general", "a"), "recovered"])
+    assert not np.isnan(table.loc[("patch-general", "b"), "recovered"])  # a defined set stays
+    pooled = table.loc[("patch-general", "all")]
+    assert np.isnan(pooled["recovered"]) and np.isnan(pooled["recovered_lo"])
+    assert pooled["undefined_sets"] == "a"
+    contrast = out["contrasts"].iloc[0]
+    assert np.isnan(contrast["difference"]) and np.isnan(contrast["difference_lo"])
+
+    counts = pd.DataFrame(
+        [
+            dict(leaning="right", model="m", condition=c, source=src, test_set=t, n=4,
+                 n_rated=0 if (c, t) == ("ft", "a") else 4,
+                 why_undefined="no rated answers" if (c, t) == ("ft", "a") else "")
+            for c, src in (("base", "-"), ("ft", "t"), ("patch-general", "t"),
+                           ("patch-random", "t"))
+            for t in ("a", "b", "all")
+        ]
+    )  # fmt: skip
+    shown = patching.with_patching_counts(out["table"].assign(leaning="right"), counts)
+    pooled_row = shown[(shown["condition"] == "patch-general") & (shown["test_set"] == "all")]
+    assert pooled_row["why_undefined"].item() == "pooled over test sets, S undefined in a"
+    contrasts = out["contrasts"].assign(leaning="right")
+    tscg = pd.DataFrame(
+        [dict(model="m", leaning="right", source="t", TS=1.0, CG=0.3, CG_lo=0.1, CG_hi=0.5)]
+    )
+    claims_table = claims.claims_table(dict(tscg=tscg, patching=shown, contrasts=contrasts))
+    row = claims_table[claims_table["claim"].str.startswith("2: G recovers more")].iloc[0]
+    assert row["verdict"] == "undefined"
+    assert row["undefined_because"] == "pooled over test sets, S undefined in a"
+    defined = claims_table[claims_table["verdict"] != "undefined"]
+    assert (defined["undefined_because"] == "").all()

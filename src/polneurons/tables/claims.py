@@ -18,18 +18,31 @@ from polneurons.tables.common import interval_verdict
 CLAIM_COLUMNS = [
     "claim", "model", "leaning", "source", "measured", "measured_lo", "measured_hi",
     "control", "control_value", "difference", "difference_lo", "difference_hi", "rule", "verdict",
+    "undefined_because",
 ]  # fmt: skip
 
 
-def _claim(claim, row, measured, control="", control_value=None, diff=None, rule="", verdict=""):
+def _claim(
+    claim, row, measured, control="", control_value=None, diff=None, rule="", verdict="", why=""
+):
     value, lo, hi = measured
     d, d_lo, d_hi = diff if diff is not None else (None, None, None)
+    if verdict == "undefined" and not why:
+        why = "the figure the rule reads, or its CI, is undefined"
     return dict(
         claim=claim, model=row["model"], leaning=row["leaning"], source=row["source"],
         measured=value, measured_lo=lo, measured_hi=hi, control=control,
         control_value=control_value, difference=d, difference_lo=d_lo, difference_hi=d_hi,
-        rule=rule, verdict=verdict,
+        rule=rule, verdict=verdict, undefined_because=why if verdict == "undefined" else "",
     )  # fmt: skip
+
+
+def _why(*rows) -> str:
+    """Why the first of these table rows with an undefined recovered share has none."""
+    for row in rows:
+        if pd.isna(row.get("recovered")) and isinstance(row.get("why_undefined"), str):
+            return row["why_undefined"]
+    return ""
 
 
 def _dose_label(kind: str) -> str:
@@ -121,6 +134,7 @@ def specific_recovers(tables, headline_n) -> list[dict]:
             (r["recovered"], r["recovered_lo"], r["recovered_hi"]),
             rule="holds if the CI of the recovered share lies above 0",
             verdict=interval_verdict(r["recovered_lo"], r["recovered_hi"]),
+            why=_why(r),
         )
         for _, r in pooled[pooled["condition"] == "patch-specific"].iterrows()
     ]
@@ -150,6 +164,7 @@ def general_beyond_controls(tables, headline_n) -> list[dict]:
                 diff=(c["difference"], c["difference_lo"], c["difference_hi"]),
                 rule="holds if the paired CI of G minus the control lies above 0",
                 verdict=interval_verdict(c["difference_lo"], c["difference_hi"]),
+                why=_why(g, ctl),
             )
         )
     return rows

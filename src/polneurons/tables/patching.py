@@ -40,12 +40,22 @@ def patching_recovered(scores: pd.DataFrame, ceiling: str = "patch-all") -> pd.D
     )
     rows = arms.merge(ft, on=["model", "source", "test_set", *rep])
     rows["recovered"] = recovered_share(rows["S"] - rows["S_M0"], rows["S_Ms"] - rows["S_M0"])
-    pooled = rows.groupby(["model", "source", "condition", *rep], as_index=False)[
-        ["S", "S_M0", "S_Ms"]
-    ].sum()
+    by, parts = ["model", "source", "condition", *rep], ["S", "S_M0", "S_Ms"]
+    pooled = rows.groupby(by, as_index=False)[parts].sum()
     pooled["recovered"] = recovered_share(
         pooled["S"] - pooled["S_M0"], pooled["S_Ms"] - pooled["S_M0"]
     )
+    # a sum over test sets with an undefined S among them is undefined too, not a sum of the
+    # rest: the pooled share of each condition covers the same test sets, or none
+    undefined = (
+        rows[rows[parts].isna().any(axis=1)]
+        .groupby(by)["test_set"]
+        .agg(lambda sets: ", ".join(sorted(set(sets))))
+        .rename("undefined_sets")
+        .reset_index()
+    )
+    pooled = pooled.merge(undefined, on=by, how="left")
+    pooled.loc[pooled["undefined_sets"].notna(), "recovered"] = float("nan")
     pooled["test_set"] = "all"
     pooled[["S", "S_M0", "S_Ms"]] = float("nan")
     table = pd.concat([rows, pooled], ignore_index=True)
@@ -53,6 +63,8 @@ def patching_recovered(scores: pd.DataFrame, ceiling: str = "patch-all") -> pd.D
     top = table[table["condition"] == ceiling][[*keys, "recovered"]]
     table = table.merge(top.rename(columns={"recovered": "ceiling"}), on=keys, how="left")
     table["recovered_vs_all"] = recovered_share(table["recovered"], table["ceiling"])
+    if "undefined_sets" not in table.columns:
+        table["undefined_sets"] = None
     return table.drop(columns="ceiling")
 
 
@@ -74,6 +86,15 @@ def patching_pairs(conditions) -> list[tuple[str, str]]:
     return list(PATCHING_CONTRASTS) + [(c, random_counterpart(c)) for c in sorted(doses)]
 
 
+def undefined_without_ci(table: pd.DataFrame, values) -> pd.DataFrame:
+    """No CI where the value itself is undefined (bootstrap replicates that happen to be
+    defined do not make an interval for an undefined figure)."""
+    table = table.copy()
+    for value in values:
+        table.loc[table[value].isna(), [f"{value}_lo", f"{value}_hi"]] = float("nan")
+    return table
+
+
 def patching_contrasts(point: pd.DataFrame, replicates: pd.DataFrame, alpha: float):
     """Per (model, source), pooled over test sets: the recovered share of G minus that of the
     random set, of the complement of G, the ceiling (all) minus G, and each dose of G minus its
@@ -91,6 +112,7 @@ def patching_contrasts(point: pd.DataFrame, replicates: pd.DataFrame, alpha: flo
     point_diff = paired_difference(pooled(point), pairs, ["model", "source"], ["recovered"])
     reps = paired_difference(pooled(replicates), pairs, rep_keys, ["recovered"])
     table = attach_ci(point_diff, reps, ["treated", "control", "model", "source"], alpha)
+    table = undefined_without_ci(table, ["recovered"])
     front = ["model", "source", "treated", "control"]
     return table[front + ["recovered", "recovered_lo", "recovered_hi"]].rename(
         columns={c: c.replace("recovered", "difference") for c in table.columns}
@@ -165,6 +187,7 @@ def patching_leaning(ratings: dict, n_boot: int, seed: int, alpha: float):
         keys,
         alpha,
     ).merge(spread[[*keys, "S_sd", "recovered_sd"]], on=keys, how="left")
+    table = undefined_without_ci(table, measured)
     # the "all" rows of a condition have as many draws as its per-test-set rows
     table["draws"] = table.groupby(["model", "source", "condition"])["draws"].transform("max")
     contrasts = patching_contrasts(point, reps, alpha)
@@ -195,7 +218,12 @@ def with_patching_counts(table: pd.DataFrame, counts: pd.DataFrame) -> pd.DataFr
     table.loc[pooled, rated] = sums.loc[
         list(table.loc[pooled, by].itertuples(index=False))
     ].to_numpy()
-    table.loc[pooled, "why_undefined"] = "pooled (S per test set)"
+    table.loc[pooled, "why_undefined"] = [
+        f"pooled over test sets, S undefined in {sets}"
+        if isinstance(sets, str)
+        else "pooled (S per test set)"
+        for sets in table.loc[pooled, "undefined_sets"]
+    ]
     table[rated] = table[rated].astype("Int64")
     order = ["model", "leaning", "source", "condition", "test_set"]
     return table[table["condition"] != "ft"][PATCHING_COLUMNS].sort_values(order)
