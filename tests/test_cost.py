@@ -5,30 +5,15 @@ assumed one."""
 from __future__ import annotations
 
 import re
-import subprocess
 
 import pytest
 import yaml
-from workflow_helpers import REPO, SNAKEMAKE, TINY_CONFIG, subprocess_env
+from workflow_helpers import REPO, TINY_CONFIG, dry_run_counts
 
 from polneurons import cost
 from polneurons.config import validate_config
 
 TINY_OVERRIDES = ["--config", "model_registry={tiny: {path: some-org/tiny}}"]
-
-
-def dry_run_counts(tmp_path, *args) -> dict[str, int]:
-    proc = subprocess.run(
-        [str(SNAKEMAKE), "-n", *args, f"results={tmp_path}/results"],
-        cwd=REPO,
-        env=subprocess_env(),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, out[-3000:]
-    return {rule: int(n) for rule, n in re.findall(r"^(\w+)\s+(\d+)$", out, re.M)}
 
 
 def plan_counts(config: dict) -> dict[str, int]:
@@ -47,7 +32,7 @@ def test_the_plan_counts_every_model_job_the_dry_run_lists(name, tmp_path):
     else:
         raw = yaml.safe_load((REPO / "config.yaml").read_text())
         args = ["--config"]
-    dry = dry_run_counts(tmp_path, *args)
+    dry = dry_run_counts(*args, f"results={tmp_path}/results")
     planned = plan_counts(validate_config(raw))
     assert planned, "no model job planned"
     for rule in cost.MODEL_RULES:

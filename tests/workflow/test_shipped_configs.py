@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import re
-import subprocess
 
 import pandas as pd
 import pytest
@@ -28,6 +26,7 @@ from workflow_helpers import (  # noqa: F401 - session fixtures
     REPO,
     SNAKEMAKE,
     Workdir,
+    dry_run_counts,
     require_mirror,
     subprocess_env,
     tiny_model_dir,
@@ -161,25 +160,14 @@ def test_the_openai_judge_survives_faults_and_the_judge_table_names_it(
     assert len(fake_judge.requests) > fake_judge.faults
 
 
-def dry_run_rules(*config_args: str, configfile: str = "configs/paper.yaml") -> dict[str, int]:
-    proc = subprocess.run(
-        [str(SNAKEMAKE), "-n", "--configfile", configfile, "--config", *config_args],
-        cwd=REPO,
-        env=subprocess_env(),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, out[-3000:]
-    return {rule: int(count) for rule, count in re.findall(r"^(\w+)\s+(\d+)$", out, re.M)}
-
-
 @pytest.mark.parametrize("backend", ["hf", "classifier"])
 def test_the_paper_dag_trains_the_classifier_judge_only_when_it_rates(backend, tmp_path):
     """configs/paper.yaml as shipped (the openai judge): tests/workflow/test_workflow.py's dry
     run; here the other backends, on one model and one source topic of it."""
-    counts = dry_run_rules(
+    counts = dry_run_counts(
+        "--configfile",
+        "configs/paper.yaml",
+        "--config",
         f"results={tmp_path}/results",
         f"judge={{backend: {backend}}}",
         "models=[qwen25_3b]",

@@ -214,6 +214,21 @@ def assert_one_line_error(text: str, prefix: str, *words: str) -> str:
     return line
 
 
+def dry_run_counts(*args: str) -> dict[str, int]:
+    """Jobs per rule of `snakemake -n <args>`, run from the repository as a user would."""
+    proc = subprocess.run(
+        [str(SNAKEMAKE), "-n", *args],
+        cwd=REPO,
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    return {rule: int(count) for rule, count in re.findall(r"^(\w+)\s+(\d+)$", out, re.M)}
+
+
 # ---------------------------------------------------------------- comparing runs
 
 
