@@ -269,7 +269,7 @@ def _check_pools(config: dict) -> None:
     from polneurons.data import TOPICS, pool_problem
 
     sizes = pool_sizes(config)
-    # train_judge cuts every topic's pools (the judge learns from all six); a run, its topics'
+    # a run cuts the pools of its topics; train_judge, those of all six (the judge learns them all)
     judged = TOPICS if config["judge"]["backend"] == "classifier" else ()
     problem = pool_problem(sizes, dict.fromkeys([*config["topics"], *judged]))
     if problem:
