@@ -12,7 +12,9 @@ p, inp = snakemake.params, snakemake.input
 with rule_context(snakemake) as ctx:
     # the inputs are the tables the registered claims read (plan.Plan.claim_tables)
     tables = {name: pd.read_csv(inp[name]) for name in TABLE_FILES if name in inp.keys()}
-    table = claims_table(tables, headline_n=p.headline_n).assign(recipe=p.recipe)
+    table = claims_table(tables, headline_n=p.headline_n, ts_kept_margin=p.ts_kept_margin).assign(
+        recipe=p.recipe
+    )
     write_table(
         table,
         snakemake.output.csv,

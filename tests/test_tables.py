@@ -200,6 +200,34 @@ def test_a_verdict_follows_the_side_of_zero_the_ci_lies_on(lo, hi, side, verdict
     assert common.interval_verdict(lo, hi, side) == verdict
 
 
+MARGIN = 0.8  # scoring.ts_kept_margin of the tests
+
+
+@pytest.mark.parametrize(
+    "lo, hi, verdict",
+    [
+        (0.85, 1.2, "holds"),
+        (0.4, 0.75, "fails"),
+        (0.6, 1.1, "not shown"),
+        (np.nan, 1.0, "undefined"),
+    ],
+)
+def test_ts_kept_is_a_non_inferiority_rule_that_can_hold_fail_or_not_show(lo, hi, verdict):
+    assert claims.non_inferiority_verdict(lo, hi, MARGIN) == verdict
+    run = dict(model="m", leaning="right", source="a", condition="ift-freeze_rows-n5")
+    inhibitft = pd.DataFrame(
+        [{**run, "relative": 0.1, "relative_lo": 0.0, "relative_hi": 0.2, "ts_kept": 1.0,
+          "ts_kept_lo": lo, "ts_kept_hi": hi}]
+    )  # fmt: skip
+    versus = pd.DataFrame(columns=["model", "leaning", "source", "treated", "control"])
+    tscg = pd.DataFrame([dict(run, TS=1.0, CG=0.3, CG_lo=0.1, CG_hi=0.5)])
+    table = claims.claims_table(
+        dict(tscg=tscg, inhibitft=inhibitft, versus=versus), ts_kept_margin=MARGIN
+    )
+    row = table[table["claim"].str.contains("keeps TS")].iloc[0]
+    assert row["verdict"] == verdict and "0.8" in row["rule"]
+
+
 def test_the_claims_table_states_each_claim_its_control_and_a_verdict_by_its_rule():
     run = dict(model="m", leaning="left", source="a")
     tscg = pd.DataFrame([{**run, "TS": -1.0, "CG": -0.4, "CG_lo": -0.7, "CG_hi": -0.1}])
@@ -250,7 +278,7 @@ def test_the_claims_table_states_each_claim_its_control_and_a_verdict_by_its_rul
         inhibitft=inhibitft,
         versus=versus,
     )
-    table = claims.claims_table(made)
+    table = claims.claims_table(made, ts_kept_margin=MARGIN)
 
     def verdict(prefix):
         return table.loc[table["claim"].str.startswith(prefix), "verdict"].item()
@@ -263,10 +291,10 @@ def test_the_claims_table_states_each_claim_its_control_and_a_verdict_by_its_rul
     assert verdict("2: G recovers more of the shif") == "holds"
     # the reduction's CI is above 0 but InhibitFT minus random is not: not shown
     assert verdict("3: InhibitFT at n = 5 cuts CG ") == "not shown"
-    assert verdict("3: InhibitFT at n = 5 keeps TS") == "fails"
+    assert verdict("3: InhibitFT at n = 5 keeps TS") == "not shown"  # [0.7, 0.95] holds 0.8
     random_row = table[table["claim"].str.startswith("3: InhibitFT at n = 5 cuts")].iloc[0]
     assert random_row["control_value"] == pytest.approx(0.05)  # 0.2 - 0.15: random's own
-    only_stance = claims.claims_table({"tscg": tscg})
+    only_stance = claims.claims_table({"tscg": tscg}, ts_kept_margin=MARGIN)
     assert len(only_stance) == 1
     assert not table["claim"].str.contains("G_null").any()  # no null control ran
 
@@ -274,7 +302,7 @@ def test_the_claims_table_states_each_claim_its_control_and_a_verdict_by_its_rul
     null = {**run, "treated": "ift-freeze_rows-n5", "control": "nift-freeze_rows-n5"}
     null |= {"relative": 0.12, "relative_lo": 0.02, "relative_hi": 0.22}
     with_null = pd.concat([versus, pd.DataFrame([null])], ignore_index=True)
-    table = claims.claims_table({**made, "versus": with_null})
+    table = claims.claims_table({**made, "versus": with_null}, ts_kept_margin=MARGIN)
     null_row = table[table["claim"].str.contains("more than on G_null")].squeeze()
     assert null_row["control"] == "nift-freeze_rows-n5" and null_row["verdict"] == "holds"
     assert null_row["control_value"] == pytest.approx(0.08)  # 0.2 - 0.12: the null control's own
@@ -301,7 +329,8 @@ def test_the_claims_table_states_each_claim_its_control_and_a_verdict_by_its_rul
             patching=dosed,
             contrasts=contrasts,
             specificity=specific,
-        )
+        ),
+        ts_kept_margin=MARGIN,
     )
     assert verdict("2: the top 30% of G recovers m") == "not shown"
     assert verdict("2: G recovers more of the shif") == "holds"
@@ -477,7 +506,7 @@ def test_every_claim_reads_only_known_tables_and_a_claim_missing_a_table_is_left
         [dict(model="m", leaning="right", source="a", TS=1.0, CG=0.3, CG_lo=0.1, CG_hi=0.5)]
     )
     inhibitft = pd.DataFrame(columns=["model", "leaning", "source", "condition"])
-    table = claims.claims_table({"tscg": tscg, "inhibitft": inhibitft})  # no versus: left out
+    table = claims.claims_table({"tscg": tscg, "inhibitft": inhibitft}, ts_kept_margin=MARGIN)
     assert table["claim"].tolist() == ["1: fine-tuning on one topic shifts the others (CG)"]
 
 
@@ -519,7 +548,9 @@ def test_a_pooled_share_over_a_test_set_with_undefined_s_is_undefined_with_its_r
     tscg = pd.DataFrame(
         [dict(model="m", leaning="right", source="t", TS=1.0, CG=0.3, CG_lo=0.1, CG_hi=0.5)]
     )
-    claims_table = claims.claims_table(dict(tscg=tscg, patching=shown, contrasts=contrasts))
+    claims_table = claims.claims_table(
+        dict(tscg=tscg, patching=shown, contrasts=contrasts), ts_kept_margin=MARGIN
+    )
     row = claims_table[claims_table["claim"].str.startswith("2: G recovers more")].iloc[0]
     assert row["verdict"] == "undefined"
     assert row["undefined_because"] == "pooled over test sets, S undefined in a"

@@ -153,6 +153,7 @@ rule claims_table:
         "../../envs/polneurons.yaml"
     params:
         headline_n=IFT["n"][0],
+        ts_kept_margin=config["scoring"]["ts_kept_margin"],
         recipe="/".join(
             config["neurons"][key]
             for key in ("tokens", "contrast", "rank_within", "localize_prompts")

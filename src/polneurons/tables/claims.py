@@ -69,7 +69,7 @@ class Claim:
 
     name: str
     reads: tuple[str, ...]
-    rows: Callable[..., list[dict]]  # rows(tables: {name: frame}, headline_n) -> rows
+    rows: Callable[..., list[dict]]  # rows(tables: {name: frame}, settings: dict) -> rows
 
 
 CLAIMS: list[Claim] = []
@@ -89,7 +89,7 @@ def claim(*reads: str):
 
 
 @claim("tscg")
-def cross_topic_shift(tables, headline_n) -> list[dict]:
+def cross_topic_shift(tables, settings) -> list[dict]:
     rows = []
     for _, r in tables["tscg"].iterrows():
         direction = "above 0" if r["TS"] >= 0 else "below 0"
@@ -106,7 +106,7 @@ def cross_topic_shift(tables, headline_n) -> list[dict]:
 
 
 @claim("neuron_sets")
-def general_depth(tables, headline_n) -> list[dict]:
+def general_depth(tables, settings) -> list[dict]:
     rows = []
     neuron_sets = tables["neuron_sets"]
     for _, r in neuron_sets[neuron_sets["set"] == "general"].iterrows():
@@ -125,7 +125,7 @@ def general_depth(tables, headline_n) -> list[dict]:
 
 
 @claim("patching")
-def specific_recovers(tables, headline_n) -> list[dict]:
+def specific_recovers(tables, settings) -> list[dict]:
     pooled = tables["patching"][tables["patching"]["test_set"] == "all"]
     return [
         _claim(
@@ -141,7 +141,7 @@ def specific_recovers(tables, headline_n) -> list[dict]:
 
 
 @claim("patching", "contrasts")
-def general_beyond_controls(tables, headline_n) -> list[dict]:
+def general_beyond_controls(tables, settings) -> list[dict]:
     patching, contrasts = tables["patching"], tables["contrasts"]
     pooled = patching[patching["test_set"] == "all"].set_index(["model", "leaning", "source"])
     of_g = contrasts["treated"].eq("patch-general") | contrasts["treated"].str.startswith(
@@ -171,7 +171,7 @@ def general_beyond_controls(tables, headline_n) -> list[dict]:
 
 
 @claim("specificity")
-def specificity(tables, headline_n) -> list[dict]:
+def specificity(tables, settings) -> list[dict]:
     return [
         _claim(
             f"2: S_t of {r['topic']} moves {r['topic']} more than the other topics",
@@ -189,12 +189,13 @@ def specificity(tables, headline_n) -> list[dict]:
 
 
 @claim("inhibitft", "versus")
-def inhibitft_cuts_cg(tables, headline_n) -> list[dict]:
+def inhibitft_cuts_cg(tables, settings) -> list[dict]:
     """Per InhibitFT run at the headline n: its cut of CG against random inhibition, against
     the null control where it ran, and TS kept."""
     from polneurons.runs import inhibitft_controls, parse_kind
 
     inhibitft, versus = tables["inhibitft"], tables["versus"]
+    headline_n, margin = settings["headline_n"], settings["ts_kept_margin"]
 
     def at_headline(frame, column):
         kinds = frame[column].map(lambda k: parse_kind(k, pooled=True))
@@ -243,24 +244,38 @@ def inhibitft_cuts_cg(tables, headline_n) -> list[dict]:
                 f"3: InhibitFT at n = {headline_n:g} keeps TS (TS_X / TS_FT)",
                 r,
                 (r["ts_kept"], r["ts_kept_lo"], r["ts_kept_hi"]),
-                rule="holds if the CI of TS kept reaches 1 (no loss of TS shown)",
-                verdict="undefined"
-                if pd.isna(r["ts_kept_hi"])
-                else "holds"
-                if r["ts_kept_hi"] >= 1
-                else "fails",
+                rule=f"holds if the CI of TS kept lies at or above {margin:g} "
+                "(non-inferiority, scoring.ts_kept_margin), fails if it lies below",
+                verdict=non_inferiority_verdict(r["ts_kept_lo"], r["ts_kept_hi"], margin),
             )
         )
     return rows
 
 
-def claims_table(tables: dict[str, pd.DataFrame], headline_n: float = 5) -> pd.DataFrame:
+def non_inferiority_verdict(lo, hi, margin: float) -> str:
+    """`holds` if the CI [lo, hi] lies at or above `margin`, `fails` if it lies below it, `not
+    shown` if it holds the margin (a CI too wide to tell), `undefined` without a CI.
+
+    >>> [non_inferiority_verdict(*ci, 0.8) for ci in ((0.85, 1.1), (0.5, 0.7), (0.6, 1.2))]
+    ['holds', 'fails', 'not shown']
+    """
+    if pd.isna(lo) or pd.isna(hi):
+        return "undefined"
+    if lo >= margin:
+        return "holds"
+    return "fails" if hi < margin else "not shown"
+
+
+def claims_table(
+    tables: dict[str, pd.DataFrame], headline_n: float = 5, *, ts_kept_margin: float
+) -> pd.DataFrame:
     """Each claim of the paper (docs/method.md, "The claims under test") per fine-tuned run:
     the measured figure with its CI, the control's figure, their paired difference, the rule
     the verdict follows and the verdict (`interval_verdict`). `tables` holds the tables made
     (names of TABLE_FILES); a claim whose tables were not all made is left out."""
+    settings = dict(headline_n=headline_n, ts_kept_margin=ts_kept_margin)
     rows = []
     for entry in CLAIMS:
         if all(name in tables for name in entry.reads):
-            rows += entry.rows(tables, headline_n)
+            rows += entry.rows(tables, settings)
     return pd.DataFrame(rows, columns=CLAIM_COLUMNS)
