@@ -29,6 +29,7 @@ from workflow_helpers import (  # noqa: F401 - session fixtures
     assert_one_line_error,
     digests,
     final_tables,
+    incomplete_outputs,
     kill_group,
     make_workdir,
     make_writable,
@@ -92,6 +93,24 @@ KILL_POINTS = (
 
 def targets(work: Workdir) -> list[str]:
     return [str(work.results / target) for target in TARGETS]
+
+
+def test_incomplete_markers_are_read_back_as_snakemake_writes_them(tmp_path):
+    """Snakemake splits a marker name longer than a file name into "@<part>" folders; the
+    kill points must see those outputs too (a raw download's path is that long)."""
+    from snakemake.persistence.file import FilePersistence
+
+    layout = object.__new__(FilePersistence)
+    layout._max_len = None
+    folder = tmp_path / ".snakemake" / "incomplete"
+    folder.mkdir(parents=True)
+    outputs = [str(tmp_path / "results" / "short"), str(tmp_path / ("deep/" * 80) / "file.json")]
+    for output in outputs:
+        marker = Path(layout._record_path(str(folder), output))
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text("{}")
+    assert any(part.startswith("@") for part in Path(marker).relative_to(folder).parts)
+    assert sorted(incomplete_outputs(tmp_path)) == sorted(outputs)
 
 
 def kill_at_next_point(work: Workdir, remaining: list[KillPoint], flags: tuple[str, ...]):

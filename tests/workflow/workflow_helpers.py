@@ -151,14 +151,16 @@ def incomplete_outputs(workdir: Path) -> list[str]:
     """Snakemake marks each output of a running job in .snakemake/incomplete/<base64 of its path>;
     a marker left behind after a kill is what --rerun-incomplete deletes and recomputes."""
     folder = workdir / ".snakemake" / "incomplete"
-    if not folder.is_dir():
-        return []
     paths = []
-    for marker in folder.rglob("*"):
-        if marker.is_file():
-            name = marker.name
+    # os.walk, not Path.rglob: Snakemake removes marker folders while we read, and os.walk skips
+    # a folder that vanished between listing and reading instead of raising. A name longer than
+    # a file name may be is split into folders "@<part>", so the parts are joined before decoding.
+    for parent, _, names in os.walk(folder):
+        prefix = "".join(part.removeprefix("@") for part in Path(parent).relative_to(folder).parts)
+        for name in names:
+            encoded = prefix + name
             try:
-                paths.append(base64.urlsafe_b64decode(name + "=" * (-len(name) % 4)).decode())
+                paths.append(base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)).decode())
             except (ValueError, UnicodeDecodeError):
                 continue
     return paths
