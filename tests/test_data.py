@@ -36,11 +36,14 @@ def test_pool_problem_is_none_up_to_the_last_training_pair_then_names_the_topic(
     from polneurons.data import NEUTRAL_OUTSIDE_EVAL, PAIRS_OUTSIDE_EVAL, pool_problem
 
     topic = "race"
-    sizes = dict(perplexity_texts=10**6, localize_prompts=0, judge_pairs=0)
+    sizes = dict(perplexity_texts=10**6, localize_prompts=0, judge_pairs=0, readout_pairs=0)
     fits = PAIRS_OUTSIDE_EVAL[topic] - NEUTRAL_OUTSIDE_EVAL[topic] - 1  # one training pair left
     assert pool_problem({**sizes, "loglik_pairs": fits}, [topic]) is None
     problem, fix = pool_problem({**sizes, "loglik_pairs": fits + 1}, [topic])
     assert topic in problem and "data.loglik_pairs" in fix
+    # the readout pool counts like the others
+    problem, fix = pool_problem({**sizes, "loglik_pairs": fits, "readout_pairs": 1}, [topic])
+    assert topic in problem and "data.readout_pairs" in fix
 
 
 def test_every_pinned_file_matches_the_mirror_checksums(mirror):
@@ -89,7 +92,12 @@ def test_eval_sets_have_the_papers_sizes(mirror):
 
 def _sizes(**changes):
     sizes = dict(
-        loglik_pairs=20, perplexity_texts=10, localize_prompts=0, judge_pairs=0, holdout_eval=True
+        loglik_pairs=20,
+        perplexity_texts=10,
+        localize_prompts=0,
+        judge_pairs=0,
+        readout_pairs=0,
+        holdout_eval=True,
     )
     return {**sizes, **changes}
 

@@ -61,3 +61,24 @@ def test_a_model_record_is_read_once_checked_and_refused_in_one_line(tmp_path):
     path.write_text("{")
     with pytest.raises(DataError):
         read_record(path)
+
+
+def test_the_output_projection_gets_a_contiguous_input_and_the_same_logits(tmp_path):
+    """A strided slice (logits_to_keep) into the head is slow on CPU in bfloat16; the loaded
+    model hands it a contiguous copy, with the logits it would have computed anyway."""
+    from polneurons.models import load_base
+
+    record = prepare_model(
+        {"path": str(build_tiny_checkpoint(tmp_path / "model"))}, tmp_path / "prepared"
+    )
+    model, _ = load_base(record, "bfloat16", "cpu")
+    seen = []
+    model.get_output_embeddings().register_forward_pre_hook(
+        lambda _module, args: seen.append(args[0].is_contiguous())
+    )
+    ids = torch.arange(3, 19).reshape(2, 8)
+    with torch.inference_mode():
+        kept = model(input_ids=ids, logits_to_keep=3).logits
+        full = model(input_ids=ids).logits
+    assert seen == [True, True]
+    assert torch.equal(kept, full[:, -3:])

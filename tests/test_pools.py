@@ -1,5 +1,6 @@
 """Held out means held out: for every config, the data pools of every topic are disjoint
-(training, evaluation, log-likelihood pairs, perplexity texts, localization, judge training)."""
+(training, evaluation, log-likelihood pairs, perplexity texts, localization, judge training,
+the teacher-forced readout)."""
 
 from pathlib import Path
 
@@ -33,6 +34,7 @@ CONFIGS = {
         "configs/paper.yaml",
         {"judge.backend": "classifier", "neurons.localize_prompts": "held_out"},
     ),
+    "paper, no patching (no readout pool)": ("configs/paper.yaml", {"patching.enabled": False}),
     "embedded, evaluation kept in training, 50 prompts": (
         "config.yaml",
         {"data.holdout_eval": False, "data.eval_prompts": 50, "data.judge_pairs": 120},
@@ -58,13 +60,14 @@ def test_every_pool_of_every_topic_is_disjoint_from_the_others(mirror, name):
             "train": {p.instruction for p in pool.train},
             "loglik": {p.instruction for p in pool.loglik},
             "judge": {p.instruction for p in pool.judge},
+            "readout": {p.instruction for p in pool.readout},
             "localize": set(pool.localize),
         }
         names = list(by_instruction)
         for i, a in enumerate(names):
             for b in names[i + 1 :]:
                 assert not by_instruction[a] & by_instruction[b], (topic, a, b)
-        for held in ("loglik", "judge", "localize"):
+        for held in ("loglik", "judge", "readout", "localize"):
             assert not by_instruction[held] & every_eval, (topic, held)
         if config["data"]["holdout_eval"]:
             assert not by_instruction["train"] & evaluation and not pool.leaks
@@ -77,6 +80,9 @@ def test_every_pool_of_every_topic_is_disjoint_from_the_others(mirror, name):
         else:
             assert localization == evaluation  # the paper: localized on the evaluation prompts
         assert len(pool.loglik) == sizes["loglik_pairs"]
+        assert len(pool.readout) == sizes["readout_pairs"]
+        readout_answers = {p.answer(lean) for p in pool.readout for lean in LEANINGS}
+        assert not readout_answers & trainable and not readout_answers & judge_texts
         assert 0 < len(pool.perplexity) <= sizes["perplexity_texts"]  # as many as are neutral
     assert not judge_texts & trainable
     if config["judge"]["backend"] == "classifier":

@@ -240,7 +240,8 @@ def pool_sizes(config: dict) -> dict:
     """How many pairs of each topic every data pool takes (`data.topic_pools`): the one param
     of every rule that reads a pool, so that all of them cut the same pools.
 
-    The judge pool is carved out only for the classifier judge (the others are not trained);
+    The judge pool is carved out only for the classifier judge (the others are not trained),
+    the readout pool only where the readout runs (`readout_planned`);
     held-out localization prompts are as many per topic as the evaluation prompts.
     """
     data = config["data"]
@@ -250,8 +251,15 @@ def pool_sizes(config: dict) -> dict:
         "perplexity_texts": config["perplexity"]["texts"],
         "localize_prompts": (data["eval_prompts"] or 100) if held_out else 0,
         "judge_pairs": data["judge_pairs"] if config["judge"]["backend"] == "classifier" else 0,
+        "readout_pairs": data["readout_pairs"] if readout_planned(config) else 0,
         "holdout_eval": data["holdout_eval"],
     }
+
+
+def readout_planned(config: dict) -> bool:
+    """Whether the teacher-forced readout runs: with patching and a readout pool
+    (data.readout_pairs > 0). Without it no pool is cut for it (method.md, "Data pools")."""
+    return config["patching"]["enabled"] and config["data"]["readout_pairs"] > 0
 
 
 def data_settings(data: dict) -> dict:

@@ -7,7 +7,7 @@ import random
 import shutil
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from polneurons.errors import ConfigError, DataError, EnvironmentProblem, IntegrityError
@@ -248,7 +248,8 @@ class TopicPools:
     - `perplexity`: neutral-labelled answers, the perplexity texts (never trained on);
     - `localize`: instructions the neurons are localized on (`neurons.localize_prompts:
       held_out`; empty with `same_as_eval`, which localizes on the evaluation prompts);
-    - `judge`: pairs whose two answers train the classifier judge.
+    - `judge`: pairs whose two answers train the classifier judge;
+    - `readout`: pairs of the teacher-forced causal readout of patched neuron sets.
 
     The evaluation instructions (the authors' `dataset_100`) are never in loglik, perplexity,
     localize or judge; they are in `train` only with `data.holdout_eval: false` (the paper's
@@ -260,10 +261,17 @@ class TopicPools:
     perplexity: list[str]
     localize: list[str]
     judge: list[Pair]
+    readout: list[Pair] = field(default_factory=list)
     leaks: tuple[str, ...] = ()
 
 
-POOL_SIZES = ("loglik_pairs", "perplexity_texts", "localize_prompts", "judge_pairs")
+POOL_SIZES = (
+    "loglik_pairs",
+    "perplexity_texts",
+    "localize_prompts",
+    "judge_pairs",
+    "readout_pairs",
+)
 
 # What the pinned files hold per topic (FILES fixes them; tests/test_data.py recounts them on
 # the data): IdeoINST pairs outside the evaluation instructions, and how many of those have a
@@ -299,13 +307,16 @@ def pool_problem(sizes: dict, topics) -> tuple[str, str] | None:
             + min(sizes["perplexity_texts"], NEUTRAL_OUTSIDE_EVAL[topic])
             + sizes["localize_prompts"]
             + sizes["judge_pairs"]
+            + sizes["readout_pairs"]
         )
         if held >= PAIRS_OUTSIDE_EVAL[topic]:
             return (
                 f"the held-out pools of {topic} take {held} of its {PAIRS_OUTSIDE_EVAL[topic]} "
                 "pairs outside the evaluation set (data.loglik_pairs, perplexity.texts, the "
-                "localization prompts, data.judge_pairs), leaving no training pool",
-                "lower data.loglik_pairs or data.judge_pairs (or data.eval_prompts, which sizes "
+                "localization prompts, data.judge_pairs, data.readout_pairs), leaving no "
+                "training pool",
+                "lower data.loglik_pairs, data.judge_pairs or data.readout_pairs (or "
+                "data.eval_prompts, which sizes "
                 "the held-out localization prompts)",
             )
     return None
@@ -336,15 +347,19 @@ def topic_pools(
     held = {p.index for p in neutral}
     rest = [p for p in rest if p.index not in held]
     n_localize, n_judge = sizes["localize_prompts"], sizes["judge_pairs"]
+    n_readout = sizes["readout_pairs"]
     localize, judge = rest[:n_localize], rest[n_localize : n_localize + n_judge]
     rest = rest[n_localize + n_judge :]
-    if len(localize) < n_localize or len(judge) < n_judge or not rest:
+    # after every other pool: with no readout, each pool is what it was before the readout
+    readout, rest = rest[:n_readout], rest[n_readout:]
+    if len(localize) < n_localize or len(judge) < n_judge or len(readout) < n_readout or not rest:
         topic = pairs[0].topic if pairs else "?"
         raise DataError(
             f"IdeoINST {topic} has {len(outside)} pairs outside the evaluation set, too few for "
             f"{sizes['loglik_pairs']} log-likelihood pairs, {n_localize} localization prompts, "
-            f"{n_judge} judge pairs and a training pool",
-            "lower data.loglik_pairs, data.judge_pairs or the localization prompts",
+            f"{n_judge} judge pairs, {n_readout} readout pairs and a training pool",
+            "lower data.loglik_pairs, data.judge_pairs, data.readout_pairs or the localization "
+            "prompts",
         )
     train = rest + ([] if sizes["holdout_eval"] else inside)
     return TopicPools(
@@ -353,6 +368,7 @@ def topic_pools(
         perplexity=[p.neutral for p in neutral],
         localize=[p.instruction for p in localize],
         judge=judge,
+        readout=readout,
         leaks=() if sizes["holdout_eval"] else ("evaluation instructions are trained on",),
     )
 

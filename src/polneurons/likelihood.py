@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -27,20 +28,67 @@ def loglik_stance(
     tokens are scored, padding excluded. `batch_size` counts sequences (two per pair).
     """
     mean_logp = completion_mean_logprobs(
-        model,
-        tokenizer,
-        [(prompt, answer) for prompt, right, left in pairs for answer in (right, left)],
-        batch_size,
-        add_special_tokens,
+        model, tokenizer, pair_sequences(pairs), batch_size, add_special_tokens
     )
+    return stance_of_pairs(mean_logp)
+
+
+def pair_sequences(pairs: Sequence[tuple[str, str, str]]) -> list[tuple[str, str]]:
+    """(prompt, completion) of each pair's right answer, then its left answer."""
+    return [(prompt, answer) for prompt, right, left in pairs for answer in (right, left)]
+
+
+def stance_of_pairs(mean_logp: np.ndarray) -> np.ndarray:
+    """Per pair, from the mean log-probabilities of `pair_sequences` (right, left, right, ...)."""
     right, left = mean_logp[0::2], mean_logp[1::2]
     # method.md: Stance: tanh(logp(right | instr) - logp(left | instr)), length-normalised
     return np.tanh(right - left)
 
 
-def completion_mean_logprobs(model, tokenizer, texts, batch_size, add_special_tokens) -> np.ndarray:
-    """Mean per-token log-probability of each completion given its prompt."""
+@dataclass
+class ScoredBatch:
+    """One left-padded batch of (prompt, completion) sequences, ready for a forward: every
+    completion ends at the last position, so only the last `answer + 1` positions need logits
+    (the vocabulary projection dominates the cost otherwise)."""
 
+    indices: list[int]  # positions of its sequences in the caller's list
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    position_ids: torch.Tensor
+    scored: torch.Tensor  # [batch, answer]: the completion's tokens among the last `answer`
+    answer: int
+
+    def logits(self, model) -> torch.Tensor:
+        return model(
+            input_ids=self.input_ids,
+            attention_mask=self.attention_mask,
+            position_ids=self.position_ids,
+            logits_to_keep=self.answer + 1,
+        ).logits
+
+    def mean_logprobs(self, logits: torch.Tensor) -> np.ndarray:
+        """Mean log-probability of each completion's tokens (the token at position p is
+        predicted by the logits at p - 1), row by row: one float32 [answer, vocab] at a time."""
+        targets = self.input_ids[:, -self.answer :]
+        means = np.empty(len(self.indices))
+        for row in range(len(self.indices)):
+            logp = logits[row, :-1].float().log_softmax(-1)
+            logp = logp.gather(-1, targets[row, :, None]).squeeze(-1)
+            logp = torch.where(self.scored[row], logp, 0.0)
+            means[row] = float(logp.double().sum() / self.scored[row].sum())
+        return means
+
+
+def scored_batches(
+    tokenizer,
+    texts: Sequence[tuple[str, str]],
+    batch_size: int,
+    add_special_tokens: bool,
+    device,
+    answer_tokens: int | None = None,
+) -> list[ScoredBatch]:
+    """The batches `completion_mean_logprobs` runs, longest sequences first (less padding).
+    `answer_tokens`: score only the first that many tokens of each completion (None: all)."""
     sequences = []
     for prompt, completion in texts:
         prompt_ids = tokenizer(prompt, add_special_tokens=add_special_tokens)["input_ids"]
@@ -49,42 +97,48 @@ def completion_mean_logprobs(model, tokenizer, texts, batch_size, add_special_to
             raise DataError(
                 "a log-likelihood pair has an empty prompt or answer", "drop empty pairs"
             )
-        sequences.append((prompt_ids, completion_ids))
+        sequences.append((prompt_ids, completion_ids[:answer_tokens]))
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    device = next(model.parameters()).device
-    # longest first, so each batch holds sequences of similar length (less padding)
     order = sorted(range(len(sequences)), key=lambda i: -sum(map(len, sequences[i])))
-    means = np.empty(len(sequences))
+    batches = []
     for start in range(0, len(order), batch_size):
         indices = order[start : start + batch_size]
         batch = [sequences[i] for i in indices]
         width = max(len(p) + len(c) for p, c in batch)
         answer = max(len(c) for _, c in batch)
-        # left padding: every answer ends at the last position, so only the last `answer + 1`
-        # positions need logits (the vocabulary projection dominates the cost otherwise)
         input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
         attention = torch.zeros((len(batch), width), dtype=torch.long)
-        scored = torch.zeros((len(batch), answer), dtype=torch.bool)  # answer tokens, last K
+        scored = torch.zeros((len(batch), answer), dtype=torch.bool)
         for row, (prompt_ids, completion_ids) in enumerate(batch):
             ids = prompt_ids + completion_ids
             input_ids[row, width - len(ids) :] = torch.tensor(ids)
             attention[row, width - len(ids) :] = 1
             scored[row, answer - len(completion_ids) :] = True
         positions = (attention.cumsum(-1) - 1).clamp(min=0)
+        batches.append(
+            ScoredBatch(
+                indices,
+                input_ids.to(device),
+                attention.to(device),
+                positions.to(device),
+                scored.to(device),
+                answer,
+            )
+        )
+    return batches
+
+
+def completion_mean_logprobs(
+    model, tokenizer, texts, batch_size, add_special_tokens, answer_tokens: int | None = None
+) -> np.ndarray:
+    """Mean per-token log-probability of each completion given its prompt."""
+    device = next(model.parameters()).device
+    means = np.empty(len(texts))
+    for batch in scored_batches(
+        tokenizer, texts, batch_size, add_special_tokens, device, answer_tokens
+    ):
         with torch.inference_mode():
-            logits = model(
-                input_ids=input_ids.to(device),
-                attention_mask=attention.to(device),
-                position_ids=positions.to(device),
-                logits_to_keep=answer + 1,
-            ).logits
-        # the token at position p is predicted by the logits at p - 1
-        targets, mask = input_ids[:, -answer:].to(device), scored.to(device)
-        for row, i in enumerate(indices):  # row by row: one float32 [answer, vocab] at a time
-            logp = logits[row, :-1].float().log_softmax(-1)
-            logp = logp.gather(-1, targets[row, :, None]).squeeze(-1)
-            logp = torch.where(mask[row], logp, 0.0)
-            means[i] = float(logp.double().sum() / mask[row].sum())
+            means[batch.indices] = batch.mean_logprobs(batch.logits(model))
     return means
 
 

@@ -187,7 +187,22 @@ def load_base(record: dict, dtype: str = "auto", device: str = "auto"):
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     model.to(dev).eval()
+    contiguous_head_input(model)
     return model, tok
+
+
+def contiguous_head_input(model) -> None:
+    """Hand the output projection a contiguous input (a forward pre-hook, for good).
+
+    With ``logits_to_keep`` (generation's last position, teacher forcing's answer positions)
+    the model passes the projection a strided slice of its hidden states; on CPU in bfloat16
+    PyTorch then takes a path that copies the whole weight, 30x to 450x slower than on a
+    contiguous copy of the slice (a 49152 x 576 head, 16 x 33 positions: 6.1 s against 0.21 s;
+    one position: 5.4 s against 0.012 s). The values are the same.
+    """
+    head = model.get_output_embeddings()
+    if head is not None:
+        head.register_forward_pre_hook(lambda _module, args: (args[0].contiguous(), *args[1:]))
 
 
 def load_with_adapter(

@@ -79,6 +79,19 @@ class Plan:
         """The patching kinds rated like any condition (all but the specificity runs)."""
         return [k for k in self.patch_kinds if k not in self.crossed_kinds]
 
+    @property
+    def readout(self) -> bool:
+        """Whether the teacher-forced readout runs (config.readout_planned)."""
+        from polneurons.config import readout_planned
+
+        return readout_planned(self.config)
+
+    @property
+    def readout_kinds(self) -> list[str]:
+        """The patching kinds the readout scores in both directions: every one rated on its own
+        topic (the specificity runs' S_t on other topics are not read out)."""
+        return self.patched_kinds if self.readout else []
+
     def replicates(self, kinds) -> list[str]:
         """These trained kinds in every training replicate (training_seeds)."""
         return runs.replicate_kinds(self.config, kinds)
@@ -154,6 +167,10 @@ class Plan:
         """The patching table's runs: vanilla, every patched condition rated on its own topic,
         and the base model, on the patched sources."""
         return self.runs(["ft", *self.patched_kinds], self.patch_sources, base=True)
+
+    def readout_runs(self) -> list[str]:
+        """The fine-tuned runs read out (one job each: every set, both directions)."""
+        return self.runs(["ft"], self.patch_sources) if self.readout else []
 
     def crossed_runs(self) -> list[str]:
         """The specificity runs (S_t patched on the other topics), on the patched sources."""

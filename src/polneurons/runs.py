@@ -346,6 +346,11 @@ def patch_kind(patched: str, draw: int | None = None) -> str:
     return f"patch-{patched}" if draw is None else with_draw(f"patch-{patched}", draw)
 
 
+def readout_control_input(kind: str) -> str:
+    """The name of a drawn control's neuron set among the readout's inputs (an identifier)."""
+    return "control_" + kind.removeprefix("patch-").replace("-", "_")
+
+
 def dose_kinds(dose: float, draws) -> list[str]:
     """The top `dose`% of G (patch-dose<x>) and its random draws (patch-dose<x>-random-s<k>).
 

@@ -28,3 +28,50 @@ rule patch_generate:
         seed=config["seed"],
     script:
         "../../scripts/patch_generate.py"
+
+
+def readout_inputs(wc):
+    """The fine-tuned run, and the neuron sets of every patching kind the readout scores: the
+    localized folders they come from (neurons_<localized>) and each drawn control's set
+    (runs.readout_control_input)."""
+    run = f"{RES}/{wc.model}/{wc.lean}/{wc.src}"
+    inputs = {
+        "model": model_record(wc),
+        "files": rules.download_data.output.files,
+        "adapter": f"{run}/ft/train",
+    }
+    for kind in PLAN.readout_kinds:
+        parsed = runs.parse_kind(kind)
+        inputs[f"neurons_{parsed.localized_on}"] = f"{run}/{parsed.localized_on}/neurons"
+        if parsed.is_control:
+            inputs[runs.readout_control_input(kind)] = f"{run}/{parsed.first}/control/neurons.pt"
+    return inputs
+
+
+# The teacher-forced causal readout (method.md: Teacher-forced readout): every patched set,
+# both directions, scored on the held-out readout pairs instead of generated and judged.
+rule readout:
+    input:
+        unpack(readout_inputs),
+    output:
+        readout=f"{RES}/{{model}}/{{lean}}/{{src}}/ft/readout.csv",
+    log:
+        f"{RES}/logs/readout/{{model}}/{{lean}}/{{src}}.log",
+    benchmark:
+        f"{RES}/benchmarks/readout/{{model}}/{{lean}}/{{src}}.tsv"
+    conda:
+        "../../envs/polneurons.yaml"
+    threads: config["resources"]["threads"]
+    resources:
+        **MODEL_JOB,
+    params:
+        **RUN_PARAMS,
+        topics=config["topics"],
+        pools=POOLS,
+        seed=config["seed"],
+        site=config["neurons"]["site"],
+        kinds=PLAN.readout_kinds,
+        batch_size=config["patching"]["readout_batch_size"],
+        answer_tokens=config["patching"]["readout_answer_tokens"],
+    script:
+        "../../scripts/readout.py"

@@ -1,0 +1,70 @@
+"""readout: the teacher-forced causal readout of one fine-tuned run (method.md: Teacher-forced
+readout): per held-out readout pair, S_ll of M0, of M_s and of every patched neuron set in both
+directions (M_s's values written into M0, M0's into M_s), from one model load."""
+
+import pandas as pd
+
+from polneurons.io import atomic_path
+from polneurons.models import load_contrast_pair, read_record
+from polneurons.neuron_store import patch_set
+from polneurons.neurons import NeuronSet
+from polneurons.prompts import adds_special_tokens, render, topic_pools
+from polneurons.readout import BASE, TUNED, intervened_stance
+from polneurons.rule import rule_context
+from polneurons.runs import parse_kind, readout_control_input
+
+p = snakemake.params
+# the models' own rows under the condition names of the patching tables
+OWN = {BASE: "base", TUNED: "ft"}
+
+
+def neuron_set(kind: str, topic: str) -> NeuronSet:
+    """The set a patching kind writes on `topic`'s pairs: a drawn control's, or the localized one."""
+    parsed = parse_kind(kind)
+    if parsed.is_control:
+        return NeuronSet.load(snakemake.input[readout_control_input(kind)])
+    folder = snakemake.input[f"neurons_{parsed.localized_on}"]
+    return patch_set(folder, kind.removeprefix("patch-"), topic, site=p.site)
+
+
+with rule_context(snakemake, seed=p.seed) as ctx:
+    record = read_record(snakemake.input.model)
+    model, tok = load_contrast_pair(
+        record, snakemake.input.adapter, p.dtype, p.device, p.adapter_dtype
+    )
+    rows = []
+    for topic in p.topics:
+        pairs = topic_pools(p.root, topic, p.pools, p.seed).readout
+        sets = {kind: neuron_set(kind, topic).by_layer() for kind in p.kinds}
+        values = intervened_stance(
+            model,
+            tok,
+            [(render(tok, q.instruction, p.prompt_format), q.right, q.left) for q in pairs],
+            p.site,
+            sets,
+            batch_size=p.batch_size,
+            add_special_tokens=adds_special_tokens(p.prompt_format),
+            answer_tokens=p.answer_tokens,
+        )
+        for (name, direction), scores in values.items():
+            condition = OWN.get(name, name)
+            rows += [
+                {
+                    "condition": condition,
+                    "direction": direction,
+                    "topic": topic,
+                    "pair": q.index,
+                    "S_ll": float(v),
+                }
+                for q, v in zip(pairs, scores, strict=True)
+            ]
+        ctx.log.info(
+            "%s: S_ll M0 %.3f, M_s %.3f over %d pairs, %d sets",
+            topic,
+            values[BASE, ""].mean(),
+            values[TUNED, ""].mean(),
+            len(pairs),
+            len(sets),
+        )
+    with atomic_path(snakemake.output.readout) as tmp:
+        pd.DataFrame(rows).to_csv(tmp, index=False)
