@@ -322,18 +322,31 @@ def pool_problem(sizes: dict, topics) -> tuple[str, str] | None:
     return None
 
 
+def repeated_texts(pairs_by_topic) -> frozenset[str]:
+    """Instructions and answers that occur in more than one pair of IdeoINST (any topics): a
+    pool that must stay disjoint from every other whatever the topic keeps none of them."""
+    from collections import Counter
+
+    counts = Counter(
+        text for pairs in pairs_by_topic for p in pairs for text in (p.instruction, p.left, p.right)
+    )
+    return frozenset(text for text, n in counts.items() if n > 1)
+
+
 def topic_pools(
     pairs: list[Pair],
     eval_instructions: list[str],
     *,
     sizes: dict,
     seed: int,
+    repeated: frozenset[str] = frozenset(),
 ) -> TopicPools:
     """Every split of one topic, from one seeded shuffle of the pairs outside the evaluation set.
 
-    `sizes` (see `pool_sizes`): `loglik_pairs`, `perplexity_texts`, `localize_prompts` and
-    `judge_pairs` per topic, and `holdout_eval`. In that order each pool takes the next pairs
-    of the shuffle (perplexity: the next neutral-labelled answers); the rest is the training pool.
+    `sizes` (see `pool_sizes`): `loglik_pairs`, `perplexity_texts`, `localize_prompts`,
+    `judge_pairs` and `readout_pairs` per topic, and `holdout_eval`. In that order each pool
+    takes the next pairs of the shuffle (perplexity: the next neutral-labelled answers; readout:
+    the next pairs none of whose texts is in `repeated`); the rest is the training pool.
     DataError when the topic has too few pairs for the sizes asked.
     """
     eval_set = {e.strip() for e in eval_instructions}
@@ -350,8 +363,12 @@ def topic_pools(
     n_readout = sizes["readout_pairs"]
     localize, judge = rest[:n_localize], rest[n_localize : n_localize + n_judge]
     rest = rest[n_localize + n_judge :]
-    # after every other pool: with no readout, each pool is what it was before the readout
-    readout, rest = rest[:n_readout], rest[n_readout:]
+    # after every other pool (with no readout, each pool is what it was without it), and
+    # only pairs none of whose texts occurs in another pair (`repeated`, any topic)
+    unique = [p for p in rest if not {p.instruction, p.left, p.right} & repeated]
+    readout = unique[:n_readout]
+    taken = {p.index for p in readout}
+    rest = [p for p in rest if p.index not in taken]
     if len(localize) < n_localize or len(judge) < n_judge or len(readout) < n_readout or not rest:
         topic = pairs[0].topic if pairs else "?"
         raise DataError(

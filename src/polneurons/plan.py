@@ -187,6 +187,8 @@ class Plan:
             made |= {"patching", "contrasts"}
             if self.crossed_kinds:  # S_t on the other topics: the specificity table
                 made.add("specificity")
+            if self.readout:
+                made |= {"readout", "readout_contrasts"}
         if self.inhibitft:
             made |= {"inhibitft", "versus"}
         return made

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from polneurons.data import EXTRA_SETS, topic_name
 from polneurons.errors import ConfigError
 
@@ -82,7 +84,21 @@ def topic_pools(root, topic: str, sizes: dict, seed: int):
     from polneurons.data import load_eval_set, load_pairs
     from polneurons.data import topic_pools as cut
 
-    return cut(load_pairs(root, topic), load_eval_set(root, topic), sizes=sizes, seed=seed)
+    repeated = _repeated_texts(str(root)) if sizes["readout_pairs"] else frozenset()
+    return cut(
+        load_pairs(root, topic),
+        load_eval_set(root, topic),
+        sizes=sizes,
+        seed=seed,
+        repeated=repeated,
+    )
+
+
+@functools.lru_cache(maxsize=4)
+def _repeated_texts(root: str) -> frozenset[str]:
+    from polneurons.data import TOPICS, load_pairs, repeated_texts
+
+    return repeated_texts(load_pairs(root, topic) for topic in TOPICS)
 
 
 def localize_items(root, topic: str, sizes: dict, seed: int, limit: int | None) -> list[dict]:

@@ -283,6 +283,8 @@ def final_outputs():
     ]
     if PLAN.patching:
         outputs += list(rules.patching_tables.output)
+    if PLAN.readout:
+        outputs += list(rules.readout_tables.output)
     if PLAN.inhibitft:
         outputs += [*rules.inhibitft_tables.output, *inhibitft_runs("scores.csv")]
         outputs += list(rules.inhibition_effect.output)

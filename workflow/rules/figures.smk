@@ -112,6 +112,22 @@ rule patching_tables:
         "../../scripts/patching_tables.py"
 
 
+rule readout_tables:
+    input:
+        readouts=paths("readout.csv", PLAN.readout_runs()),
+    output:
+        **table_paths("readout", category="3. Activation patching"),
+        **table_paths("readout_contrasts", "contrasts", category="3. Activation patching"),
+    log:
+        f"{RES}/logs/readout_tables.log",
+    conda:
+        "../../envs/polneurons.yaml"
+    params:
+        **BOOTSTRAP_PARAMS,
+    script:
+        "../../scripts/readout_tables.py"
+
+
 rule inhibitft_tables:
     input:
         ratings=inhibitft_runs("ratings.jsonl"),

@@ -16,21 +16,36 @@ import pandas as pd
 from polneurons.tables.common import interval_verdict
 
 CLAIM_COLUMNS = [
-    "claim", "model", "leaning", "source", "measured", "measured_lo", "measured_hi",
+    "claim", "readout", "model", "leaning", "source", "measured", "measured_lo", "measured_hi",
     "control", "control_value", "difference", "difference_lo", "difference_hi", "rule", "verdict",
     "undefined_because",
 ]  # fmt: skip
 
 
+# The instrument a claim row reads: the judge's stance S of generated answers, or the
+# teacher-forced S_ll of held-out pairs under an intervention (method.md: Teacher-forced readout).
+JUDGE = "judge"
+TEACHER_FORCED = "teacher-forced, {direction}"
+
+
 def _claim(
-    claim, row, measured, control="", control_value=None, diff=None, rule="", verdict="", why=""
+    claim,
+    row,
+    measured,
+    control="",
+    control_value=None,
+    diff=None,
+    rule="",
+    verdict="",
+    why="",
+    readout=JUDGE,
 ):
     value, lo, hi = measured
     d, d_lo, d_hi = diff if diff is not None else (None, None, None)
     if verdict == "undefined" and not why:
         why = "the figure the rule reads, or its CI, is undefined"
     return dict(
-        claim=claim, model=row["model"], leaning=row["leaning"], source=row["source"],
+        claim=claim, readout=readout, model=row["model"], leaning=row["leaning"], source=row["source"],
         measured=value, measured_lo=lo, measured_hi=hi, control=control,
         control_value=control_value, difference=d, difference_lo=d_lo, difference_hi=d_hi,
         rule=rule, verdict=verdict, undefined_because=why if verdict == "undefined" else "",
@@ -60,6 +75,8 @@ TABLE_FILES = {
     "specificity": "specificity.csv",
     "inhibitft": "inhibitft_main.csv",
     "versus": "inhibitft_vs_random.csv",
+    "readout": "readout.csv",
+    "readout_contrasts": "readout_contrasts.csv",
 }
 
 
@@ -165,6 +182,68 @@ def general_beyond_controls(tables, settings) -> list[dict]:
                 rule="holds if the paired CI of G minus the control lies above 0",
                 verdict=interval_verdict(c["difference_lo"], c["difference_hi"]),
                 why=_why(g, ctl),
+            )
+        )
+    return rows
+
+
+# What a set written in each direction does to the fine-tuning shift (method.md: Teacher-forced
+# readout): the sufficiency rows carry the judge rows' claims, the necessity rows their own.
+_DOES = {"sufficiency": "recovers", "necessity": "removes"}
+
+
+@claim("readout")
+def specific_readout(tables, settings) -> list[dict]:
+    """S_t's share of the S_ll shift on its own topic, pooled over topics, in both directions."""
+    table = tables["readout"]
+    pooled = table[(table["topic"] == "all") & (table["condition"] == "patch-specific")]
+    rows = []
+    for _, r in pooled.iterrows():
+        does, direction = _DOES[r["direction"]], r["direction"]
+        claim_text = "2: S_t patched on its own topic recovers part of the shift"
+        if direction == "necessity":
+            claim_text = "2: S_t restored to M0's values on its own topic removes part of the shift"
+        rows.append(
+            _claim(
+                claim_text,
+                r,
+                (r["share"], r["share_lo"], r["share_hi"]),
+                rule=f"holds if the CI of the share of the S_ll shift S_t {does} lies above 0",
+                verdict=interval_verdict(r["share_lo"], r["share_hi"]),
+                why=r["why_undefined"] if isinstance(r["why_undefined"], str) else "",
+                readout=TEACHER_FORCED.format(direction=direction),
+            )
+        )
+    return rows
+
+
+@claim("readout_contrasts")
+def general_readout_beyond_controls(tables, settings) -> list[dict]:
+    """G (and each top x% of G) against as many random neurons outside G, in both directions."""
+    rows = []
+    for _, c in tables["readout_contrasts"].iterrows():
+        direction, does = c["direction"], _DOES[c["direction"]]
+        treated = "G" if c["treated"] == "patch-general" else _dose_label(c["treated"])
+        control = c["control"].removeprefix("patch-")
+        if direction == "sufficiency":
+            claim_text = f"2: {treated} recovers more of the shift than {control}"
+        else:
+            claim_text = (
+                f"2: {treated} restored to M0's values removes more of the shift than {control}"
+            )
+        one_draw = " (one random draw: no spread over draws)" if c["draws"] == 1 else ""
+        rows.append(
+            _claim(
+                claim_text,
+                c,
+                (c["treated_share"], c["treated_lo"], c["treated_hi"]),
+                control=c["control"],
+                control_value=c["control_share"],
+                diff=(c["difference"], c["difference_lo"], c["difference_hi"]),
+                rule=f"holds if the paired CI of the share G {does} minus the control's lies "
+                f"above 0{one_draw}",
+                verdict=interval_verdict(c["difference_lo"], c["difference_hi"]),
+                readout=TEACHER_FORCED.format(direction=direction),
             )
         )
     return rows

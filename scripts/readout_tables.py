@@ -1,0 +1,32 @@
+"""readout_tables: the teacher-forced readout's shares per neuron set and direction, with
+paired bootstrap CIs over pairs, and each set of G against its random control (method.md:
+Teacher-forced readout)."""
+
+from polneurons.rule import rule_context
+from polneurons.tables.common import write_table
+from polneurons.tables.readout import collect_readouts, readout_tables
+
+p, out = snakemake.params, snakemake.output
+with rule_context(snakemake) as ctx:
+    shares, contrasts = readout_tables(
+        collect_readouts(snakemake.input.readouts),
+        n_boot=p.scoring["n_boot"],
+        seed=p.seed,
+        alpha=p.scoring["alpha"],
+    )
+    write_table(
+        shares,
+        out.csv,
+        out.md,
+        title="Teacher-forced readout: share of the FT shift of S_ll recovered by writing a set "
+        "into M0 (sufficiency) or removed by writing M0's values into M_s (necessity)",
+        explain=("share",),
+    )
+    write_table(
+        contrasts,
+        out.contrasts_csv,
+        out.contrasts_md,
+        title="Teacher-forced readout: share of each set of G minus its random control "
+        "(paired bootstrap CIs over pairs)",
+    )
+    ctx.log.info("\n%s", shares[shares["topic"] == "all"].round(3).to_string(index=False))

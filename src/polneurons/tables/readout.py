@@ -1,0 +1,209 @@
+"""The teacher-forced readout's tables (method.md: Teacher-forced readout): per fine-tuned run,
+neuron set and direction, the share of the fine-tuning shift of S_ll that writing the set
+recovers (sufficiency) or removes (necessity), per topic and pooled over topics, with paired
+bootstrap CIs over pairs; and each set of G against its random control."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from polneurons.readout import DIRECTIONS, readout_share
+from polneurons.runs import run_of_path, split_draw
+from polneurons.tables.patching import patching_pairs
+
+POOLED = "all"
+KEYS = ["model", "leaning", "source"]
+READOUT_COLUMNS = [
+    *KEYS, "condition", "direction", "topic", "pairs", "draws", "S_X", "S_M0", "S_Ms",
+    "share", "share_lo", "share_hi", "share_sd", "why_undefined",
+]  # fmt: skip
+CONTRAST_COLUMNS = [
+    *KEYS, "direction", "treated", "control", "treated_share", "treated_lo", "treated_hi",
+    "control_share",
+    "difference", "difference_lo", "difference_hi", "draws",
+]  # fmt: skip
+NO_SHIFT = "fine-tuning did not move S_ll on these pairs (S_ll(M_s) = S_ll(M0))"
+
+
+def collect_readouts(paths) -> pd.DataFrame:
+    """Every run's readout.csv, with its model, leaning and source."""
+    frames = []
+    for path in paths:
+        run = run_of_path(path)
+        frame = pd.read_csv(path).assign(**{key: run[key] for key in KEYS})
+        frames.append(frame)
+    columns = [*KEYS, "condition", "direction", "topic", "pair", "S_ll"]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
+
+
+class _Resampler:
+    """Paired bootstrap over pairs, stratified by topic: the same resampled pairs for every
+    set and direction of a run, so differences between sets get paired CIs."""
+
+    def __init__(self, topics: dict[str, np.ndarray], n_boot: int, seed: int):
+        rng = np.random.default_rng(seed)
+        self.topics = topics  # topic -> pair ids in a fixed order
+        # per topic, [n_boot, pairs]: how often each pair is drawn in each replicate
+        self.counts = {
+            topic: np.stack(
+                [
+                    np.bincount(rng.integers(0, len(ids), len(ids)), minlength=len(ids))
+                    for _ in range(n_boot)
+                ]
+            )
+            for topic, ids in topics.items()
+        }
+
+    def means(self, values: dict[str, np.ndarray], topic: str) -> tuple[float, np.ndarray]:
+        """(mean, bootstrap means) of per-pair values on one topic or pooled over all."""
+        names = list(self.topics) if topic == POOLED else [topic]
+        total = sum(len(self.topics[t]) for t in names)
+        point = sum(values[t].sum() for t in names) / total
+        boot = sum(self.counts[t] @ values[t] for t in names) / total
+        return float(point), boot
+
+
+def _per_pair(run: pd.DataFrame, condition: str, direction: str, topics) -> dict[str, np.ndarray]:
+    rows = run[(run["condition"] == condition) & (run["direction"].fillna("") == direction)]
+    by_topic = rows.set_index(["topic", "pair"])["S_ll"]
+    return {
+        topic: by_topic.loc[topic].reindex(ids).to_numpy(float) for topic, ids in topics.items()
+    }
+
+
+def _percentile(values: np.ndarray, alpha: float) -> tuple[float, float]:
+    values = values[np.isfinite(values)]
+    if not len(values):
+        return float("nan"), float("nan")
+    lo, hi = np.quantile(values, [alpha / 2, 1 - alpha / 2])
+    return float(lo), float(hi)
+
+
+def _run_tables(key, run: pd.DataFrame, n_boot: int, seed: int, alpha: float):
+    """`readout_tables` of one run: (share rows, contrast rows)."""
+    shares, contrasts = [], []
+    ids = run[run["condition"] == "base"].groupby("topic")["pair"].apply(sorted)
+    topics = {topic: np.asarray(ids[topic]) for topic in dict.fromkeys(run["topic"])}
+    resample = _Resampler(topics, n_boot, seed)
+    base = _per_pair(run, "base", "", topics)
+    tuned = _per_pair(run, "ft", "", topics)
+    drawn: dict[tuple[str, str], list[dict[str, np.ndarray]]] = {}
+    sets = [c for c in dict.fromkeys(run["condition"]) if c not in ("base", "ft")]
+    for condition in sets:
+        for direction in DIRECTIONS:
+            values = _per_pair(run, condition, direction, topics)
+            pooled_kind, draw = split_draw(condition)
+            if draw is not None:
+                drawn.setdefault((pooled_kind, direction), []).append(values)
+    boot: dict[tuple[str, str], np.ndarray] = {}
+    point: dict[tuple[str, str], float] = {}
+
+    def add(condition, direction, values, draws, draw_shares=None):
+        for topic in [*topics, POOLED]:
+            s_x, b_x = resample.means(values, topic)
+            s_0, b_0 = resample.means(base, topic)
+            s_s, b_s = resample.means(tuned, topic)
+            share = readout_share(direction, s_x, s_0, s_s)
+            reps = readout_share(direction, b_x, b_0, b_s)
+            lo, hi = _percentile(reps, alpha) if np.isfinite(share) else (np.nan, np.nan)
+            spread = (
+                float(np.std([d[topic] for d in draw_shares], ddof=1))
+                if draw_shares and len(draw_shares) > 1
+                else float("nan")
+            )
+            shares.append(
+                dict(
+                    zip(KEYS, key, strict=True),
+                    condition=condition,
+                    direction=direction,
+                    topic=topic,
+                    pairs=sum(len(topics[t]) for t in topics)
+                    if topic == POOLED
+                    else len(topics[topic]),
+                    draws=draws,
+                    S_X=s_x,
+                    S_M0=s_0,
+                    S_Ms=s_s,
+                    share=share,
+                    share_lo=lo,
+                    share_hi=hi,
+                    share_sd=spread,
+                    why_undefined="" if np.isfinite(share) else NO_SHIFT,
+                )  # fmt: skip
+            )
+            if topic == POOLED:
+                boot[condition, direction], point[condition, direction] = reps, share
+
+    for condition in sets:
+        for direction in DIRECTIONS:
+            add(condition, direction, _per_pair(run, condition, direction, topics), 1)
+    for (pooled_kind, direction), draws in drawn.items():
+        mean = {t: np.mean([d[t] for d in draws], axis=0) for t in topics}
+        own = [
+            {
+                t: readout_share(
+                    direction,
+                    resample.means(d, t)[0],
+                    resample.means(base, t)[0],
+                    resample.means(tuned, t)[0],
+                )
+                for t in [*topics, POOLED]
+            }
+            for d in draws
+        ]
+        add(pooled_kind, direction, mean, len(draws), own)
+    conditions = [c for c, _ in point]
+    for treated, control in patching_pairs(conditions):
+        for direction in DIRECTIONS:
+            if (treated, direction) not in point or (control, direction) not in point:
+                continue
+            diff = point[treated, direction] - point[control, direction]
+            reps = boot[treated, direction] - boot[control, direction]
+            lo, hi = _percentile(reps, alpha) if np.isfinite(diff) else (np.nan, np.nan)
+            t_share = point[treated, direction]
+            t_lo, t_hi = (
+                _percentile(boot[treated, direction], alpha)
+                if np.isfinite(t_share)
+                else (np.nan, np.nan)
+            )
+            contrasts.append(
+                dict(
+                    zip(KEYS, key, strict=True),
+                    direction=direction,
+                    treated=treated,
+                    control=control,
+                    treated_share=t_share,
+                    treated_lo=t_lo,
+                    treated_hi=t_hi,
+                    control_share=point[control, direction],
+                    difference=diff,
+                    difference_lo=lo,
+                    difference_hi=hi,
+                    draws=len(drawn.get((control, direction), [])) or 1,
+                )  # fmt: skip
+            )
+    return shares, contrasts
+
+
+def readout_tables(
+    readouts: pd.DataFrame, n_boot: int, seed: int, alpha: float
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(shares, contrasts) of every run's readout (`collect_readouts`).
+
+    shares: per (run, set, direction, topic or "all"): mean S_ll of the intervened model, of M0
+    and of M_s, and the share (`readout.readout_share`) with its percentile CI. A random
+    control's draws appear apart and pooled under the kind without its draw (`share` of the
+    per-pair S_ll averaged over draws; `share_sd`: the spread of the draws' own shares).
+    contrasts: pooled over topics, each set of G minus its random control
+    (`tables.patching.patching_pairs`), paired CIs from the same resampled pairs.
+    """
+    shares, contrasts = [], []
+    for key, run in readouts.groupby(KEYS, dropna=False):
+        run_shares, run_contrasts = _run_tables(key, run, n_boot, seed, alpha)
+        shares += run_shares
+        contrasts += run_contrasts
+    return (
+        pd.DataFrame(shares, columns=READOUT_COLUMNS),
+        pd.DataFrame(contrasts, columns=CONTRAST_COLUMNS),
+    )

@@ -1,0 +1,102 @@
+"""The teacher-forced readout's tables and claims on crafted readouts whose answers are known."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from polneurons.tables import claims
+from polneurons.tables.readout import NO_SHIFT, readout_tables
+
+RUN = {"model": "m", "leaning": "right", "source": "crime_and_gun"}
+TOPICS = ("race", "science")
+PAIRS = 6
+
+
+def readout(values: dict, noise: float = 0.05, seed: int = 0) -> pd.DataFrame:
+    """Rows of one run's readout.csv: per (condition, direction), every pair of every topic at
+    the given S_ll plus per-pair noise (the same noise for every condition: paired)."""
+    rng = np.random.default_rng(seed)
+    jitter = {(t, i): rng.normal(0, noise) for t in TOPICS for i in range(PAIRS)}
+    rows = [
+        {**RUN, "condition": c, "direction": d, "topic": t, "pair": i, "S_ll": v + jitter[t, i]}
+        for (c, d), v in values.items()
+        for t in TOPICS
+        for i in range(PAIRS)
+    ]
+    return pd.DataFrame(rows)
+
+
+def values(general=(0.5, 0.5), random=((0.1, 0.1), (0.3, 0.3)), base=0.0, tuned=1.0):
+    """S_ll of base, ft, G and two random draws; (sufficiency, necessity) per set."""
+    out = {("base", ""): base, ("ft", ""): tuned}
+    sets = {"patch-general": general, "patch-random-s0": random[0], "patch-random-s1": random[1]}
+    for name, (suff, nec) in sets.items():
+        out[name, "sufficiency"], out[name, "necessity"] = suff, nec
+    return out
+
+
+def test_shares_follow_both_formulas_and_draws_are_pooled_with_their_spread():
+    shares, contrasts = readout_tables(readout(values()), n_boot=200, seed=0, alpha=0.05)
+    pooled = shares[shares["topic"] == "all"].set_index(["condition", "direction"])
+    # sufficiency: (0.5 - 0) / (1 - 0); necessity: (1 - 0.5) / (1 - 0)
+    assert pooled.loc[("patch-general", "sufficiency"), "share"] == pytest.approx(0.5, abs=1e-9)
+    assert pooled.loc[("patch-general", "necessity"), "share"] == pytest.approx(0.5, abs=1e-9)
+    random = pooled.loc[("patch-random", "sufficiency")]
+    assert random["share"] == pytest.approx(0.2) and random["draws"] == 2
+    assert random["share_sd"] == pytest.approx(np.std([0.1, 0.3], ddof=1))
+    assert random["share_lo"] <= random["share"] <= random["share_hi"]
+    assert set(shares["topic"]) == {*TOPICS, "all"}
+    assert (shares.loc[shares["topic"] == "all", "pairs"] == PAIRS * len(TOPICS)).all()
+    row = contrasts.set_index("direction").loc["sufficiency"]
+    assert (row["treated"], row["control"]) == ("patch-general", "patch-random")
+    assert row["difference"] == pytest.approx(0.3) and row["difference_lo"] > 0
+
+
+def test_a_readout_without_a_shift_is_undefined_and_says_why():
+    shares, contrasts = readout_tables(readout(values(tuned=0.0)), n_boot=50, seed=0, alpha=0.05)
+    assert shares["share"].isna().all() and shares["share_lo"].isna().all()
+    assert (shares["why_undefined"] == NO_SHIFT).all()
+    assert contrasts["difference"].isna().all() and contrasts["difference_lo"].isna().all()
+    table = claims.claims_table(
+        {"readout": shares, "readout_contrasts": contrasts}, ts_kept_margin=0.8
+    )
+    assert (table["verdict"] == "undefined").all()
+
+
+@pytest.mark.parametrize(
+    ("general", "verdict"),
+    [
+        ((0.6, 0.6), "holds"),  # G recovers 0.6 and removes 0.4; random 0.2 and 0.2
+        ((0.2, 0.8), "not shown"),  # G recovers and removes what random does
+        ((-0.3, 1.3), "reversed"),  # G moves each model against the fine-tune's direction
+    ],
+)
+def test_the_readout_claims_can_hold_not_show_and_reverse(general, verdict):
+    random = ((0.2, 0.8), (0.2, 0.8))  # S_ll 0.2 in M0 + X, 0.8 in M_s - X
+    shares, contrasts = readout_tables(
+        readout(values(general=general, random=random)), n_boot=300, seed=0, alpha=0.05
+    )
+    table = claims.claims_table(
+        {"readout": shares, "readout_contrasts": contrasts}, ts_kept_margin=0.8
+    )
+    rows = table.set_index(["claim", "readout"])
+    suff = rows.loc[("2: G recovers more of the shift than random", "teacher-forced, sufficiency")]
+    assert suff["verdict"] == verdict
+    assert suff["control"] == "patch-random" and suff["measured_lo"] <= suff["measured"]
+    nec = rows.loc[
+        (
+            "2: G restored to M0's values removes more of the shift than random",
+            "teacher-forced, necessity",
+        )
+    ]
+    assert nec["verdict"] == verdict  # removes 1 - general[1]
+
+
+def test_readout_claims_sit_beside_the_judges_and_name_their_instrument():
+    shares, contrasts = readout_tables(readout(values()), n_boot=50, seed=0, alpha=0.05)
+    table = claims.claims_table(
+        {"readout": shares, "readout_contrasts": contrasts}, ts_kept_margin=0.8
+    )
+    assert list(table.columns) == claims.CLAIM_COLUMNS
+    assert set(table["readout"]) == {"teacher-forced, sufficiency", "teacher-forced, necessity"}
+    assert table["rule"].str.contains("one random draw").sum() == 0  # two draws here
