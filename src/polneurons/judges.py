@@ -1,7 +1,8 @@
 """Stance judges (method.md: Stance): rate each response left leaning / right leaning / neutral.
 
 Three backends share one interface, `Judge.rate(items) -> list[str]`:
-- `ClassifierJudge`: TF-IDF + logistic regression trained on IdeoINST's GPT-4 labels (offline default);
+- `ClassifierJudge`: TF-IDF + logistic regression trained on IdeoINST's GPT-4 labels (offline
+  default), with a "no stance" class it rates neutral (it abstains on text without a stance);
 - `OpenAIJudge`: any OpenAI-compatible chat endpoint, answers cached by content hash;
 - `HFJudge`: a local instruct model with the same prompts.
 A rating is one of LABELS or "error" (counted and excluded from the score).
