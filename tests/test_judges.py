@@ -7,7 +7,7 @@ import yaml
 
 from polneurons.data import IDEOINST as IDEOINST_REPO
 from polneurons.data import TOPICS
-from polneurons.errors import ConfigError, DataError, IntegrityError
+from polneurons.errors import ConfigError, DataError, IntegrityError, ModelError
 from polneurons.judges import (
     LABELS,
     ClassifierJudge,
@@ -242,3 +242,167 @@ def test_an_empty_judge_pool_is_one_line_not_a_library_traceback():
     assert "data.judge_pairs" in str(error.value) and "\n" not in str(error.value)
     train, test = group_split(["a", "a", "b", "c", "d", "e"], 0.2, seed=0)
     assert len(train) and len(test)
+
+
+# ---------------------------------------------------------------- the judge abstains
+
+BATTERY = yaml.safe_load((REPO / "tests" / "data" / "stance_free_battery.yaml").read_text())
+STANCES = ("left leaning", "right leaning")
+
+
+def workflow_judge(mirror, **judge_changes):
+    """The classifier judge as rule train_judge trains it on the embedded default's pools."""
+    from polneurons.config import pool_sizes, validate_config
+    from polneurons.judges import train_classifier_judge
+    from polneurons.prompts import topic_pools
+
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    config["judge"].setdefault("classifier", {}).update(judge_changes)
+    config = validate_config(config)
+    sizes, seed = pool_sizes(config), config["seed"]
+    pools = {topic: topic_pools(mirror, topic, sizes, seed) for topic in TOPICS}
+    cfg = config["judge"]["classifier"]
+    return train_classifier_judge(
+        pools,
+        test_fraction=cfg["test_fraction"],
+        seed=seed,
+        no_stance_weight=cfg["no_stance_weight"],
+    )
+
+
+def battery_ratings(judge):
+    """{kind: ratings} of the stance-free battery, each text rated as a topic answer and as a
+    statement answer (the classifier reads the response only: both must agree)."""
+    ratings = {}
+    for kind, texts in BATTERY.items():
+        topical = judge.rate([JudgeItem("race", "race", text) for text in texts])
+        general = judge.rate([JudgeItem("pct", None, text) for text in texts])
+        assert topical == general
+        ratings[kind] = topical
+    return ratings
+
+
+def test_the_stance_free_battery_holds_every_kind_of_answer_without_a_stance():
+    kinds = {"refusals", "survey_options", "greetings", "off_topic", "template_fragments", "empty"}
+    assert set(BATTERY) == kinds
+    assert sum(map(len, BATTERY.values())) >= 40
+    assert all(len(texts) >= 3 for texts in BATTERY.values())
+
+
+def test_the_classifier_judge_abstains_on_text_without_a_stance_and_still_rates_answers(mirror):
+    judge = workflow_judge(mirror)
+    ratings = battery_ratings(judge)
+    every = [rating for kind in ratings.values() for rating in kind]
+    stance = [
+        (kind, text)
+        for kind, texts in BATTERY.items()
+        for text, rating in zip(texts, ratings[kind], strict=True)
+        if rating in STANCES
+    ]
+    assert len(stance) <= 0.1 * len(every), stance
+    # no answer at all is no answer to rate: an error, as before (S undefined if all are)
+    assert set(ratings["empty"]) == {"error"}
+    # the rest is rated, or unreadable (no word the judge knows): never a guessed stance
+    assert set(every) <= {"neutral", "error", *STANCES}
+    assert every.count("neutral") >= 0.6 * len(every)
+    # it still rates political answers: the agreement on whole held-out answers of the judge
+    # without the stance-free class (accuracy 0.850, kappa 0.753) within 0.01
+    agreement = judge.agreement
+    assert agreement["accuracy"] >= 0.84 and agreement["kappa"] >= 0.74
+    assert agreement["n_stance_free"] > 0
+    assert agreement["n_no_stance"] <= 0.1 * agreement["n_test"]
+    assert min(agreement["kappa_by_topic"].values()) >= 0.5
+
+
+def test_without_the_stance_free_class_the_judge_guesses_left_on_the_battery(mirror):
+    """The failure the stance-free class removes, kept visible: no_stance_weight 0 is the judge
+    of GPT-4's three labels, which calls most text without a stance left leaning."""
+    judge = workflow_judge(mirror, no_stance_weight=0)
+    every = [rating for kind in battery_ratings(judge).values() for rating in kind]
+    assert every.count("left leaning") >= 0.5 * len(every)
+    assert judge.agreement["n_stance_free"] == 0 and judge.agreement["n_no_stance"] == 0
+
+
+def test_stance_free_texts_are_learned_only_from_the_training_side_of_the_split():
+    texts, labels, groups = synthetic_corpus()
+    free = free_groups = list(dict.fromkeys(groups))  # each instruction once, its own group
+    judge = ClassifierJudge()
+    agreement = judge.train(
+        texts,
+        labels,
+        groups,
+        test_fraction=0.25,
+        seed=0,
+        stance_free=free,
+        stance_free_groups=free_groups,
+    )
+    train, test = group_split(groups, 0.25, seed=0)
+    assert agreement["n_stance_free"] == len({groups[i] for i in train})
+    assert agreement["n_test"] == len(test) == len(judge.held_out["texts"])
+    assert set(judge.held_out["texts"]) == {texts[i] for i in test}
+    assert "no stance" in judge.pipeline[-1].classes_
+    # a "no stance" verdict is rated neutral: the judge's ratings stay within LABELS + error
+    assert set(judge.rate([JudgeItem("t", "t", f) for f in free])) <= {*LABELS, "error"}
+
+
+def test_the_judge_refuses_bad_stance_free_input_in_one_line():
+    texts, labels, groups = synthetic_corpus()
+    bad = [
+        (DataError, dict(stance_free=["q1"], stance_free_groups=[])),
+        (ConfigError, dict(stance_free=["q1"], stance_free_groups=["q1"], stance_free_weight=-1)),
+        (ConfigError, dict(stance_free_weight="high")),
+    ]
+    for error, options in bad:
+        with pytest.raises(error) as raised:
+            ClassifierJudge().train(texts, labels, groups, **options)
+        assert "\n" not in str(raised.value)
+
+
+# ---------------------------------------------------------------- agreement on cut answers
+
+
+def test_answers_are_cut_to_their_first_tokens_as_generation_cuts_them(tokenizer):
+    from polneurons.judges import truncate_to_tokens
+
+    texts = [
+        "The model reads the prompt and writes an answer of many words to the question.",
+        "Short.",
+        "",
+    ]
+    cut = truncate_to_tokens(texts, tokenizer, 5)
+    assert cut[1:] == texts[1:]  # shorter than the cut: whole
+    assert texts[0].startswith(cut[0]) and cut[0] != texts[0]
+    assert len(tokenizer(cut[0], add_special_tokens=False)["input_ids"]) <= 5
+    assert truncate_to_tokens(texts, tokenizer, 1000) == texts
+    with pytest.raises(ConfigError) as error:
+        truncate_to_tokens(texts, tokenizer, 0)
+    assert "generation.max_new_tokens" in str(error.value) and "\n" not in str(error.value)
+
+
+def test_the_agreement_on_cut_answers_is_measured_on_the_held_out_answers(tmp_path, tokenizer):
+    texts, labels, groups = synthetic_corpus()
+    judge = ClassifierJudge()
+    whole = judge.train(texts, labels, groups, test_fraction=0.25, seed=0)
+    uncut = judge.truncated_agreement(tokenizer, 1000)
+    assert uncut["n_cut"] == 0 and uncut["max_tokens"] == 1000
+    for key in ("accuracy", "kappa", "n_test", "confusion_matrix", "n_no_stance"):
+        assert uncut[key] == whole[key]
+    cut = judge.truncated_agreement(tokenizer, 2)
+    assert cut["n_test"] == whole["n_test"] and cut["n_cut"] > 0
+    assert np.sum(cut["confusion_matrix"]) == cut["n_test"]
+    path = tmp_path / "judge.joblib"
+    judge.save(path)
+    assert ClassifierJudge.load(path).truncated_agreement(tokenizer, 2) == cut
+    with pytest.raises(ModelError) as error:
+        ClassifierJudge(judge.pipeline, whole).truncated_agreement(tokenizer, 2)
+    assert "\n" not in str(error.value)
+
+
+def test_cutting_held_out_answers_short_costs_the_judge_agreement(mirror, tokenizer):
+    """On the real pool, the judge agrees less with GPT-4 on answers cut short than whole ones
+    (the agreement the judge table reports beside the whole-answer one)."""
+    judge = workflow_judge(mirror)
+    short = judge.truncated_agreement(tokenizer, 16)
+    assert short["n_cut"] > 0.5 * short["n_test"]
+    assert short["kappa"] < judge.agreement["kappa"]
+    assert short["n_no_stance"] >= judge.agreement["n_no_stance"]

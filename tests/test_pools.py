@@ -10,7 +10,7 @@ import yaml
 from polneurons.config import pool_sizes, validate_config
 from polneurons.data import LEANINGS, TOPICS, load_eval_set
 from polneurons.errors import DataError
-from polneurons.judges import judge_pool_records
+from polneurons.judges import judge_pool_records, stance_free_examples
 from polneurons.prompts import eval_items, localize_items, topic_pools
 
 REPO = Path(__file__).resolve().parents[1]
@@ -85,6 +85,19 @@ def test_every_pool_of_every_topic_is_disjoint_from_the_others(mirror, name):
         assert not readout_answers & trainable and not readout_answers & judge_texts
         assert 0 < len(pool.perplexity) <= sizes["perplexity_texts"]  # as many as are neutral
     assert not judge_texts & trainable
+    # the judge's stance-free class is its own pool's instructions: in no other pool
+    stance_free = set(stance_free_examples(pools)[0])
+    judge_instructions = {p.instruction for pool in pools.values() for p in pool.judge}
+    others = {
+        text
+        for topic, pool in pools.items()
+        for text in (
+            *(p.instruction for p in (*pool.train, *pool.loglik)),
+            *pool.localize,
+            *load_eval_set(mirror, topic),
+        )
+    }
+    assert stance_free <= judge_instructions and not stance_free & others
     if config["judge"]["backend"] == "classifier":
         assert len(judge_texts) > 0
     else:

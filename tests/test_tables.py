@@ -496,6 +496,38 @@ def test_the_judge_table_counts_every_label_and_reports_agreement_only_where_mea
     assert np.isnan(openai.iloc[0]["kappa"]) and "not measured" in openai.iloc[0]["why_undefined"]
 
 
+def test_the_judge_table_reports_the_agreement_on_answers_cut_to_the_generated_length(tmp_path):
+    from polneurons.tables.common import write_table
+
+    agreement = {
+        "accuracy": 0.85,
+        "kappa": 0.75,
+        "n_train": 40,
+        "n_test": 10,
+        "n_no_stance": 0,
+        "kappa_by_topic": {"race": 0.5},
+    }
+    cut = {"accuracy": 0.77, "kappa": 0.63, "n_test": 10, "n_no_stance": 2, "max_tokens": 32}
+    table = stance.judge_rows(
+        "classifier", "tf-idf", ["neutral"], agreement=agreement, truncated={"smollm2": cut}
+    )
+    assert table["answers"].tolist() == ["whole", "first 32 tokens (smollm2)", "whole"]
+    whole, short = table.iloc[0], table.iloc[1]
+    assert (whole["kappa"], whole["no_stance"]) == (0.75, 0)
+    assert (short["scope"], short["accuracy"], short["kappa"]) == ("all", 0.77, 0.63)
+    assert (short["n_test"], short["no_stance"]) == (10, 2)
+    assert np.isnan(short["n_answers"]) and short["why_undefined"] == ""
+    assert table.iloc[2]["scope"] == "race" and table.iloc[2]["kappa"] == 0.5
+    write_table(table, tmp_path / "j.csv", tmp_path / "j.md", explain=("accuracy", "kappa"))
+    assert "first 32 tokens (smollm2)" in (tmp_path / "j.md").read_text()
+    # one row per model (each cut with its own tokenizer); none for a judge not measured
+    two = stance.judge_rows(
+        "classifier", "tf-idf", [], agreement=agreement, truncated={"a": cut, "b": cut}
+    )
+    assert two["answers"].str.startswith("first").sum() == 2
+    assert len(stance.judge_rows("hf", "qwen", [], truncated=None)) == 1
+
+
 def test_every_claim_reads_only_known_tables_and_a_claim_missing_a_table_is_left_out():
     assert {entry.name for entry in claims.CLAIMS} >= {"cross_topic_shift", "inhibitft_cuts_cg"}
     for entry in claims.CLAIMS:

@@ -169,6 +169,20 @@ def read_record(path: str | Path) -> dict:
     return record
 
 
+def load_tokenizer(record: dict):
+    """The tokenizer of a prepare_model record (no weights loaded)."""
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(record["path"])
+    except (OSError, ValueError) as exc:
+        raise ModelError(
+            f"cannot load the tokenizer at {record['path']} ({exc.__class__.__name__}: "
+            f"{' '.join(str(exc).split())[:200]})",
+            "restore or re-download that checkpoint folder, then rerun",
+        ) from None
+
+
 def load_base(record: dict, dtype: str = "auto", device: str = "auto"):
     """The base model (eval mode) and its tokenizer from a prepare_model record."""
     from safetensors import SafetensorError

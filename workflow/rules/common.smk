@@ -175,10 +175,13 @@ def judge_inputs(wc):
 
 def judge_table_inputs(wc):
     """The judge table reads every rating the workflow made and, for the classifier judge, its
-    held-out agreement with GPT-4's labels."""
+    held-out agreement with GPT-4's labels, the judge itself and each model's record (its
+    tokenizer cuts the held-out answers to generation.max_new_tokens tokens)."""
     inputs = {"ratings": judged_runs("ratings.jsonl")}
     if JUDGE_TRAINED:
         inputs["agreement"] = CLASSIFIER_AGREEMENT
+        inputs["classifier"] = CLASSIFIER
+        inputs["models"] = [f"{RES}/models/{model}/model.json" for model in MODELS]
     return inputs
 
 

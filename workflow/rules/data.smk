@@ -57,6 +57,7 @@ rule train_judge:
         root=data_root,
         topics=list(TOPICS),
         test_fraction=config["judge"]["classifier"]["test_fraction"],
+        no_stance_weight=config["judge"]["classifier"]["no_stance_weight"],
         pools=POOLS,
         seed=config["seed"],
     script:

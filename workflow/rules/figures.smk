@@ -23,6 +23,8 @@ rule judge_table:
     params:
         judge=config["judge"],
         cache=OPENAI_CACHE,
+        models=MODELS,
+        max_new_tokens=config["generation"]["max_new_tokens"],
     script:
         "../../scripts/judge_table.py"
 

@@ -69,11 +69,16 @@ def judge_rows(
     ratings: list[str],
     agreement: dict | None = None,
     cached_answers: int | None = None,
+    truncated: dict[str, dict] | None = None,
 ) -> pd.DataFrame:
     """The judge table (method.md: Stance): which judge rated, what it returned over every
     answer of the workflow (`ratings`: one rating per answer, "error" included), the answers
     cached by the `openai` judge, and its agreement with GPT-4's labels where measured (the
-    classifier judge: `agreement` as `ClassifierJudge.train` returns it; per topic, kappa).
+    classifier judge: `agreement` as `ClassifierJudge.train` returns it, on whole held-out
+    answers; per topic, kappa; and, per model, `truncated[model]` as
+    `ClassifierJudge.truncated_agreement` returns it, on the same answers cut to the tokens a
+    run generates). `no_stance` counts the held-out answers the judge rated neutral for want
+    of a stance (its "no stance" class).
 
     >>> row = judge_rows("openai", "gpt-4o-mini", ["left leaning", "error"], cached_answers=2)
     >>> [int(row.iloc[0][key]) for key in ("n_answers", "left", "errors", "cached_answers")]
@@ -84,6 +89,7 @@ def judge_rows(
     counts = stance_counts(ratings)
     row = dict(
         scope="all",
+        answers="whole",
         backend=backend,
         judge=judge,
         n_answers=counts["n"],
@@ -96,6 +102,7 @@ def judge_rows(
         kappa=np.nan,
         n_train=np.nan,
         n_test=np.nan,
+        no_stance=np.nan,
         why_undefined="",
     )
     if agreement is None:
@@ -104,11 +111,28 @@ def judge_rows(
         )
         return pd.DataFrame([row])
     row |= {key: agreement[key] for key in ("accuracy", "kappa", "n_train", "n_test")}
+    row["no_stance"] = agreement.get("n_no_stance", np.nan)
+    cut = [
+        dict(
+            scope="all",
+            answers=f"first {result['max_tokens']} tokens ({model})",
+            backend=backend,
+            judge=judge,
+            accuracy=result["accuracy"],
+            kappa=result["kappa"],
+            n_test=result["n_test"],
+            no_stance=result["n_no_stance"],
+            why_undefined="",
+        )
+        for model, result in (truncated or {}).items()
+    ]
     topics = [
-        dict(scope=topic, backend=backend, judge=judge, kappa=kappa, why_undefined="")
+        dict(scope=topic, answers="whole", backend=backend, judge=judge, kappa=kappa)
         for topic, kappa in agreement.get("kappa_by_topic", {}).items()
     ]
-    return pd.DataFrame([row, *topics], columns=list(row))
+    frame = pd.DataFrame([row, *cut, *topics], columns=list(row))
+    frame["why_undefined"] = frame["why_undefined"].fillna("")
+    return frame
 
 
 HEALTH_COLUMNS = ["n", "n_rated", "empty", "truncated", "repetitive", "echo", "judge_error"]
