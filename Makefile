@@ -10,7 +10,7 @@ CORES ?= all
 TEST_WORKERS ?= 2
 MIRROR_CONFIG := $(if $(MIRROR),--config 'data={mirror: $(abspath $(MIRROR))}',)
 
-.PHONY: setup run test lint report cost cpu-study cpu-study-controls
+.PHONY: setup run test lint report cost gpu-check cpu-study cpu-study-controls
 
 setup: $(VENV)/.installed
 
@@ -33,6 +33,13 @@ report: setup
 CONFIG ?= config.yaml
 cost: setup
 	$(BIN)/polneurons-cost --configfile $(CONFIG)
+
+# The device check (benchmarks/README.md): OUT/gpu.md, within 8 minutes on one GPU; without CUDA
+# the CPU smoke version. No setup step: on a GPU machine without network any Python with torch,
+# transformers and peft runs it (PYTHON=...); default .venv's, else python3.
+OUT ?= results/gpu-check
+gpu-check:
+	PYTHON="$(or $(PYTHON),$(wildcard $(BIN)/python))" benchmarks/gpu_check.sh $(OUT)
 
 lint: setup
 	$(BIN)/ruff check src scripts tests benchmarks

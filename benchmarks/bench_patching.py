@@ -37,6 +37,8 @@ from polneurons.generation import greedy_generate
 from polneurons.patching import patched_generate
 
 GOAL = 2.2
+# the LoRA targets of the fresh adapter: every MLP projection of the supported architectures
+MLP_TARGETS = r".*\.mlp\.(gate_proj|up_proj|down_proj|c_fc|c_proj|dense_h_to_4h|dense_4h_to_h)"
 
 
 def parse_args(argv=None):
@@ -56,8 +58,7 @@ def parse_args(argv=None):
 
 def load(args):
     """(peft model with adapter, tokenizer) as patched_generate receives them."""
-    targets = r".*\.mlp\.(gate_proj|up_proj|down_proj|c_fc|c_proj|dense_h_to_4h|dense_4h_to_h)"
-    return load_with_adapter(args, targets)
+    return load_with_adapter(args, MLP_TARGETS)
 
 
 def timed(run, model, device: str, forwards_per_step: int) -> tuple[float, int]:

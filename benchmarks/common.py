@@ -86,6 +86,7 @@ def load_base(args):
         from polneurons.testing import tiny_tokenizer
 
         shape = dict(RANDOM_SHAPES[args.random_shape])
+        shape.update(getattr(args, "shape_overrides", None) or {})  # e.g. fewer layers
         config = AutoConfig.for_model(shape.pop("model_type"), **shape)
         torch.manual_seed(0)
         with torch.device(args.device):  # initialise in place: an 8B model never visits the CPU
@@ -100,17 +101,26 @@ def load_base(args):
 def load_with_adapter(args, lora_targets):
     """(peft model on args.device in eval mode, tokenizer): the base model with --adapter, or
     with a fresh LoRA (r 16 on ``lora_targets``) whose B matrices are random (seed 0)."""
-    from peft import LoraConfig, PeftModel, get_peft_model
+    from peft import PeftModel
 
     base, tokenizer = load_base(args)
     if args.adapter:
         model = PeftModel.from_pretrained(base, args.adapter)
     else:
-        from polneurons.testing import randomize_lora
-
-        model = get_peft_model(base, LoraConfig(r=16, lora_alpha=32, target_modules=lora_targets))
-        randomize_lora(model, scale=0.02, seed=0)
+        model = random_lora(base, lora_targets)
     return model.to(args.device).eval(), tokenizer
+
+
+def random_lora(base, lora_targets):
+    """``base`` wrapped in a fresh LoRA (r 16 on ``lora_targets``) whose B matrices are random
+    (seed 0), so the adapter changes the activations; ``.unload()`` gives ``base`` back."""
+    from peft import LoraConfig, get_peft_model
+
+    from polneurons.testing import randomize_lora
+
+    model = get_peft_model(base, LoraConfig(r=16, lora_alpha=32, target_modules=lora_targets))
+    randomize_lora(model, scale=0.02, seed=0)
+    return model
 
 
 def model_label(args) -> str:
