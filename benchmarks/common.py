@@ -74,7 +74,16 @@ def add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def load_base(args):
-    """(base model in args.dtype, tokenizer): the tiny llama with --tiny, else --model."""
+    """(base model in args.dtype, tokenizer): the tiny llama with --tiny, else --model; its
+    output projection set up as the workflow's (models.contiguous_head_input)."""
+    from polneurons.models import contiguous_head_input
+
+    model, tokenizer = _load_base(args)
+    contiguous_head_input(model)
+    return model, tokenizer
+
+
+def _load_base(args):
     dtype = getattr(torch, args.dtype)
     if args.tiny:
         from polneurons.testing import tiny_model, tiny_tokenizer

@@ -38,6 +38,7 @@ MODEL_RULES = (
     "generate",
     "patch_generate",
     "score_likelihood",
+    "readout",
     "dump_activations",
     "dump_moved",
     "judge",
@@ -76,6 +77,7 @@ def training_examples(config: dict, source: str) -> int:
         + min(sizes["perplexity_texts"], NEUTRAL_OUTSIDE_EVAL[source])
         + sizes["localize_prompts"]
         + sizes["judge_pairs"]
+        + sizes["readout_pairs"]
     )
     evaluation = 0 if sizes["holdout_eval"] else EVAL_SET_SIZES[source]
     pool = PAIRS_OUTSIDE_EVAL[source] - held + evaluation
@@ -108,7 +110,7 @@ def _moved_runs(plan: Plan) -> list[str]:
 
 def plan_jobs(config: dict) -> list[Job]:
     """Every model job of the configuration with what it processes (module docstring)."""
-    from polneurons.config import inhibitft_finetune
+    from polneurons.config import inhibitft_finetune, pool_sizes
 
     plan = Plan(config)
     tokens = ASSUMED_TOKENS
@@ -151,6 +153,12 @@ def plan_jobs(config: dict) -> list[Job]:
     ) // max(1, loglik + perplexity)
     for run in plan.trained() + plan.runs([], base=True):
         add("score_likelihood", run, loglik + perplexity, mean_scored, 2)
+    readout_sequences = 2 * pool_sizes(config)["readout_pairs"] * len(topics)
+    answer = min(tokens["answer"], config["patching"]["readout_answer_tokens"] or tokens["answer"])
+    for run in plan.readout_runs():
+        # M0 and M_s once, then every set in both directions: one forward each
+        passes = 2 + 2 * len(plan.readout_kinds)
+        add("readout", run, readout_sequences * passes, tokens["prompt"] + answer, 2)
     for run in plan.localized(["ft", *plan.null_kinds]):
         for _ in topics:  # M_s and M0, teacher-forced over the same prompts
             add("dump_activations", run, localize, tokens["prompt"], 4)
