@@ -69,6 +69,7 @@ GPU_RULES = {
     "inhibitft",
     "generate",
     "score_likelihood",
+    "readout",
     "dump_activations",
     "dump_moved",
 }
