@@ -86,11 +86,12 @@ SETTINGS = {
     "budget_s": (420, 150),
     "tests_timeout_s": (90, 55),
 }
-BUDGETS = {  # seconds each section may take (GPU, CPU smoke); the GPU's add up to 370 s
+BUDGETS = {  # seconds each section may take (GPU, CPU smoke); the GPU's add up to 410 s
     "matmul": (15, 5),
     "model": (60, 20),
     "dump": (45, 15),
     "generation": (90, 20),
+    "readout": (40, 15),
     "training": (60, 30),
     "tests": (100, 60),
 }
@@ -416,6 +417,48 @@ def generation_section(args, ctx, report):
         ctx.base = model.unload()
 
 
+def readout_section(args, ctx, report):
+    """The teacher-forced readout: M0, M_s and three sets in both directions on the config's
+    readout batch, against one plain teacher-forced pass (bench_readout's measure)."""
+    from polneurons.likelihood import completion_mean_logprobs, pair_sequences
+    from polneurons.readout import intervened_stance
+
+    tokenizer, config = ctx.tokenizer, ctx.config
+    model = common.random_lora(ctx.base, bench_patching.MLP_TARGETS).to(args.device).eval()
+    try:
+        batch = args.settings["batch_size"] or config["patching"]["readout_batch_size"]
+        answer = args.settings["new_tokens"] or config["generation"]["max_new_tokens"]
+        n_pairs = max(1, args.settings["gen_prompts"] // 2)
+        prompts, prompt_tokens = long_prompts(
+            tokenizer, n_pairs + 2, args.settings["prompt_tokens"]
+        )
+        pairs = [(prompts[i], " " + prompts[i + 1], " " + prompts[i + 2]) for i in range(n_pairs)]
+        site = config["neurons"]["site"]
+        sets = {f"set {k}": common.random_neurons(model, site, 0.05 * (k + 1)) for k in range(3)}
+        kw = dict(batch_size=batch, add_special_tokens=True, answer_tokens=answer)
+        plain = bench_dump.timed(
+            lambda: completion_mean_logprobs(model, tokenizer, pair_sequences(pairs), **kw),
+            args.device,
+        )
+        seconds = bench_dump.timed(
+            lambda: intervened_stance(model, tokenizer, pairs, site, sets, **kw), args.device
+        )
+        forwards = 2 + 2 * len(sets)
+        tokens = 2 * n_pairs * (prompt_tokens / (n_pairs + 2) + answer) * forwards
+        report.add(
+            f"- {n_pairs} pairs, answers cut to {answer} tokens, batch {batch}, site {site}, "
+            f"{len(sets)} random sets (5-15% of each layer): {forwards} forwards per batch",
+            f"- plain teacher-forced pass {plain:.2f} s; readout {seconds:.2f} s: "
+            f"**{seconds / forwards / plain:.2f}x a plain pass per forward** (goal <= 1.2x), "
+            f"about {tokens / seconds:,.0f} tokens/s",
+            "",
+        )
+        mfu_line(report, "teacher-forced readout", 2 * ctx.params, tokens / seconds, ctx.peak)
+        stage_memory(report, ctx.memory, ctx.stages, "teacher-forced readout", ctx.requested_gb)
+    finally:
+        ctx.base = model.unload()
+
+
 def training_section(args, ctx, report):
     from polneurons.config import inhibitft_finetune
     from polneurons.finetune import resolve_config
@@ -666,6 +709,10 @@ def main(argv=None) -> int:
     run_section(
         report, clock, memory, "generation", "Generation: plain and lockstep patched",
         lambda: generation_section(args, ctx, report), no_model or no_peak,
+    )  # fmt: skip
+    run_section(
+        report, clock, memory, "readout", "Teacher-forced readout",
+        lambda: readout_section(args, ctx, report), no_model or no_peak,
     )  # fmt: skip
     run_section(
         report, clock, memory, "training", "Training steps: LoRA and InhibitFT",

@@ -20,6 +20,7 @@ SECTIONS = [
     "Model",
     "Activation dump",
     "Generation: plain and lockstep patched",
+    "Teacher-forced readout",
     "Training steps: LoRA and InhibitFT",
     "Memory against the config's resources",
     "Unit tests with a CUDA path",
@@ -67,7 +68,12 @@ def test_the_smoke_check_reports_every_section_with_a_figure(tmp_path):
         assert "Failed:" not in body and "Skipped:" not in body, (title, body)
         assert re.search(r"\d", body), title
     mfu = dict(re.findall(r"^MFU \(([^)]+)\): ([0-9.]+)$", text, re.M))
-    assert set(mfu) == {"activation dump", "generation", "patched generation"}
+    assert set(mfu) == {
+        "activation dump",
+        "generation",
+        "patched generation",
+        "teacher-forced readout",
+    }
     assert all(float(v) > 0 for v in mfu.values())
     assert measured_mfu(out / "gpu.md") == min(map(float, mfu.values()))
     training = found["Training steps: LoRA and InhibitFT"]
@@ -78,7 +84,7 @@ def test_the_smoke_check_reports_every_section_with_a_figure(tmp_path):
     ):
         assert re.search(rf"^\| {re.escape(variant)} \| 1 x \d+ \| [0-9.]+ \|", training, re.M)
     memory = found["Memory against the config's resources"]
-    assert len(re.findall(r"^\| .+ \| [0-9.]+ \| 8\.8 \| fits \|$", memory, re.M)) == 6
+    assert len(re.findall(r"^\| .+ \| [0-9.]+ \| 8\.8 \| fits \|$", memory, re.M)) == 7
     assert "1 passed" in found["Unit tests with a CUDA path"]
     assert (out / "gpu_check.log").is_file()
 
@@ -92,7 +98,11 @@ def test_out_of_time_sections_are_skipped_with_the_reason(tmp_path, monkeypatch)
     assert list(found) == SECTIONS
     for title in ("Matmul peak", "Model", "Unit tests with a CUDA path"):
         assert "- Skipped: out of time" in found[title], title
-    for title in ("Activation dump", "Generation: plain and lockstep patched"):
+    for title in (
+        "Activation dump",
+        "Generation: plain and lockstep patched",
+        "Teacher-forced readout",
+    ):
         assert "- Skipped: the model was not built" in found[title], title
     assert "(no stage measured)" in found["Memory against the config's resources"]
     with pytest.raises(SystemExit):  # a CPU figure never lands where the cost plan reads a GPU's
