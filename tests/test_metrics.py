@@ -437,3 +437,18 @@ def test_inhibitft_is_paired_with_its_random_and_its_null_control_each_in_its_ow
         expected = mitigation.loc["ift-x-n5", "relative"] - mitigation.loc[control, "relative"]
         assert versus.loc[("ift-x-n5", control), "relative"] == pytest.approx(expected)
     assert versus.loc[("ift-x-n5", "nift-x-n5"), "relative"] > 0  # the null control cut less
+
+
+def test_claim_one_control_is_the_paired_difference_of_ts_and_cg():
+    """With controls [("ft", "x")]: ft's TS and CG minus x's, CIs from the same resampled prompts
+    (x plays the null fine-tune)."""
+    tables = generalization_with_ci(
+        RATINGS, topics=("a", "b"), extra_sets=(), n_boot=300, seed=1, controls=[("ft", "x")]
+    )
+    row = tables["tscg_versus"].set_index(["treated", "control"]).loc[("ft", "x")]
+    assert row["TS"] == pytest.approx(0.25) and row["CG"] == pytest.approx(1 / 3)
+    assert row["CG_lo"] <= row["CG"] <= row["CG_hi"]
+    same = generalization_with_ci(
+        RATINGS, topics=("a", "b"), extra_sets=(), n_boot=100, seed=1, controls=[("x", "x")]
+    )["tscg_versus"].iloc[0]
+    assert [same["CG"], same["CG_lo"], same["CG_hi"]] == [0.0, 0.0, 0.0]  # paired: no spread

@@ -588,3 +588,23 @@ def test_a_pooled_share_over_a_test_set_with_undefined_s_is_undefined_with_its_r
     assert row["undefined_because"] == "pooled over test sets, S undefined in a"
     defined = claims_table[claims_table["verdict"] != "undefined"]
     assert (defined["undefined_because"] == "").all()
+
+
+@pytest.mark.parametrize(
+    ("ts", "ci", "verdict"),
+    [
+        (0.5, (0.05, 0.3), "holds"),  # a right fine-tune spills more than the null one
+        (0.5, (-0.1, 0.3), "not shown"),
+        (-0.5, (0.05, 0.3), "reversed"),  # a left fine-tune: CG above CG_null goes the wrong way
+    ],
+)
+def test_claim_one_against_the_null_fine_tune_can_hold_not_show_and_reverse(ts, ci, verdict):
+    from polneurons.tables.stance import VERSUS_NULL_COLUMNS
+
+    row = dict.fromkeys(VERSUS_NULL_COLUMNS, 0.1) | dict(
+        model="m", leaning="right", source="race", treated="ft", control="null", TS_treated=ts,
+        CG=0.15, CG_lo=ci[0], CG_hi=ci[1],
+    )  # fmt: skip
+    table = claims.claims_table({"tscg_null": pd.DataFrame([row])}, ts_kept_margin=MARGIN)
+    assert table["verdict"].item() == verdict and table["control"].item() == "null"
+    assert "without politics" in table["claim"].item()

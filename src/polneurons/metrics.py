@@ -500,13 +500,15 @@ def generalization_with_ci(
     n_boot: int = 1000,
     seed: int = 0,
     alpha: float = 0.05,
+    controls: Sequence[tuple[str, str]] = (),
 ) -> dict[str, pd.DataFrame]:
     """From per-prompt ratings {(model, condition, source, test_set): [rating, ...]}:
     {"scores", "delta", "tscg", "mitigation"} tables, each value with _lo/_hi bootstrap CI columns
     ("mitigation" only when x_conditions are given), and "versus_random": each InhibitFT arm's
     reductions minus those of each of its controls that ran (`runs.inhibitft_controls`: the
     random control and the null control, same strategy and n), CIs from the paired bootstrap
-    (the same resampled prompts for both).
+    (the same resampled prompts for both). With `controls` ((treated, control) conditions,
+    e.g. ("ft", "null")), "tscg_versus": treated's TS and CG minus control's, paired CIs.
 
     In "mitigation" the draws of a random control (<kind>-s<k>) are one row under <kind>: the
     mean over draws (`draws` of them; its CI over prompts), and <value>_sd, the spread over
@@ -532,6 +534,8 @@ def generalization_with_ci(
         delta = pool_replicates(delta_per_seed, [*arm, "test_set"], seed)
         tscg = pool_replicates(tscg_per_seed, arm, seed)
         result = {"scores": scores, "delta": delta, "tscg": tscg}
+        if controls:
+            result["tscg_versus"] = paired_difference(tscg, controls, arm, ["TS", "CG"])
         if len(tscg) != len(tscg_per_seed):
             result["delta_sd"] = seed_spread(delta_per_seed, [*arm, "test_set"])
             result["tscg_sd"] = seed_spread(tscg_per_seed, arm)
@@ -552,6 +556,7 @@ def generalization_with_ci(
         "tscg": ARM_COLUMNS,
         "mitigation": ARM_COLUMNS,
         "versus_random": ("treated", "control", "model", "source"),
+        "tscg_versus": ("treated", "control", "model", "source"),
     }
     result = {
         name: attach_ci(point[name], replicates[name], list(keys[name]), alpha) for name in point

@@ -122,8 +122,9 @@ class Plan:
         return self.runs(self.patch_kinds, self.patch_sources) if self.patching else []
 
     def judged(self) -> list[str]:
-        """Every run the workflow generates and judges, once: vanilla, patched, InhibitFT, base."""
-        ids = self.runs(self.replicates(["ft"]), base=True)
+        """Every run the workflow generates and judges, once: vanilla (and the null fine-tune,
+        claim 1's control), patched, InhibitFT, base."""
+        ids = self.stance_runs()
         ids += self.patched()
         if self.inhibitft:
             ids += self.inhibitft_runs()
@@ -160,8 +161,9 @@ class Plan:
     # ---------------------------------------------------------------- tables
 
     def stance_runs(self) -> list[str]:
-        """The stance tables' runs: every vanilla replicate and the base model."""
-        return self.runs(self.replicates(["ft"]), base=True)
+        """The stance tables' runs: every vanilla replicate, the null fine-tune (with
+        null_finetune: CG without politics, claim 1's control) and the base model."""
+        return self.runs([*self.replicates(["ft"]), *self.null_kinds], base=True)
 
     def patching_runs(self) -> list[str]:
         """The patching table's runs: vanilla, every patched condition rated on its own topic,
@@ -183,6 +185,8 @@ class Plan:
     def tables_made(self) -> set[str]:
         """The claim-readable tables this configuration makes (names of claims.TABLE_FILES)."""
         made = {"tscg", "neuron_sets"}
+        if self.null_kinds:  # the null fine-tune is judged: CG against CG_null
+            made.add("tscg_null")
         if self.patching:
             made |= {"patching", "contrasts"}
             if self.crossed_kinds:  # S_t on the other topics: the specificity table

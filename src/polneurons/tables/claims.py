@@ -69,6 +69,7 @@ def _dose_label(kind: str) -> str:
 # The tables a claim may read: its name as a claim declares it, and the table file.
 TABLE_FILES = {
     "tscg": "ts_cg.csv",
+    "tscg_null": "ts_cg_versus_null.csv",
     "neuron_sets": "neuron_sets.csv",
     "patching": "patching.csv",
     "contrasts": "patching_contrasts.csv",
@@ -105,10 +106,15 @@ def claim(*reads: str):
     return register
 
 
+def _vanilla(tscg: pd.DataFrame) -> pd.DataFrame:
+    """The vanilla fine-tunes' rows of the TS/CG table (it also holds the null fine-tune's)."""
+    return tscg[tscg["condition"] == "ft"] if "condition" in tscg.columns else tscg
+
+
 @claim("tscg")
 def cross_topic_shift(tables, settings) -> list[dict]:
     rows = []
-    for _, r in tables["tscg"].iterrows():
+    for _, r in _vanilla(tables["tscg"]).iterrows():
         direction = "above 0" if r["TS"] >= 0 else "below 0"
         rows.append(
             _claim(
@@ -116,6 +122,29 @@ def cross_topic_shift(tables, settings) -> list[dict]:
                 r,
                 (r["CG"], r["CG_lo"], r["CG_hi"]),
                 rule="holds if the CI of CG excludes 0 on the side of TS",
+                verdict=interval_verdict(r["CG_lo"], r["CG_hi"], direction),
+            )
+        )
+    return rows
+
+
+@claim("tscg_null")
+def cross_topic_beyond_null(tables, settings) -> list[dict]:
+    """CG of the vanilla fine-tune minus that of the null fine-tune (the same schedule on
+    neutral answers): the spill-over a fine-tune without politics also makes."""
+    rows = []
+    for _, r in tables["tscg_null"].iterrows():
+        direction = "above 0" if r["TS_treated"] >= 0 else "below 0"
+        rows.append(
+            _claim(
+                "1: fine-tuning on one topic shifts the others (CG) beyond a fine-tune without "
+                "politics",
+                r,
+                (r["CG_treated"], r["CG_treated_lo"], r["CG_treated_hi"]),
+                control=r["control"],
+                control_value=r["CG_control"],
+                diff=(r["CG"], r["CG_lo"], r["CG_hi"]),
+                rule="holds if the paired CI of CG minus CG_null excludes 0 on the side of TS",
                 verdict=interval_verdict(r["CG_lo"], r["CG_hi"], direction),
             )
         )

@@ -160,3 +160,29 @@ def collect_health(paths) -> tuple[pd.DataFrame, pd.DataFrame]:
         pd.DataFrame(rows)[columns],
         pd.DataFrame(samples, columns=sample_columns),
     )
+
+
+VERSUS_NULL_COLUMNS = [
+    "model", "leaning", "source", "treated", "control", "TS_treated", "CG_treated",
+    "CG_treated_lo", "CG_treated_hi", "CG_control", "TS", "TS_lo", "TS_hi", "CG", "CG_lo", "CG_hi",
+]  # fmt: skip
+
+
+def versus_null(versus: list[pd.DataFrame], tscg: pd.DataFrame) -> pd.DataFrame:
+    """The paired differences treated - control of TS and CG (generalization_with_ci's
+    "tscg_versus", one frame per leaning) with each arm's own TS and CG beside them."""
+    if not versus:
+        return pd.DataFrame(columns=VERSUS_NULL_COLUMNS)
+    table = pd.concat(versus, ignore_index=True)
+    keys = ["model", "leaning", "source"]
+    arm = tscg[[*keys, "condition", "TS", "CG", "CG_lo", "CG_hi"]]
+    treated = arm.rename(
+        columns={"condition": "treated", "TS": "TS_treated", "CG": "CG_treated",
+                 "CG_lo": "CG_treated_lo", "CG_hi": "CG_treated_hi"}
+    )  # fmt: skip
+    control = arm[[*keys, "condition", "CG"]].rename(
+        columns={"condition": "control", "CG": "CG_control"}
+    )
+    table = table.merge(treated, on=[*keys, "treated"], how="left")
+    table = table.merge(control, on=[*keys, "control"], how="left")
+    return table[VERSUS_NULL_COLUMNS]
