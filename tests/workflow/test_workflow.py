@@ -104,6 +104,8 @@ def test_tiny_run_produces_every_table_figure_and_the_report(reference_run):  # 
         "dose_response",
         "specificity",
         "null_overlap",
+        "readout",
+        "readout_contrasts",
     ]
     for name in tables:
         assert (results / "tables" / f"{name}.csv").stat().st_size > 0
@@ -179,8 +181,9 @@ def test_training_replicates_train_apart_and_pool_in_the_tables(extended_run):  
     # a replicate draws no random set of its own and localizes no neurons
     assert not (run / f"{rnd}-t1" / "control").exists()
     assert not (run / "ft-t1" / "neurons").exists()
-    tscg = pd.read_csv(tables / "ts_cg.csv")
-    assert len(tscg) == 1 and (tscg["seeds"] == 2).all() and "CG_sd" in tscg.columns
+    tscg = pd.read_csv(tables / "ts_cg.csv").set_index("condition")
+    assert set(tscg.index) == {"ft", "null"}  # the null fine-tune: claim 1's control
+    assert tscg.loc["ft", "seeds"] == 2 and "CG_sd" in tscg.columns
     main = pd.read_csv(tables / "inhibitft_main.csv")
     assert not main["condition"].str.contains("-t[0-9]", regex=True).any()
     assert (main["seeds"] == 2).all()
@@ -240,6 +243,11 @@ def test_the_controls_beyond_the_paper_each_reach_a_table_and_a_claim(extended_r
     top_claim = f"top {runs.format_n(dose)}% of G"
     for claim in ("than null_general", top_claim, f"moves {other} more than", "than on G_null"):
         assert claims.str.contains(claim).any(), claim
+    # claim 1 against the null fine-tune, judged like the vanilla one
+    assert (run / "null" / "ratings.jsonl").is_file()
+    versus_null = pd.read_csv(tables / "ts_cg_versus_null.csv")
+    assert len(versus_null) == 1 and versus_null["control"].item() == "null"
+    assert claims.str.contains("beyond a fine-tune without politics").any()
 
 
 @pytest.mark.integration
