@@ -608,3 +608,17 @@ def test_claim_one_against_the_null_fine_tune_can_hold_not_show_and_reverse(ts, 
     table = claims.claims_table({"tscg_null": pd.DataFrame([row])}, ts_kept_margin=MARGIN)
     assert table["verdict"].item() == verdict and table["control"].item() == "null"
     assert "without politics" in table["claim"].item()
+
+
+def test_the_depth_claim_against_g_null_can_hold_fail_and_not_show():
+    rows = [
+        dict(model="m", leaning="right", source=s, n_layers=30, layer_q25_G=g, layer_q25_G_null=n)
+        for s, g, n in (("race", 20, 5), ("science", 5, 5), ("immigration", 20, 20))
+    ]
+    table = claims.claims_table({"null_overlap": pd.DataFrame(rows)}, ts_kept_margin=MARGIN)
+    assert table.set_index("source")["verdict"].to_dict() == {
+        "race": "holds",
+        "science": "fails",
+        "immigration": "not shown",
+    }
+    assert (table["control"] == "G_null").all()

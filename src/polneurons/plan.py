@@ -185,8 +185,8 @@ class Plan:
     def tables_made(self) -> set[str]:
         """The claim-readable tables this configuration makes (names of claims.TABLE_FILES)."""
         made = {"tscg", "neuron_sets"}
-        if self.null_kinds:  # the null fine-tune is judged: CG against CG_null
-            made.add("tscg_null")
+        if self.null_kinds:  # the null fine-tune: CG against CG_null, G's depth against G_null's
+            made |= {"tscg_null", "null_overlap"}
         if self.patching:
             made |= {"patching", "contrasts"}
             if self.crossed_kinds:  # S_t on the other topics: the specificity table

@@ -71,6 +71,7 @@ TABLE_FILES = {
     "tscg": "ts_cg.csv",
     "tscg_null": "ts_cg_versus_null.csv",
     "neuron_sets": "neuron_sets.csv",
+    "null_overlap": "null_overlap.csv",
     "patching": "patching.csv",
     "contrasts": "patching_contrasts.csv",
     "specificity": "specificity.csv",
@@ -168,6 +169,43 @@ def general_depth(tables, settings) -> list[dict]:
             )
         )
     return rows
+
+
+def depth_against_null_verdict(q25_g, q25_null, n_layers) -> str:
+    """`holds` if G lies deep (lower-quartile layer >= n_layers / 3) and G_null does not,
+    `fails` if G does not lie deep, `not shown` if both do (the depth is where fine-tuning as
+    such acts), `undefined` without both quartiles.
+
+    >>> [depth_against_null_verdict(g, n, 30) for g, n in ((20, 5), (5, 5), (20, 20))]
+    ['holds', 'fails', 'not shown']
+    """
+    if pd.isna(q25_g) or pd.isna(q25_null):
+        return "undefined"
+    third = n_layers / 3
+    if q25_g < third:
+        return "fails"
+    return "holds" if q25_null < third else "not shown"
+
+
+@claim("null_overlap")
+def general_depth_against_null(tables, settings) -> list[dict]:
+    """G's depth beside G_null's, the general set of a fine-tune without politics."""
+    return [
+        _claim(
+            "2: G sits in middle and late layers (lower-quartile layer of G) beyond a "
+            "fine-tune without politics",
+            r,
+            (r["layer_q25_G"], None, None),
+            control="G_null",
+            control_value=r["layer_q25_G_null"],
+            rule=f"holds if G's lower-quartile layer is >= n_layers / 3 ({r['n_layers'] / 3:g}) "
+            "and G_null's is not; not shown if both are",
+            verdict=depth_against_null_verdict(
+                r["layer_q25_G"], r["layer_q25_G_null"], r["n_layers"]
+            ),
+        )
+        for _, r in tables["null_overlap"].iterrows()
+    ]
 
 
 @claim("patching")

@@ -84,8 +84,8 @@ def general_overlap(generals: dict) -> pd.DataFrame:
 def null_overlap(generals: dict, nulls: dict, examples_from: dict) -> pd.DataFrame:
     """G against G_null, the general set of the null fine-tune (method.md: PNLAC), per (model,
     leaning, source): their sizes, shared neurons and Jaccard, and where the null run's neutral
-    answers came from ("topic" or "pooled"). A Jaccard near 1 says G is what fine-tuning as
-    such moves, not stance.
+    answers came from ("topic" or "pooled"), and the lower-quartile layer of each (the depth
+    claim's control). A Jaccard near 1 says G is what fine-tuning as such moves, not stance.
 
     >>> from polneurons.neurons import NeuronSet
     >>> g = NeuronSet([0, 0, 1], [0, 1, 0], [3.0, 2.0, 1.0], "mlp_output", 2, 2)
@@ -98,11 +98,13 @@ def null_overlap(generals: dict, nulls: dict, examples_from: dict) -> pd.DataFra
     from polneurons.neurons import jaccard
 
     columns = ["model", "leaning", "source", "size_G", "size_G_null", "shared", "jaccard"]
+    columns += ["n_layers", "layer_q25_G", "layer_q25_G_null"]
     rows = []
     for key, null in nulls.items():
         general = generals[key]
         shared = int(torch.isin(general.flat, null.flat).sum())
-        values = [len(general), len(null), shared, jaccard(general, null)]
+        values = [len(general), len(null), shared, jaccard(general, null), general.n_layers]
+        values += [describe_set(s, 1)["layer_q25"] for s in (general, null)]
         rows.append(dict(zip(columns, [*key, *values], strict=True)))
     frame = pd.DataFrame(rows, columns=columns)
     return frame.assign(null_examples=[examples_from.get(k, "") for k in nulls])
