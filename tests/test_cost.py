@@ -83,3 +83,14 @@ def test_the_command_prints_the_paper_plan_and_refuses_an_overlay_alone(capsys):
     assert cost.main(["--configfile", str(overlay)]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("polneurons config error:")
+
+
+def test_set_overrides_a_key_of_the_stack_like_snakemakes_config(capsys):
+    """`--set data.readout_pairs=0` turns the readout off: its jobs leave the plan."""
+    embedded = [str(REPO / "config.yaml")]
+    assert "| readout |" in cost.format_plan(cost.load_stack(embedded), 0.4, measured=False)
+    off = cost.load_stack(embedded, ["data.readout_pairs=0"])
+    assert off["data"]["readout_pairs"] == 0
+    assert "readout" not in {job.rule for job in cost.plan_jobs(off)}
+    assert cost.main(["--configfile", *embedded, "--set", "data.readout_pairs=0"]) == 0
+    assert "| readout |" not in capsys.readouterr().out

@@ -201,6 +201,18 @@ def _first_error(validator, instance, root: dict, prefix: str = "") -> None:
         raise ConfigError(_describe(errors[0], root, prefix))
 
 
+def merge_overlay(config: dict, overlay: dict) -> None:
+    """Merge `overlay` into `config` in place, as Snakemake stacks --configfile files: nested
+    mappings key by key, anything else replaced (by a copy)."""
+    import copy
+
+    for key, value in overlay.items():
+        if isinstance(value, dict) and isinstance(config.get(key), dict):
+            merge_overlay(config[key], value)
+        else:
+            config[key] = copy.deepcopy(value)
+
+
 def check_stack(configfiles) -> None:
     """Refuse an overlay (a config file with `extends: <base file>`) given without its base
     before it: alone, it would run the schema defaults (the full paper protocol) under it."""

@@ -258,12 +258,12 @@ def format_plan(config: dict, mfu: float, measured: bool) -> str:
 
 def load_stack(configfiles, overrides=()) -> dict:
     """The configuration these files make, stacked as Snakemake stacks them, validated."""
-    from polneurons.config import check_stack, validate_config
+    from polneurons.config import check_stack, merge_overlay, validate_config
 
     check_stack(configfiles)
     config: dict = {}
     for path in configfiles:
-        _merge(config, yaml.safe_load(Path(path).read_text()) or {})
+        merge_overlay(config, yaml.safe_load(Path(path).read_text()) or {})
     for override in overrides:
         key, _, value = override.partition("=")
         target = config
@@ -272,14 +272,6 @@ def load_stack(configfiles, overrides=()) -> dict:
             target = target.setdefault(parent, {})
         target[leaf] = yaml.safe_load(value)
     return validate_config(config)
-
-
-def _merge(config: dict, overlay: dict) -> None:
-    for key, value in overlay.items():
-        if isinstance(value, dict) and isinstance(config.get(key), dict):
-            _merge(config[key], value)
-        else:
-            config[key] = value
 
 
 def main(argv=None) -> int:

@@ -13,7 +13,6 @@ InhibitFT strategies and targets.
 
 from __future__ import annotations
 
-import copy
 import re
 from pathlib import Path
 
@@ -22,7 +21,7 @@ import yaml
 from fake_openai import FakeOpenAI, hashed_answer, late, malformed_json, missing_choices, status
 from workflow_helpers import REPO, RUN_TIMEOUT_S, Workdir, once_per_session, require_mirror
 
-from polneurons.config import validate_config
+from polneurons.config import merge_overlay, validate_config
 
 # where users are told to stack configurations
 STACK_SOURCES = ("README.md", "Makefile")
@@ -73,16 +72,8 @@ def merged(files) -> dict:
     merge key by key)."""
     config: dict = {}
     for name in files:
-        _update(config, yaml.safe_load((REPO / name).read_text()) or {})
+        merge_overlay(config, yaml.safe_load((REPO / name).read_text()) or {})
     return config
-
-
-def _update(config: dict, overlay: dict) -> None:
-    for key, value in overlay.items():
-        if isinstance(value, dict) and isinstance(config.get(key), dict):
-            _update(config[key], value)
-        else:
-            config[key] = copy.deepcopy(value)
 
 
 def _first(values):
@@ -247,5 +238,5 @@ def run_config(work: Workdir) -> dict:
     files = [Path(f) for f in work.configfiles]
     config: dict = {}
     for path in files:
-        _update(config, yaml.safe_load(path.read_text()) or {})
+        merge_overlay(config, yaml.safe_load(path.read_text()) or {})
     return validate_config(config)
