@@ -1,6 +1,6 @@
-"""readout: the teacher-forced causal readout of one fine-tuned run (method.md: Teacher-forced
-readout): per held-out readout pair, S_ll of M0, of M_s and of every patched neuron set in both
-directions (M_s's values written into M0, M0's into M_s), from one model load."""
+"""readout: the teacher-forced causal readout of one fine-tuned run on one topic (method.md:
+Teacher-forced readout): per held-out readout pair of the topic, S_ll of M0, of M_s and of every
+patched neuron set in both directions (M_s's values written into M0, M0's into M_s)."""
 
 import pandas as pd
 
@@ -33,7 +33,7 @@ with rule_context(snakemake, seed=p.seed) as ctx:
         record, snakemake.input.adapter, p.dtype, p.device, p.adapter_dtype
     )
     rows = []
-    for topic in p.topics:
+    for topic in [snakemake.wildcards.topic]:
         pairs = topic_pools(p.root, topic, p.pools, p.seed).readout
         sets = {kind: neuron_set(kind, topic).by_layer() for kind in p.kinds}
         values = intervened_stance(

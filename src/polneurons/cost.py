@@ -153,12 +153,13 @@ def plan_jobs(config: dict) -> list[Job]:
     ) // max(1, loglik + perplexity)
     for run in plan.trained() + plan.runs([], base=True):
         add("score_likelihood", run, loglik + perplexity, mean_scored, 2)
-    readout_sequences = 2 * pool_sizes(config)["readout_pairs"] * len(topics)
+    readout_sequences = 2 * pool_sizes(config)["readout_pairs"]  # one topic's pairs
     answer = min(tokens["answer"], config["patching"]["readout_answer_tokens"] or tokens["answer"])
     for run in plan.readout_runs():
-        # M0 and M_s once, then every set in both directions: one forward each
-        passes = 2 + 2 * len(plan.readout_kinds)
-        add("readout", run, readout_sequences * passes, tokens["prompt"] + answer, 2)
+        for _ in topics:
+            # M0 and M_s once, then every set in both directions: one forward each
+            passes = 2 + 2 * len(plan.readout_kinds)
+            add("readout", run, readout_sequences * passes, tokens["prompt"] + answer, 2)
     for run in plan.localized(["ft", *plan.null_kinds]):
         for _ in topics:  # M_s and M0, teacher-forced over the same prompts
             add("dump_activations", run, localize, tokens["prompt"], 4)

@@ -171,8 +171,13 @@ class Plan:
         return self.runs(["ft", *self.patched_kinds], self.patch_sources, base=True)
 
     def readout_runs(self) -> list[str]:
-        """The fine-tuned runs read out (one job each: every set, both directions)."""
+        """The fine-tuned runs read out (one job per topic: every set, both directions)."""
         return self.runs(["ft"], self.patch_sources) if self.readout else []
+
+    def readout_files(self) -> list[str]:
+        """The readout's per-topic files (`<run>/readout/<topic>.csv`) of every run read out."""
+        topics = self.config["topics"]
+        return [f"{run}/readout/{topic}.csv" for run in self.readout_runs() for topic in topics]
 
     def crossed_runs(self) -> list[str]:
         """The specificity runs (S_t patched on the other topics), on the patched sources."""

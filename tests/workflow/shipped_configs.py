@@ -30,7 +30,13 @@ CONFIGFILE = re.compile(r"--configfile((?:\s+[\w./-]+\.yaml)+)")
 
 # counts and tokens of a test run (the tiny configuration's, tests/workflow/configs/tiny.yaml)
 TEST_TOPICS = 3
-TEST_DATA = {"eval_prompts": 3, "train_examples": 8, "loglik_pairs": 3, "judge_pairs": 20}
+TEST_DATA = {
+    "eval_prompts": 3,
+    "train_examples": 8,
+    "loglik_pairs": 3,
+    "judge_pairs": 20,
+    "readout_pairs": 3,
+}
 TEST_FINETUNE = {"epochs": 1, "max_steps": 2, "warmup_steps": 1, "batch_size": 4, "grad_accum": 1}
 TEST_RESOURCES = {
     "gpu": 0,

@@ -65,6 +65,7 @@ SHRINKABLE = {
     "data.train_examples",
     "data.loglik_pairs",
     "data.judge_pairs",
+    "data.readout_pairs",
     "finetune.epochs",
     "finetune.max_steps",
     "finetune.warmup_steps",

@@ -117,7 +117,7 @@ rule patching_tables:
 
 rule readout_tables:
     input:
-        readouts=paths("readout.csv", PLAN.readout_runs()),
+        readouts=[f"{RES}/{file}" for file in PLAN.readout_files()],
     output:
         **table_paths("readout", category="3. Activation patching"),
         **table_paths("readout_contrasts", "contrasts", category="3. Activation patching"),

@@ -49,16 +49,17 @@ def readout_inputs(wc):
 
 
 # The teacher-forced causal readout (method.md: Teacher-forced readout): every patched set,
-# both directions, scored on the held-out readout pairs instead of generated and judged.
+# both directions, scored on one topic's held-out readout pairs instead of generated and judged
+# (one job per topic: nothing is recomputed between them, and they run side by side).
 rule readout:
     input:
         unpack(readout_inputs),
     output:
-        readout=f"{RES}/{{model}}/{{lean}}/{{src}}/ft/readout.csv",
+        readout=f"{RES}/{{model}}/{{lean}}/{{src}}/ft/readout/{{topic}}.csv",
     log:
-        f"{RES}/logs/readout/{{model}}/{{lean}}/{{src}}.log",
+        f"{RES}/logs/readout/{{model}}/{{lean}}/{{src}}/{{topic}}.log",
     benchmark:
-        f"{RES}/benchmarks/readout/{{model}}/{{lean}}/{{src}}.tsv"
+        f"{RES}/benchmarks/readout/{{model}}/{{lean}}/{{src}}/{{topic}}.tsv"
     conda:
         "../../envs/polneurons.yaml"
     threads: config["resources"]["threads"]
@@ -66,7 +67,6 @@ rule readout:
         **MODEL_JOB,
     params:
         **RUN_PARAMS,
-        topics=config["topics"],
         pools=POOLS,
         seed=config["seed"],
         site=config["neurons"]["site"],

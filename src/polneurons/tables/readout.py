@@ -5,6 +5,8 @@ bootstrap CIs over pairs; and each set of G against its random control."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
@@ -27,10 +29,10 @@ NO_SHIFT = "fine-tuning did not move S_ll on these pairs (S_ll(M_s) = S_ll(M0))"
 
 
 def collect_readouts(paths) -> pd.DataFrame:
-    """Every run's readout.csv, with its model, leaning and source."""
+    """Every run's readout files (`<run>/readout/<topic>.csv`), with model, leaning, source."""
     frames = []
     for path in paths:
-        run = run_of_path(path)
+        run = run_of_path(Path(path).parent)  # the folder `readout` stands where a file would
         frame = pd.read_csv(path).assign(**{key: run[key] for key in KEYS})
         frames.append(frame)
     columns = [*KEYS, "condition", "direction", "topic", "pair", "S_ll"]
