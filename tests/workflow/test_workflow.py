@@ -77,11 +77,11 @@ def test_embedded_default_dry_run_trains_and_patches_only_what_its_budget_lists(
     config = validate_config(yaml.safe_load((REPO / "config.yaml").read_text()))
     assert config["source_topics"] == ["crime_and_gun"]  # the budget fine-tunes one source topic
     assert patched == {f"crime_and_gun/{kind}" for kind in runs.patch_kinds(config)}
-    # G, S_t, G's random control and the dose with its own random control; no ceiling runs
-    assert patched == {
-        f"crime_and_gun/patch-{c}"
-        for c in ["general", "specific", "random-s0", "dose30", "dose30-random-s0"]
-    }
+    # G, S_t and G's random control; no ceiling runs, no dose (the CPU study's controls)
+    assert patched == {f"crime_and_gun/patch-{c}" for c in ["general", "specific", "random-s0"]}
+    # the readout of each, one job per topic
+    read = set(re.findall(r"^\s+output: \S+/ft/readout/(\w+)\.csv$", out, re.M))
+    assert read == set(config["topics"])
 
 
 @pytest.mark.integration
