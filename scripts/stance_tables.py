@@ -66,4 +66,10 @@ with rule_context(snakemake) as ctx:
     )
     loglik = loglik_shift(collect_loglik(snakemake.input.loglik), p.topics, **boot)
     write_table(loglik, out.loglik_csv, out.loglik_md, title="Judge-free stance shift dS_ll")
-    stance_heatmap(delta, list(p.topics) + list(p.extra_sets), out.heatmap_png, out.heatmap_pdf)
+    # the heatmap is the vanilla fine-tunes' (the null fine-tune's rows are its control)
+    stance_heatmap(
+        delta[delta["condition"] == "ft"],
+        list(p.topics) + list(p.extra_sets),
+        out.heatmap_png,
+        out.heatmap_pdf,
+    )

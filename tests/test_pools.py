@@ -35,6 +35,7 @@ CONFIGS = {
         {"judge.backend": "classifier", "neurons.localize_prompts": "held_out"},
     ),
     "paper, no patching (no readout pool)": ("configs/paper.yaml", {"patching.enabled": False}),
+    "cpu-study (100 readout pairs per topic)": ("configs/cpu-study.yaml", {}),
     "embedded, evaluation kept in training, 50 prompts": (
         "config.yaml",
         {"data.holdout_eval": False, "data.eval_prompts": 50, "data.judge_pairs": 120},
@@ -159,3 +160,23 @@ def test_the_null_fine_tune_trains_only_on_neutral_answers_of_the_training_pool(
     assert source == "pooled" and {a for _, a in examples} <= {"La0", "Lb0", "Lb1", "Lb2"}
     with pytest.raises(DataError, match="neutral"):
         null_examples(few, "a", 5, seed=0)
+
+
+def test_without_a_readout_every_pool_is_what_it_was_before_the_readout(mirror):
+    """The readout pool is cut after every other pool: with none, each pool is the same pairs
+    as a cut that knows nothing of it; with one, only the training pool gives them up."""
+    from polneurons.data import load_pairs
+    from polneurons.data import topic_pools as cut
+
+    config = _config("config.yaml")
+    sizes, seed = pool_sizes(config), config["seed"]
+    for topic in ("crime_and_gun", "economy_and_inequality"):
+        pairs, evals = load_pairs(mirror, topic), load_eval_set(mirror, topic)
+        without = {key: value for key, value in sizes.items() if key != "readout_pairs"}
+        before = cut(pairs, evals, sizes={**without, "readout_pairs": 0}, seed=seed)
+        after = topic_pools(mirror, topic, sizes, seed)
+        for name in ("loglik", "perplexity", "localize", "judge"):
+            assert getattr(after, name) == getattr(before, name), (topic, name)
+        assert not before.readout and len(after.readout) == sizes["readout_pairs"]
+        taken = {p.index for p in after.readout}
+        assert [p for p in before.train if p.index not in taken] == after.train

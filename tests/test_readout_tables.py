@@ -100,3 +100,37 @@ def test_readout_claims_sit_beside_the_judges_and_name_their_instrument():
     assert list(table.columns) == claims.CLAIM_COLUMNS
     assert set(table["readout"]) == {"teacher-forced, sufficiency", "teacher-forced, necessity"}
     assert table["rule"].str.contains("one random draw").sum() == 0  # two draws here
+
+
+def test_readout_claims_read_g_and_its_doses_against_every_control_but_the_ceiling():
+    """With all, complement and null_general beside G, random and a dose, the claims are G's
+    and the dose's against each control; `all - G` stays in the contrasts table only."""
+    sets = values()
+    for name, suff in [
+        ("patch-all", 0.9),
+        ("patch-complement", 0.4),
+        ("patch-null_general", 0.3),
+        ("patch-dose30", 0.25),
+        ("patch-dose30-random-s0", 0.1),
+    ]:
+        sets[name, "sufficiency"], sets[name, "necessity"] = suff, 1 - suff
+    shares, contrasts = readout_tables(readout(sets), n_boot=100, seed=0, alpha=0.05)
+    pairs = set(zip(contrasts["treated"], contrasts["control"], strict=True))
+    assert ("patch-all", "patch-general") in pairs
+    table = claims.claims_table(
+        {"readout": shares, "readout_contrasts": contrasts}, ts_kept_margin=0.8
+    )
+    contrast_rows = table[table["control"] != ""]
+    assert set(contrast_rows["control"]) == {
+        "patch-random",
+        "patch-complement",
+        "patch-null_general",
+        "patch-dose30-random",
+    }
+    assert not table["claim"].str.contains("all").any()
+    dose = contrast_rows[contrast_rows["control"] == "patch-dose30-random"]
+    assert dose["claim"].str.startswith("2: the top 30% of G").all()
+    assert dose["rule"].str.contains("the top 30% of G recovers|the top 30% of G removes").all()
+    # one draw of a random control is said; a complement has no draws to speak of
+    assert dose["rule"].str.contains("one random draw").all()
+    assert not table.loc[table["control"] == "patch-complement", "rule"].str.contains("draw").any()

@@ -622,3 +622,21 @@ def test_the_depth_claim_against_g_null_can_hold_fail_and_not_show():
         "immigration": "not shown",
     }
     assert (table["control"] == "G_null").all()
+
+
+def test_versus_null_puts_each_arms_own_ts_and_cg_beside_the_paired_difference():
+    run = dict(model="m", leaning="right", source="race")
+    tscg = pd.DataFrame(
+        [dict(run, condition="ft", TS=0.8, CG=0.4, CG_lo=0.2, CG_hi=0.6),
+         dict(run, condition="null", TS=0.1, CG=0.3, CG_lo=0.1, CG_hi=0.5)]
+    )  # fmt: skip
+    versus = pd.DataFrame(
+        [dict(model="m", source="race", treated="ft", control="null", TS=0.7, TS_lo=0.5,
+              TS_hi=0.9, CG=0.1, CG_lo=-0.1, CG_hi=0.3, leaning="right")]
+    )  # fmt: skip
+    table = stance.versus_null([versus], tscg)
+    row = table.iloc[0]
+    assert list(table.columns) == stance.VERSUS_NULL_COLUMNS
+    assert (row["TS_treated"], row["CG_treated"], row["CG_control"]) == (0.8, 0.4, 0.3)
+    assert (row["CG_treated_lo"], row["CG_treated_hi"], row["CG"]) == (0.2, 0.6, 0.1)
+    assert stance.versus_null([], tscg).empty

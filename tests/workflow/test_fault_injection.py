@@ -184,6 +184,7 @@ def test_runs_killed_at_four_points_resume_to_the_reference_tables(resumed_run, 
         "tables/neuron_sets.csv",
         "tables/general_overlap.csv",
         "tables/null_overlap.csv",  # empty: the tiny run has no null fine-tune
+        "tables/ts_cg_versus_null.csv",  # empty too
         "tables/judge_agreement.csv",
     }
     assert resumed == {name: reference[name] for name in resumed}

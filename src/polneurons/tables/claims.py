@@ -286,9 +286,14 @@ def specific_readout(tables, settings) -> list[dict]:
 
 @claim("readout_contrasts")
 def general_readout_beyond_controls(tables, settings) -> list[dict]:
-    """G (and each top x% of G) against as many random neurons outside G, in both directions."""
+    """G (and each top x% of G) against each of its controls (as many random neurons outside G;
+    the complement and G_null where they run), in both directions."""
+    contrasts = tables["readout_contrasts"]
+    of_g = contrasts["treated"].eq("patch-general") | contrasts["treated"].str.startswith(
+        "patch-dose"
+    )
     rows = []
-    for _, c in tables["readout_contrasts"].iterrows():
+    for _, c in contrasts[of_g].iterrows():
         direction, does = c["direction"], _DOES[c["direction"]]
         treated = "G" if c["treated"] == "patch-general" else _dose_label(c["treated"])
         control = c["control"].removeprefix("patch-")
@@ -298,7 +303,8 @@ def general_readout_beyond_controls(tables, settings) -> list[dict]:
             claim_text = (
                 f"2: {treated} restored to M0's values removes more of the shift than {control}"
             )
-        one_draw = " (one random draw: no spread over draws)" if c["draws"] == 1 else ""
+        drawn = c["control"].endswith("random")  # a random control, its draws pooled
+        one_draw = " (one random draw: no spread over draws)" if drawn and c["draws"] == 1 else ""
         rows.append(
             _claim(
                 claim_text,
@@ -307,8 +313,8 @@ def general_readout_beyond_controls(tables, settings) -> list[dict]:
                 control=c["control"],
                 control_value=c["control_share"],
                 diff=(c["difference"], c["difference_lo"], c["difference_hi"]),
-                rule=f"holds if the paired CI of the share G {does} minus the control's lies "
-                f"above 0{one_draw}",
+                rule=f"holds if the paired CI of the share {treated} {does} minus the "
+                f"control's lies above 0{one_draw}",
                 verdict=interval_verdict(c["difference_lo"], c["difference_hi"]),
                 readout=TEACHER_FORCED.format(direction=direction),
             )
