@@ -292,3 +292,25 @@ def final_outputs():
         outputs += [*rules.inhibitft_tables.output, *inhibitft_runs("scores.csv")]
         outputs += list(rules.inhibition_effect.output)
     return outputs
+
+
+def readout_inputs(wc):
+    """The fine-tuned run, and the neuron sets of every patching kind the readout scores: the
+    localized folders they come from (neurons_<localized>) and each drawn control's set
+    (runs.readout_control_input)."""
+    run = f"{RES}/{wc.model}/{wc.lean}/{wc.src}"
+    inputs = {
+        "model": model_record(wc),
+        "files": rules.download_data.output.files,
+        "adapter": f"{run}/ft/train",
+    }
+    for kind in PLAN.readout_kinds:
+        parsed = runs.parse_kind(kind)
+        inputs[f"neurons_{parsed.localized_on}"] = (
+            f"{run}/{parsed.localized_on}/neurons"
+        )
+        if parsed.is_control:
+            inputs[runs.readout_control_input(kind)] = (
+                f"{run}/{parsed.first}/control/neurons.pt"
+            )
+    return inputs

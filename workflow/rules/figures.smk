@@ -120,7 +120,9 @@ rule readout_tables:
         readouts=[f"{RES}/{file}" for file in PLAN.readout_files()],
     output:
         **table_paths("readout", category="3. Activation patching"),
-        **table_paths("readout_contrasts", "contrasts", category="3. Activation patching"),
+        **table_paths(
+            "readout_contrasts", "contrasts", category="3. Activation patching"
+        ),
     log:
         f"{RES}/logs/readout_tables.log",
     conda:
