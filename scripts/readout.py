@@ -32,39 +32,39 @@ with rule_context(snakemake, seed=p.seed) as ctx:
     model, tok = load_contrast_pair(
         record, snakemake.input.adapter, p.dtype, p.device, p.adapter_dtype
     )
+    topic = snakemake.wildcards.topic
+    pairs = topic_pools(p.root, topic, p.pools, p.seed).readout
+    sets = {kind: neuron_set(kind, topic).by_layer() for kind in p.kinds}
+    values = intervened_stance(
+        model,
+        tok,
+        [(render(tok, q.instruction, p.prompt_format), q.right, q.left) for q in pairs],
+        p.site,
+        sets,
+        batch_size=p.batch_size,
+        add_special_tokens=adds_special_tokens(p.prompt_format),
+        answer_tokens=p.answer_tokens,
+    )
     rows = []
-    for topic in [snakemake.wildcards.topic]:
-        pairs = topic_pools(p.root, topic, p.pools, p.seed).readout
-        sets = {kind: neuron_set(kind, topic).by_layer() for kind in p.kinds}
-        values = intervened_stance(
-            model,
-            tok,
-            [(render(tok, q.instruction, p.prompt_format), q.right, q.left) for q in pairs],
-            p.site,
-            sets,
-            batch_size=p.batch_size,
-            add_special_tokens=adds_special_tokens(p.prompt_format),
-            answer_tokens=p.answer_tokens,
-        )
-        for (name, direction), scores in values.items():
-            condition = OWN.get(name, name)
-            rows += [
-                {
-                    "condition": condition,
-                    "direction": direction,
-                    "topic": topic,
-                    "pair": q.index,
-                    "S_ll": float(v),
-                }
-                for q, v in zip(pairs, scores, strict=True)
-            ]
-        ctx.log.info(
-            "%s: S_ll M0 %.3f, M_s %.3f over %d pairs, %d sets",
-            topic,
-            values[BASE, ""].mean(),
-            values[TUNED, ""].mean(),
-            len(pairs),
-            len(sets),
-        )
+    for (name, direction), scores in values.items():
+        condition = OWN.get(name, name)
+        rows += [
+            {
+                "condition": condition,
+                "direction": direction,
+                "topic": topic,
+                "pair": q.index,
+                "S_ll": float(v),
+            }
+            for q, v in zip(pairs, scores, strict=True)
+        ]
+    ctx.log.info(
+        "%s: S_ll M0 %.3f, M_s %.3f over %d pairs, %d sets",
+        topic,
+        values[BASE, ""].mean(),
+        values[TUNED, ""].mean(),
+        len(pairs),
+        len(sets),
+    )
     with atomic_path(snakemake.output.readout) as tmp:
         pd.DataFrame(rows).to_csv(tmp, index=False)
