@@ -6,12 +6,12 @@ import pandas as pd
 
 from polneurons.io import atomic_path
 from polneurons.models import load_contrast_pair, read_record
-from polneurons.neuron_store import patch_set
+from polneurons.neuron_store import SPECIFIC_RANDOM, patch_set, specific_random
 from polneurons.neurons import NeuronSet
 from polneurons.prompts import adds_special_tokens, render, topic_pools
 from polneurons.readout import BASE, TUNED, intervened_stance
 from polneurons.rule import rule_context
-from polneurons.runs import parse_kind, readout_control_input
+from polneurons.runs import parse_kind, readout_control_input, with_draw
 
 p = snakemake.params
 # the models' own rows under the condition names of the patching tables
@@ -35,6 +35,11 @@ with rule_context(snakemake, seed=p.seed) as ctx:
     topic = snakemake.wildcards.topic
     pairs = topic_pools(p.root, topic, p.pools, p.seed).readout
     sets = {kind: neuron_set(kind, topic).by_layer() for kind in p.kinds}
+    if "patch-specific" in p.kinds:  # S_t's size-matched random control, drawn here
+        folder = snakemake.input["neurons_ft"]
+        for draw in range(p.draws):
+            control = specific_random(folder, topic, site=p.site, seed=p.seed, draw=draw)
+            sets[with_draw(SPECIFIC_RANDOM, draw)] = control.by_layer()
     values = intervened_stance(
         model,
         tok,

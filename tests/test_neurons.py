@@ -345,3 +345,24 @@ def test_a_dose_is_the_top_share_of_g_and_its_random_control_avoids_all_of_g(tmp
     assert len(control) == len(dose)
     assert not (control.as_mask() & general.as_mask()).any()  # outside G, not only the dose
     assert report["overlap"] == 0
+
+
+def test_s_t_random_control_matches_its_layers_and_avoids_all_of_n_t(tmp_path):
+    from polneurons.neuron_store import load_specific, save_localization, specific_random
+
+    generator = torch.Generator().manual_seed(1)
+    r = {t: torch.rand(4, 16, generator=generator) for t in ("a", "b")}
+    general, specific = localize(r, k=30)
+    save_localization(tmp_path / "neurons", general, specific, r, {})
+    folder = tmp_path / "neurons"
+    for topic in ("a", "b"):
+        s_t = load_specific(folder, topic, "mlp_output")
+        control = specific_random(folder, topic, site="mlp_output", seed=0, draw=0)
+        assert len(s_t) > 0 and len(control) == len(s_t)
+        assert torch.equal(control.per_layer_counts(), s_t.per_layer_counts())
+        n_t = general.as_mask() | s_t.as_mask()
+        assert not (control.as_mask() & n_t).any()
+        again = specific_random(folder, topic, site="mlp_output", seed=0, draw=0)
+        assert torch.equal(again.as_mask(), control.as_mask())  # seeded
+        other = specific_random(folder, topic, site="mlp_output", seed=0, draw=1)
+        assert not torch.equal(other.as_mask(), control.as_mask())  # another draw

@@ -134,3 +134,20 @@ def test_readout_claims_read_g_and_its_doses_against_every_control_but_the_ceili
     # one draw of a random control is said; a complement has no draws to speak of
     assert dose["rule"].str.contains("one random draw").all()
     assert not table.loc[table["control"] == "patch-complement", "rule"].str.contains("draw").any()
+
+
+def test_s_t_is_read_out_against_as_many_random_neurons_outside_n_t():
+    sets = values()
+    for name, suff in [("patch-specific", 0.6), ("patch-specific-random-s0", 0.2)]:
+        sets[name, "sufficiency"], sets[name, "necessity"] = suff, 1 - suff
+    shares, contrasts = readout_tables(readout(sets), n_boot=200, seed=0, alpha=0.05)
+    table = claims.claims_table(
+        {"readout": shares, "readout_contrasts": contrasts}, ts_kept_margin=0.8
+    )
+    control = "as many random neurons outside N_t"
+    rows = table[table["control"] == "patch-specific-random"].set_index("readout")
+    assert set(rows.index) == {"teacher-forced, sufficiency", "teacher-forced, necessity"}
+    suff = rows.loc["teacher-forced, sufficiency"]
+    assert suff["claim"] == f"2: S_t on its own topic recovers more of the shift than {control}"
+    assert suff["difference"] == pytest.approx(0.4) and suff["verdict"] == "holds"
+    assert "one random draw" in suff["rule"]

@@ -130,6 +130,23 @@ def random_control(neurons_dir, spec: dict, seed: int) -> tuple[NeuronSet, dict]
     return control, {**spec, "seed": seed, **control_report(treated, control)}
 
 
+SPECIFIC_RANDOM = "patch-specific-random"  # the readout's control of S_t (draws: -s<k>)
+
+
+def specific_random(neurons_dir, topic: str, *, site: str, seed: int, draw: int) -> NeuronSet:
+    """S_t's size-matched random control (method.md: Teacher-forced readout): as many random
+    neurons as S_t with its per-layer counts, none in N_t = G | S_t (`neurons.random_like`),
+    seeded by the seed, the draw and the topic."""
+    import zlib
+
+    specific = load_specific(neurons_dir, topic, site)
+    general = load_general(neurons_dir, site)
+    n_t = general.as_mask() | specific.as_mask()
+    exclude = NeuronSet.from_mask(n_t, torch.zeros(n_t.shape), specific.site)
+    topic_seed = draw_seed(seed, draw) + zlib.crc32(topic.encode())
+    return random_like(specific, seed=topic_seed, exclude=exclude)
+
+
 def save_control(control: NeuronSet, report: dict, path, report_path) -> None:
     control.save(path)
     write_json(report_path, report)

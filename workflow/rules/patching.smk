@@ -53,6 +53,7 @@ rule readout:
         seed=config["seed"],
         site=config["neurons"]["site"],
         kinds=PLAN.readout_kinds,
+        draws=config["controls"]["seeds"],
         batch_size=config["patching"]["readout_batch_size"],
         answer_tokens=config["patching"]["readout_answer_tokens"],
     script:

@@ -259,6 +259,10 @@ def general_beyond_controls(tables, settings) -> list[dict]:
 _DOES = {"sufficiency": "recovers", "necessity": "removes"}
 
 
+_READOUT_SETS = {"patch-general": "G", "patch-specific": "S_t on its own topic"}
+_READOUT_CONTROLS = {"patch-specific-random": "as many random neurons outside N_t"}
+
+
 @claim("readout")
 def specific_readout(tables, settings) -> list[dict]:
     """S_t's share of the S_ll shift on its own topic, pooled over topics, in both directions."""
@@ -287,16 +291,17 @@ def specific_readout(tables, settings) -> list[dict]:
 @claim("readout_contrasts")
 def general_readout_beyond_controls(tables, settings) -> list[dict]:
     """G (and each top x% of G) against each of its controls (as many random neurons outside G;
-    the complement and G_null where they run), in both directions."""
+    the complement and G_null where they run), and S_t against as many random neurons outside
+    N_t, in both directions."""
     contrasts = tables["readout_contrasts"]
-    of_g = contrasts["treated"].eq("patch-general") | contrasts["treated"].str.startswith(
+    claimed = contrasts["treated"].isin(list(_READOUT_SETS)) | contrasts["treated"].str.startswith(
         "patch-dose"
     )
     rows = []
-    for _, c in contrasts[of_g].iterrows():
+    for _, c in contrasts[claimed].iterrows():
         direction, does = c["direction"], _DOES[c["direction"]]
-        treated = "G" if c["treated"] == "patch-general" else _dose_label(c["treated"])
-        control = c["control"].removeprefix("patch-")
+        treated = _READOUT_SETS.get(c["treated"]) or _dose_label(c["treated"])
+        control = _READOUT_CONTROLS.get(c["control"], c["control"].removeprefix("patch-"))
         if direction == "sufficiency":
             claim_text = f"2: {treated} recovers more of the shift than {control}"
         else:

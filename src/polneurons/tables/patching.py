@@ -73,6 +73,8 @@ PATCHING_CONTRASTS = (
     ("patch-general", "patch-null_general"),
     ("patch-general", "patch-complement"),
     ("patch-all", "patch-general"),
+    # the teacher-forced readout's own control of S_t (neuron_store.specific_random)
+    ("patch-specific", "patch-specific-random"),
 )
 
 
