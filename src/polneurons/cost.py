@@ -157,8 +157,11 @@ def plan_jobs(config: dict) -> list[Job]:
     answer = min(tokens["answer"], config["patching"]["readout_answer_tokens"] or tokens["answer"])
     for run in plan.readout_runs():
         for _ in topics:
-            # M0 and M_s once, then every set in both directions: one forward each
-            passes = 2 + 2 * len(plan.readout_kinds)
+            # M0 and M_s once, then every set (and S_t's own random draws) in both directions
+            sets = len(plan.readout_kinds)
+            if runs.patch_kind("specific") in plan.readout_kinds:
+                sets += config["controls"]["seeds"]
+            passes = 2 + 2 * sets
             add("readout", run, readout_sequences * passes, tokens["prompt"] + answer, 2)
     for run in plan.localized(["ft", *plan.null_kinds]):
         for _ in topics:  # M_s and M0, teacher-forced over the same prompts
