@@ -1,17 +1,15 @@
 """claims_table: each claim of the paper, its figure, each control's figure and a verdict from a
 rule stated in the table (method.md: The claims under test)."""
 
-import pandas as pd
-
 from polneurons.rule import rule_context
 from polneurons.tables.claims import TABLE_FILES, claims_table
-from polneurons.tables.common import write_table
+from polneurons.tables.common import read_table, write_table
 
 p, inp = snakemake.params, snakemake.input
 
 with rule_context(snakemake) as ctx:
     # the inputs are the tables the registered claims read (plan.Plan.claim_tables)
-    tables = {name: pd.read_csv(inp[name]) for name in TABLE_FILES if name in inp.keys()}
+    tables = {name: read_table(inp[name]) for name in TABLE_FILES if name in inp.keys()}
     table = claims_table(tables, headline_n=p.headline_n, ts_kept_margin=p.ts_kept_margin).assign(
         recipe=p.recipe
     )

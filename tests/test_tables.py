@@ -640,3 +640,14 @@ def test_versus_null_puts_each_arms_own_ts_and_cg_beside_the_paired_difference()
     assert (row["TS_treated"], row["CG_treated"], row["CG_control"]) == (0.8, 0.4, 0.3)
     assert (row["CG_treated_lo"], row["CG_treated_hi"], row["CG"]) == (0.2, 0.6, 0.1)
     assert stance.versus_null([], tscg).empty
+
+
+def test_a_table_is_read_back_as_written_the_null_run_kind_included(tmp_path):
+    frame = pd.DataFrame({"condition": ["ft", "null"], "CG": [0.3, float("nan")]})
+    common.write_table(frame, tmp_path / "t.csv")
+    back = common.read_table(tmp_path / "t.csv")
+    assert back["condition"].tolist() == ["ft", "null"] and back["CG"].isna().tolist() == [
+        False,
+        True,
+    ]
+    assert pd.read_csv(tmp_path / "t.csv")["condition"].isna().any()  # pandas' default would not

@@ -23,6 +23,7 @@ from workflow_helpers import (  # noqa: F401
 from polneurons import runs
 from polneurons.config import validate_config
 from polneurons.neuron_store import inhibited_set
+from polneurons.tables.common import read_table
 
 
 def snakemake(*args, cwd=REPO, timeout=600):
@@ -181,7 +182,7 @@ def test_training_replicates_train_apart_and_pool_in_the_tables(extended_run):  
     # a replicate draws no random set of its own and localizes no neurons
     assert not (run / f"{rnd}-t1" / "control").exists()
     assert not (run / "ft-t1" / "neurons").exists()
-    tscg = pd.read_csv(tables / "ts_cg.csv").set_index("condition")
+    tscg = read_table(tables / "ts_cg.csv").set_index("condition")
     assert set(tscg.index) == {"ft", "null"}  # the null fine-tune: claim 1's control
     assert tscg.loc["ft", "seeds"] == 2 and "CG_sd" in tscg.columns
     main = pd.read_csv(tables / "inhibitft_main.csv")
@@ -245,7 +246,7 @@ def test_the_controls_beyond_the_paper_each_reach_a_table_and_a_claim(extended_r
         assert claims.str.contains(claim).any(), claim
     # claim 1 against the null fine-tune, judged like the vanilla one
     assert (run / "null" / "ratings.jsonl").is_file()
-    versus_null = pd.read_csv(tables / "ts_cg_versus_null.csv")
+    versus_null = read_table(tables / "ts_cg_versus_null.csv")
     assert len(versus_null) == 1 and versus_null["control"].item() == "null"
     assert claims.str.contains("beyond a fine-tune without politics").any()
 

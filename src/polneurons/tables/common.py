@@ -220,6 +220,13 @@ def control_table(report_paths) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def read_table(path) -> pd.DataFrame:
+    """A table the workflow wrote (`write_table`), read back as written: an empty cell is NaN,
+    but a text such as the run kind `null` (the null fine-tune) stays text (pandas' default
+    reads "null", "NA" and "None" as missing)."""
+    return pd.read_csv(path, keep_default_na=False, na_values=[""])
+
+
 def write_table(
     frame: pd.DataFrame,
     csv: str,
