@@ -74,8 +74,12 @@ def _per_pair(run: pd.DataFrame, condition: str, direction: str, topics) -> dict
     }
 
 
-def _percentile(values: np.ndarray, alpha: float) -> tuple[float, float]:
-    values = values[np.isfinite(values)]
+def _ci(point: float, replicates: np.ndarray, alpha: float) -> tuple[float, float]:
+    """The percentile CI of a figure over its bootstrap replicates; none for an undefined
+    figure (replicates that happen to be defined make no interval for it)."""
+    if not np.isfinite(point):
+        return float("nan"), float("nan")
+    values = replicates[np.isfinite(replicates)]
     if not len(values):
         return float("nan"), float("nan")
     lo, hi = np.quantile(values, [alpha / 2, 1 - alpha / 2])
@@ -90,14 +94,17 @@ def _run_tables(key, run: pd.DataFrame, n_boot: int, seed: int, alpha: float):
     resample = _Resampler(topics, n_boot, seed)
     base = _per_pair(run, "base", "", topics)
     tuned = _per_pair(run, "ft", "", topics)
-    drawn: dict[tuple[str, str], list[dict[str, np.ndarray]]] = {}
     sets = [c for c in dict.fromkeys(run["condition"]) if c not in ("base", "ft")]
-    for condition in sets:
-        for direction in DIRECTIONS:
-            values = _per_pair(run, condition, direction, topics)
-            pooled_kind, draw = split_draw(condition)
-            if draw is not None:
-                drawn.setdefault((pooled_kind, direction), []).append(values)
+    per_pair = {
+        (condition, direction): _per_pair(run, condition, direction, topics)
+        for condition in sets
+        for direction in DIRECTIONS
+    }
+    drawn: dict[tuple[str, str], list[dict[str, np.ndarray]]] = {}
+    for (condition, direction), values in per_pair.items():
+        pooled_kind, draw = split_draw(condition)
+        if draw is not None:
+            drawn.setdefault((pooled_kind, direction), []).append(values)
     boot: dict[tuple[str, str], np.ndarray] = {}
     point: dict[tuple[str, str], float] = {}
 
@@ -108,7 +115,7 @@ def _run_tables(key, run: pd.DataFrame, n_boot: int, seed: int, alpha: float):
             s_s, b_s = resample.means(tuned, topic)
             share = readout_share(direction, s_x, s_0, s_s)
             reps = readout_share(direction, b_x, b_0, b_s)
-            lo, hi = _percentile(reps, alpha) if np.isfinite(share) else (np.nan, np.nan)
+            lo, hi = _ci(share, reps, alpha)
             spread = (
                 float(np.std([d[topic] for d in draw_shares], ddof=1))
                 if draw_shares and len(draw_shares) > 1
@@ -137,9 +144,8 @@ def _run_tables(key, run: pd.DataFrame, n_boot: int, seed: int, alpha: float):
             if topic == POOLED:
                 boot[condition, direction], point[condition, direction] = reps, share
 
-    for condition in sets:
-        for direction in DIRECTIONS:
-            add(condition, direction, _per_pair(run, condition, direction, topics), 1)
+    for (condition, direction), values in per_pair.items():
+        add(condition, direction, values, 1)
     for (pooled_kind, direction), draws in drawn.items():
         mean = {t: np.mean([d[t] for d in draws], axis=0) for t in topics}
         own = [
@@ -162,13 +168,9 @@ def _run_tables(key, run: pd.DataFrame, n_boot: int, seed: int, alpha: float):
                 continue
             diff = point[treated, direction] - point[control, direction]
             reps = boot[treated, direction] - boot[control, direction]
-            lo, hi = _percentile(reps, alpha) if np.isfinite(diff) else (np.nan, np.nan)
+            lo, hi = _ci(diff, reps, alpha)
             t_share = point[treated, direction]
-            t_lo, t_hi = (
-                _percentile(boot[treated, direction], alpha)
-                if np.isfinite(t_share)
-                else (np.nan, np.nan)
-            )
+            t_lo, t_hi = _ci(t_share, boot[treated, direction], alpha)
             contrasts.append(
                 dict(
                     zip(KEYS, key, strict=True),
