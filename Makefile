@@ -67,6 +67,10 @@ cpu-study: setup
 	done
 	$(BIN)/snakemake --cores $(CORES) --configfile configs/cpu-study.yaml configs/cpu-study-paper-formula.yaml $(MIRROR_CONFIG)
 
+# Claim 3 with its controls (configs/inhibitft-study.yaml) on the embedded default's model and data.
+inhibitft-study: setup
+	$(BIN)/snakemake --cores $(CORES) --configfile config.yaml configs/inhibitft-study.yaml $(MIRROR_CONFIG)
+
 # The controls beyond the paper (configs/cpu-study-controls.yaml) on the variant study's runs:
 # run after cpu-study; only the new runs are computed (training replicates, the null fine-tune,
 # the doses, crossed and null_general patching, InhibitFT's null control).

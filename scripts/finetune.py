@@ -38,6 +38,7 @@ with rule_context(snakemake, seed=seed) as ctx:
             "strategy": p.inhibit["strategy"],
             "site": p.inhibit["site"],
             "neurons": neurons.by_layer(),
+            "anchor_weight": p.inhibit.get("anchor_weight"),
         }
     result = finetune(
         model,

@@ -141,3 +141,23 @@ def test_the_specificity_test_without_the_specific_condition_is_refused_in_one_l
         validate_config(cfg)
     assert "crossed" in str(err.value) and "specific" in str(err.value)
     assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("weight", [0, -0.5])
+def test_a_non_positive_anchor_weight_is_refused_in_one_line_naming_the_key(weight):
+    cfg = _with_mlp_targets({})
+    cfg["inhibitft"] |= {"strategies": ["anchor"], "anchor_weight": weight}
+    with pytest.raises(ConfigError) as err:
+        validate_config(cfg)
+    assert "inhibitft.anchor_weight" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_anchor_with_full_fine_tuning_is_refused_in_one_line():
+    cfg = _with_mlp_targets({})
+    cfg["inhibitft"] |= {"strategies": ["anchor"], "finetune": {"method": "full"}}
+    with pytest.raises(ConfigError) as err:
+        validate_config(cfg)
+    assert "anchor needs LoRA" in str(err.value) and "\n" not in str(err.value)
+    assert "inhibitft.finetune.method: lora" in str(err.value)
+    cfg["inhibitft"]["finetune"] = {"lora": {"target_modules": ["q_proj", "v_proj"]}}
+    assert validate_config(cfg)["inhibitft"]["anchor_weight"] > 0  # q/v LoRA is upstream

@@ -264,3 +264,165 @@ def test_empty_or_out_of_range_neuron_sets_are_refused(neurons):
     model = tiny_model("llama").requires_grad_(True)
     with pytest.raises(ConfigError):
         Inhibition(model, {"strategy": "freeze_rows", "site": "mlp_output", "neurons": neurons})
+
+
+def anchor_spec(site="mlp_output", neurons=NEURONS, weight=2.0):
+    return {"strategy": "anchor", "site": site, "neurons": neurons, "anchor_weight": weight}
+
+
+def training_batch(tokenizer):
+    examples = [tokenize_example(tokenizer, p, c, 64, True) for p, c in EXAMPLES]
+    return collate(examples, 0, "cpu")  # rows of different lengths: padding is masked out
+
+
+def site_values(model, site, layers, batch):
+    """Every coordinate of `site` in `layers`, gradient attached, from hooks written here."""
+    from polneurons.sites import NeuronSite
+
+    values, handles = {}, []
+    for layer in layers:
+        module = NeuronSite(model, site).module(layer)
+        if site == "mlp_output":
+            hook = module.register_forward_hook(
+                lambda m, a, out, layer=layer: values.update({layer: out})
+            )
+        else:
+            hook = module.register_forward_pre_hook(
+                lambda m, a, layer=layer: values.update({layer: a[0]})
+            )
+        handles.append(hook)
+    model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+    for hook in handles:
+        hook.remove()
+    return values
+
+
+@pytest.mark.parametrize("site", SITES)
+def test_the_anchored_loss_equals_a_brute_force_sum_in_value_and_gradient(tokenizer, site):
+    from polneurons.finetune import accumulate_gradients
+    from polneurons.testing import tiny_lora
+
+    model = tiny_lora("llama").train()
+    batch = training_batch(tokenizer)
+    mask = batch["attention_mask"].bool()
+    inhibition = Inhibition(model, anchor_spec(site))
+    inhibition.calibrate([batch])
+    # brute force: every coordinate of both models, the base RMS over the non-padding tokens
+    with torch.no_grad(), model.disable_adapter():
+        base = site_values(model, site, NEURONS, batch)
+    tuned = site_values(model, site, NEURONS, batch)
+    expected = 0
+    for layer, index in NEURONS.items():
+        b, t = base[layer][..., index][mask], tuned[layer][..., index][mask]
+        rms = b.pow(2).mean(0).sqrt()
+        assert torch.allclose(inhibition.base_rms[layer], rms, rtol=1e-5)
+        expected = expected + ((t - b) / rms).pow(2).sum()
+    n_neurons = sum(len(index) for index in NEURONS.values())
+    mean = expected / (n_neurons * int(mask.sum()))
+    n_tokens = int((batch["labels"][:, 1:] != -100).sum())
+    completion = completion_loss_sum(model, batch) / n_tokens
+    brute = completion + 2.0 * mean
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    brute_grads = torch.autograd.grad(brute, trainable)
+    model.zero_grad(set_to_none=True)
+    loss, _, anchor = accumulate_gradients(model, [batch], inhibition)
+    assert mean.item() > 0 and anchor == pytest.approx(mean.item(), rel=1e-4)
+    assert loss == pytest.approx(completion.item(), rel=1e-5)
+    for param, grad in zip(trainable, brute_grads, strict=True):
+        torch.testing.assert_close(param.grad, grad, rtol=1e-3, atol=1e-4 * grad.abs().max())
+
+
+def moved_shares(model, tokenizer, neurons):
+    """Mean |h_Ms - h_M0| over the base RMS, over all tokens of the training texts: for the
+    neurons in `neurons` and for every other coordinate of mlp_output, each over layers 0-1."""
+    from polneurons.sites import NeuronSite
+
+    batch = training_batch(tokenizer)
+    mask = batch["attention_mask"].bool()
+    site = NeuronSite(model, "mlp_output")
+    with torch.no_grad():
+        tuned = site_values(model, "mlp_output", range(site.n_layers), batch)
+        with model.disable_adapter():
+            base = site_values(model, "mlp_output", range(site.n_layers), batch)
+    inside, outside = [], []
+    for layer in tuned:
+        moved = (tuned[layer][mask] - base[layer][mask]).abs().mean(0)
+        moved = moved / base[layer][mask].pow(2).mean(0).sqrt()
+        held = torch.zeros(site.width, dtype=torch.bool)
+        held[neurons.get(layer, [])] = True
+        inside.append(moved[held])
+        outside.append(moved[~held])
+    return torch.cat(inside).mean().item(), torch.cat(outside).mean().item()
+
+
+def test_anchor_holds_its_neurons_near_base_where_freeze_rows_does_not(tokenizer, tmp_path):
+    # freeze_rows keeps the writers' rows fixed, but each neuron's input still trains; the anchor
+    # acts on the values. Same seed, data and schedule for all three runs.
+    runs = {
+        name: train(tokenizer, tmp_path / name, inhibit=inhibit, epochs=4)
+        for name, inhibit in (
+            ("vanilla", None),
+            ("freeze_rows", {"strategy": "freeze_rows", "site": "mlp_output", "neurons": NEURONS}),
+            ("anchor", anchor_spec(weight=10.0)),
+        )
+    }
+    moved = {name: moved_shares(model, tokenizer, NEURONS) for name, model in runs.items()}
+    held = {name: moved[name][0] / moved["vanilla"][0] for name in moved}
+    others = {name: moved[name][1] / moved["vanilla"][1] for name in moved}
+    assert held["freeze_rows"] > 0.5  # the paper's treatment barely holds the neurons
+    assert held["anchor"] < 0.1 and held["anchor"] < held["freeze_rows"] / 5
+    assert others["anchor"] > 2 * held["anchor"]  # the rest of the model still trains
+
+
+def test_the_anchor_logs_its_term_and_starts_from_zero(tokenizer, tmp_path):
+    result = finetune(
+        tiny_model("llama"),
+        tokenizer,
+        EXAMPLES,
+        cfg_for("llama", "lora"),
+        tmp_path / "a",
+        anchor_spec(),
+    )
+    terms = [step["anchor"] for step in result.log["steps"]]
+    assert terms[0] == 0  # lora_B starts at zero: M_s equals M0 before the first update
+    assert all(term > 0 for term in terms[1:])
+    assert result.log["inhibit"]["anchor_weight"] == 2.0
+
+
+def test_a_random_anchor_never_anchors_a_neuron_of_f_n(tmp_path):
+    from polneurons.neuron_store import inhibited_set, random_control, save_localization
+    from polneurons.neurons import localize
+    from polneurons.runs import control_spec, inhibit_spec
+
+    generator = torch.Generator().manual_seed(3)
+    r = {t: torch.rand(2, HIDDEN, generator=generator) for t in ("a", "b")}
+    general, specific = localize(r, k=40)
+    save_localization(tmp_path / "neurons", general, specific, r, {})
+    ift = {"of": "general", "anchor_weight": 1.0}
+    spec = inhibit_spec("rnd-anchor-n25-s0", ift, "mlp_output")
+    assert spec["random"] and spec["anchor_weight"] == 1.0
+    f_n = inhibited_set(tmp_path / "neurons", n=25, of="general", site="mlp_output")
+    for draw in range(3):
+        control_kind = f"rnd-anchor-n25-s{draw}"
+        control, _ = random_control(
+            tmp_path / "neurons", control_spec(control_kind, ift, "mlp_output"), seed=0
+        )
+        assert len(control) == len(f_n) and not (control.as_mask() & f_n.as_mask()).any()
+        model = add_lora(tiny_model("llama"), resolve_config(cfg_for("llama", "lora")))
+        inhibition = Inhibition(model, {**spec, "neurons": control.by_layer()})
+        anchored = {(layer, int(i)) for layer, index in inhibition.neurons.items() for i in index}
+        treated = set(zip(f_n.layers.tolist(), f_n.indices.tolist(), strict=True))
+        assert anchored and not anchored & treated
+
+
+def test_anchor_is_refused_without_lora_or_a_positive_weight(tokenizer, tmp_path):
+    problem = inhibition_problem("mlp_output", "anchor", "full", [])
+    assert problem and "LoRA" in problem and "\n" not in problem
+    assert inhibition_problem("mlp_output", "anchor", "lora", ["q_proj", "v_proj"]) is None
+    with pytest.raises(ConfigError, match="anchor"):
+        train(tokenizer, tmp_path / "full", method="full", inhibit=anchor_spec())
+    model = add_lora(tiny_model("llama"), resolve_config(cfg_for("llama", "lora")))
+    for weight in (0, -1.0, None):
+        with pytest.raises(ConfigError, match="anchor_weight"):
+            Inhibition(model, anchor_spec(weight=weight))
+    assert not (tmp_path / "full").exists()

@@ -201,3 +201,69 @@ def test_patched_generate_refuses_a_model_without_adapter_and_a_bad_site(tokeniz
         patched_generate(tuned, tokenizer, PROMPTS, {}, "mlp_output", 2)
     with pytest.raises(ConfigError, match="outside 0..31"):
         patched_generate(tiny_lora("llama"), tokenizer, PROMPTS, {0: [40]}, "mlp_output", 2)
+
+
+@pytest.mark.parametrize(
+    "site_name, lora_targets",
+    [
+        ("mlp_output", r".*\.mlp\.(gate_proj|up_proj|down_proj)"),
+        ("mlp_intermediate", r".*\.mlp\.(gate_proj|up_proj)"),
+    ],
+)
+def test_restoring_every_neuron_gives_the_base_models_greedy_tokens(
+    site_name, lora_targets, tokenizer
+):
+    # restore (method.md: InhibitFT): M_s generates with M0's values on the set; with every
+    # coordinate of a site only the adapted MLP feeds, M_s's residual stream is M0's.
+    model = tiny_lora("llama", lora_targets)
+    with model.disable_adapter():
+        base_texts = greedy_generate(model, tokenizer, PROMPTS, NEW_TOKENS, batch_size=2)
+    tuned_texts = greedy_generate(model, tokenizer, PROMPTS, NEW_TOKENS, batch_size=2)
+    assert base_texts != tuned_texts
+    restored = patched_generate(
+        model,
+        tokenizer,
+        PROMPTS,
+        _every_neuron(site_name),
+        site_name,
+        NEW_TOKENS,
+        2,
+        direction="necessity",
+    )
+    assert restored == base_texts
+    untouched = patched_generate(
+        model, tokenizer, PROMPTS, {}, site_name, NEW_TOKENS, 2, direction="necessity"
+    )
+    assert untouched == tuned_texts  # nothing restored: M_s itself
+
+
+@pytest.mark.parametrize("site_name", SITES)
+def test_restoring_a_partial_set_matches_full_prefix_forwards(
+    tuned_everywhere, tokenizer, site_name
+):
+    model, neurons = tuned_everywhere, PARTIAL[site_name]
+    site = NeuronSite(model, site_name)
+    reference = []
+    with torch.inference_mode():
+        for prompt in PROMPTS:
+            prompt_ids, new = tokenizer(prompt)["input_ids"], []
+            for _ in range(NEW_TOKENS):
+                prefix = torch.tensor([prompt_ids + new])
+                with model.disable_adapter(), site.record() as base:
+                    model(input_ids=prefix)
+                with site.patch(neurons, base):
+                    token = int(model(input_ids=prefix).logits[0, -1].argmax())
+                new.append(token)
+                if token == EOS:
+                    break
+            reference.append(new)
+    checked, switch = site.check_neurons(neurons), AdapterSwitch(model)
+    restored = _tokens(
+        model,
+        tokenizer,
+        lambda: lockstep_step(
+            model, switch, site, checked, new_cache(model), new_cache(model), "necessity"
+        ),
+    )
+    assert restored == reference
+    assert reference not in (_base_tokens(model, tokenizer), _tuned_tokens(model, tokenizer))

@@ -250,7 +250,7 @@ def test_the_null_fine_tune_is_a_trained_kind_localized_like_ft_and_never_replic
 
 def test_the_null_control_inhibits_g_nulls_f_n_and_is_paired_with_inhibitft():
     raw = yaml.safe_load((REPO / "config.yaml").read_text()) | {"null_finetune": True}
-    raw["inhibitft"] |= {"null_control": True}
+    raw["inhibitft"] |= {"null_control": True, "strategies": ["freeze_rows"]}
     config = validate_config(raw | {"training_seeds": 2})
     kinds = runs.inhibitft_kinds(config)
     assert {"nift-freeze_rows-n5", "nift-freeze_rows-n5-t1"} <= set(kinds)
@@ -269,6 +269,7 @@ def test_the_null_control_inhibits_g_nulls_f_n_and_is_paired_with_inhibitft():
     assert runs.inhibitft_controls("ift-freeze_rows-n5") == [
         "rnd-freeze_rows-n5",
         "nift-freeze_rows-n5",
+        "restore-n5",
     ]
     assert runs.inhibitft_controls("nift-freeze_rows-n5") == []
     assert runs.inhibitft_controls("ift-freeze_rows-n5-t1") == []  # replicates are pooled first
@@ -279,4 +280,38 @@ def test_the_null_control_inhibits_g_nulls_f_n_and_is_paired_with_inhibitft():
     assert "\n" not in str(err.value)
     raw["null_finetune"], raw["inhibitft"]["null_control"] = True, [7]
     with pytest.raises(ConfigError, match="inhibitft.null_control \\[7\\] are not among"):
+        validate_config(raw)
+
+
+def test_restore_is_an_untrained_kind_of_f_n_listed_where_inhibitft_restore_names_it():
+    restore = runs.parse_kind("restore-n7.5")
+    assert (restore.family, restore.n, restore.trained, restore.localized_on) == (
+        "restore",
+        7.5,
+        False,
+        "ft",
+    )
+    assert re.fullmatch(runs.KIND, "restore-n5") and not re.fullmatch(runs.TRAIN_KIND, "restore-n5")
+    for bad in ("restore-n5-t1", "restore-n5-s0", "restore"):
+        with pytest.raises(ConfigError):
+            runs.parse_kind(bad)
+    raw = yaml.safe_load((REPO / "config.yaml").read_text())
+    for restore, expected in (
+        (False, []),
+        (True, ["restore-n5", "restore-n15"]),
+        ([15], ["restore-n15"]),
+    ):
+        raw["inhibitft"] |= {"n": [5, 15], "restore": restore}
+        assert runs.restore_kinds(validate_config(raw)) == expected
+    for bad, key in (([], "inhibitft.restore"), ([10], "inhibitft.restore")):
+        raw["inhibitft"]["restore"] = bad
+        with pytest.raises(ConfigError, match=key) as err:
+            validate_config(raw)
+        assert "\n" not in str(err.value)
+    raw["inhibitft"] |= {
+        "restore": True,
+        "strategies": ["stopgrad"],
+        "finetune": {"method": "full"},
+    }
+    with pytest.raises(ConfigError, match="inhibitft.restore needs LoRA"):
         validate_config(raw)

@@ -357,7 +357,7 @@ def _check_semantics(config: dict) -> None:
             "set null_finetune: true (G_null comes from the null fine-tune)",
         )
     sweep = config["inhibitft"]["n"]
-    for key in ("random_control", "null_control"):
+    for key in ("random_control", "null_control", "restore"):
         control = config["inhibitft"][key]
         stray = [n for n in control if n not in sweep] if isinstance(control, list) else []
         if stray:
@@ -377,10 +377,20 @@ def _check_semantics(config: dict) -> None:
         from polneurons.inhibit import inhibition_problem
 
         ft = inhibitft_finetune(config)
+        if config["inhibitft"]["restore"] is not False and ft["method"] != "lora":
+            raise ConfigError(
+                "inhibitft.restore needs LoRA: M0's values are read with the adapter off",
+                "set inhibitft.finetune.method: lora, or inhibitft.restore: false",
+            )
         for strategy in config["inhibitft"]["strategies"]:
             reason = inhibition_problem(
                 config["neurons"]["site"], strategy, ft["method"], ft["lora"]["target_modules"]
             )
+            if reason and strategy == "anchor" and ft["method"] != "lora":
+                raise ConfigError(
+                    f"InhibitFT cannot act: {reason}",
+                    "set inhibitft.finetune.method: lora, or drop anchor from inhibitft.strategies",
+                )
             if reason:
                 raise ConfigError(
                     f"InhibitFT cannot act: {reason}",

@@ -189,29 +189,48 @@ def count_loss_tokens(batch: dict) -> int:
     return int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
 
 
-def accumulate_gradients(model: nn.Module, group: list[dict]) -> tuple[float, int]:
-    """Backward the completion loss of one optimizer step's micro-batches; (loss, loss tokens).
+def accumulate_gradients(
+    model: nn.Module, group: list[dict], inhibition=None
+) -> tuple[float, int, float | None]:
+    """Backward the loss of one optimizer step's micro-batches; (completion loss, loss tokens,
+    anchor term or None).
 
-    The loss is the token-weighted mean over the whole step (every completion token counts once,
-    whatever the micro-batch it falls in), so grad_accum does not change what is optimised.
+    The completion loss is the token-weighted mean over the whole step (every completion token
+    counts once, whatever the micro-batch it falls in), so grad_accum does not change what is
+    optimised. With an anchoring `Inhibition` (method.md: InhibitFT, ``anchor``) the loss adds
+    anchor_weight x the mean over the step's non-padding tokens and the anchored neurons of the
+    squared deviation from M0 over the base RMS; the anchor term is returned before weighting.
     """
     n_tokens = sum(count_loss_tokens(batch) for batch in group)
-    total = 0.0
+    anchored = inhibition is not None and inhibition.anchored
+    if anchored:
+        n_anchor = inhibition.n_neurons * sum(int(b["attention_mask"].sum()) for b in group)
+    total, anchor_total = 0.0, 0.0
     for batch in group:
-        loss = completion_loss_sum(model, batch) / n_tokens
-        loss.backward()
+        if anchored:
+            base = inhibition.base_values(batch)
+            with inhibition.neuron_site.capture(inhibition.neurons) as tuned:
+                loss = completion_loss_sum(model, batch) / n_tokens
+            anchor = inhibition.anchor_term(tuned, base, batch["attention_mask"]) / n_anchor
+            (loss + inhibition.anchor_weight * anchor).backward()
+            anchor_total += anchor.item()
+        else:
+            loss = completion_loss_sum(model, batch) / n_tokens
+            loss.backward()
         total += loss.item()
-    return total, n_tokens
+    return total, n_tokens, anchor_total if anchored else None
 
 
 def train_step(model, group, optimizer, scheduler, inhibition=None) -> tuple[float, int, float]:
     """One optimizer step on a group of micro-batches: (loss, loss tokens, learning rate used).
 
     With an `Inhibition`, the frozen slices' gradients are masked before the update and their
-    values restored after it; its `active()` block must surround the call (stopgrad).
+    values restored after it; its `active()` block must surround the call (stopgrad); an
+    anchoring one adds its term to the loss (its value: `inhibition.last_anchor`).
     """
-    loss, n_tokens = accumulate_gradients(model, group)
+    loss, n_tokens, anchor = accumulate_gradients(model, group, inhibition)
     if inhibition:
+        inhibition.last_anchor = anchor
         inhibition.mask_gradients()
     lr = scheduler.get_last_lr()[0]
     optimizer.step()
@@ -299,6 +318,8 @@ def trainable_model(model: nn.Module, cfg: dict, inhibit: dict | None):
             cfg["lora"]["target_modules"],
             model=model,
         )
+        if problem and inhibit["strategy"] == "anchor" and cfg["method"] != "lora":
+            raise ConfigError(problem, "fine-tune with method: lora")
         if problem:
             raise ConfigError(problem, "train the MLP projections too (lora.target_modules)")
     random.seed(cfg["seed"])
@@ -319,6 +340,11 @@ def run_steps(model, tokenized, cfg, pad_id, total_steps, inhibition, progress=N
 
     trainable = [p for p in model.parameters() if p.requires_grad]
     device = model.get_input_embeddings().weight.device
+    if inhibition is not None and inhibition.anchored:  # the base RMS over the training set
+        size = cfg["batch_size"]
+        inhibition.calibrate(
+            collate(tokenized[i : i + size], pad_id, device) for i in range(0, len(tokenized), size)
+        )
     optimizer = torch.optim.AdamW(trainable, lr=cfg["lr"], weight_decay=cfg["weight_decay"])
     scheduler = get_linear_schedule_with_warmup(optimizer, cfg["warmup_steps"], total_steps)
     steps = []
@@ -332,16 +358,17 @@ def run_steps(model, tokenized, cfg, pad_id, total_steps, inhibition, progress=N
             group = [collate(batch, pad_id, device) for batch in group]
             loss, n_tokens, lr = train_step(model, group, optimizer, scheduler, inhibition)
             seconds = round(time.perf_counter() - start, 3)
-            steps.append(
-                {
-                    "step": step,
-                    "epoch": epoch,
-                    "loss": loss,
-                    "lr": lr,
-                    "tokens": n_tokens,
-                    "seconds": seconds,
-                }
-            )
+            record = {
+                "step": step,
+                "epoch": epoch,
+                "loss": loss,
+                "lr": lr,
+                "tokens": n_tokens,
+                "seconds": seconds,
+            }
+            if inhibition is not None and inhibition.anchored:
+                record["anchor"] = inhibition.last_anchor  # before anchor_weight
+            steps.append(record)
             bar.update(1)
             bar.set_postfix(loss=f"{loss:.4f}")
     model.eval()

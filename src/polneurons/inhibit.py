@@ -1,6 +1,7 @@
 """InhibitFT (method.md: InhibitFT): fine-tuning in which the inhibited neurons cannot be learned through.
 
-`finetune(..., inhibit={"strategy", "site", "neurons"})` applies one of two strategies:
+`finetune(..., inhibit={"strategy", "site", "neurons"[, "anchor_weight"]})` applies one of three
+strategies:
 
 - ``freeze_rows``: the parameter slices that write the inhibited neurons (architectures.
   writer_params) get no update. Their gradient is zeroed after each backward and their values
@@ -36,7 +37,9 @@ from polneurons.architectures import (
 from polneurons.errors import ConfigError
 from polneurons.sites import NeuronSite
 
-STRATEGIES = ("freeze_rows", "stopgrad")
+STRATEGIES = ("freeze_rows", "stopgrad", "anchor")
+# A base RMS below this (a dead neuron) is raised to it, so the anchor term stays finite.
+MIN_BASE_RMS = 1e-6
 # Output heads of the supported architectures: downstream of every neuron site.
 OUTPUT_HEADS = ("lm_head", "embed_out")
 
@@ -86,11 +89,18 @@ def inhibition_problem(
       through the site, so the one case impossible from names is LoRA on the output head only.
       (Down-projection-only LoRA at mlp_intermediate has nothing upstream in layer 0; that
       depends on the neuron set and is refused by `Inhibition`.)
+    - anchor acts under the same condition as stopgrad (its gradient reaches only upstream
+      parameters) and needs LoRA: full fine-tuning keeps no copy of M0 to read the targets from.
     """
     if strategy not in STRATEGIES:
         return f"unknown inhibition strategy {strategy!r} (use one of: {', '.join(STRATEGIES)})"
     if site not in SITES:
         return f"unknown neuron site {site!r} (use one of: {', '.join(SITES)})"
+    if strategy == "anchor" and method != "lora":
+        return (
+            "anchor needs LoRA (finetune.method: lora): M0's values are read from the same "
+            "model with its adapter off"
+        )
     if method == "full":
         return None
     targets = {name.rsplit(".", 1)[-1] for name in target_modules}
@@ -179,10 +189,91 @@ class Inhibition:
                 self._freeze_writers(model, layer, index)
             elif not _has_trainable_upstream(model, self.site, layer):
                 raise ConfigError(
-                    f"stopgrad at {self.site} of layer {layer} cannot act: no trainable "
+                    f"{self.strategy} at {self.site} of layer {layer} cannot act: no trainable "
                     "parameter lies upstream of it",
                     "train the attention or MLP projections too (lora.target_modules)",
                 )
+        self.anchor_weight = None
+        self.last_anchor: float | None = None  # the latest step's anchor term (train_step)
+        self.base_rms: dict[int, torch.Tensor] | None = None
+        if self.strategy == "anchor":
+            self._prepare_anchor(model, spec)
+
+    def _prepare_anchor(self, model: nn.Module, spec: dict) -> None:
+        from peft import PeftModel
+
+        from polneurons.patching import AdapterSwitch
+
+        weight = spec.get("anchor_weight")
+        if weight is None or not weight > 0:
+            raise ConfigError(
+                f"inhibitft.anchor_weight must be > 0, got {weight}",
+                "set inhibitft.anchor_weight to a positive number (the anchor's lambda)",
+            )
+        if not isinstance(model, PeftModel):
+            raise ConfigError(
+                "anchor needs a LoRA model: M0's values are read with the adapter off",
+                "use finetune.method: lora for InhibitFT",
+            )
+        self.anchor_weight = float(weight)
+        self.model = model
+        self.switch = AdapterSwitch(model)
+
+    @property
+    def anchored(self) -> bool:
+        """Whether the training loss carries the anchor term (strategy ``anchor``)."""
+        return self.strategy == "anchor"
+
+    @property
+    def n_neurons(self) -> int:
+        return sum(len(index) for index in self.neurons.values())
+
+    @torch.no_grad()
+    def base_values(self, batch: dict) -> dict[int, torch.Tensor]:
+        """M0's values of the anchored neurons on `batch` (adapter off, stopped after the last
+        anchored layer): layer -> ``[batch, seq, neurons]``."""
+        from polneurons.sites import forward_until
+
+        with (
+            self.switch.disabled(),
+            self.neuron_site.capture(self.neurons, stop_after=True) as kept,
+        ):
+            forward_until(
+                self.model, input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
+            )
+        return dict(kept)
+
+    def calibrate(self, batches) -> None:
+        """The base RMS of each anchored neuron over every non-padding token of `batches` (the
+        training set), read from M0; the anchor term divides by its square."""
+        squares = {layer: 0.0 for layer in self.neurons}
+        count = 0
+        for batch in batches:
+            mask = batch["attention_mask"].bool()
+            for layer, values in self.base_values(batch).items():
+                squares[layer] = squares[layer] + values[mask].double().pow(2).sum(0)
+            count += int(mask.sum())
+        self.base_rms = {
+            layer: (total / max(count, 1)).sqrt().float().clamp_min(MIN_BASE_RMS)
+            for layer, total in squares.items()
+        }
+
+    def anchor_term(
+        self, tuned: dict[int, torch.Tensor], base: dict[int, torch.Tensor], mask: torch.Tensor
+    ) -> torch.Tensor:
+        """Sum over the anchored neurons and the non-padding tokens (`mask`) of
+        ((h_Ms - h_M0) / base RMS)^2 (method.md: InhibitFT, ``anchor``); the caller divides by
+        (tokens x neurons) of the step for the mean."""
+        if self.base_rms is None:
+            raise RuntimeError("calibrate() the anchor before training")
+        keep = mask.bool()
+        total = None
+        for layer, values in tuned.items():
+            rms = self.base_rms[layer].to(values.device)
+            deviation = (values[keep].float() - base[layer][keep].float()) / rms
+            part = deviation.pow(2).sum()
+            total = part if total is None else total + part
+        return total
 
     def _freeze_writers(self, model: nn.Module, layer: int, index: torch.Tensor) -> None:
         trainable = [w for w in writer_params(model, self.site, layer) if w.param.requires_grad]
@@ -223,10 +314,13 @@ class Inhibition:
 
     def summary(self) -> dict:
         """What is inhibited, for the training log."""
-        return {
+        summary = {
             "strategy": self.strategy,
             "site": self.site,
             "neurons_per_layer": {layer: len(index) for layer, index in self.neurons.items()},
             "frozen_parameters": sorted({f.name for f in self.frozen}),
             "frozen_entries": sum(f.initial.numel() for f in self.frozen),
         }
+        if self.anchored:
+            summary["anchor_weight"] = self.anchor_weight
+        return summary

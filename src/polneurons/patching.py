@@ -66,6 +66,9 @@ class AdapterSwitch:
                 layer._disable_adapters = flag
 
 
+DIRECTIONS = ("sufficiency", "necessity")
+
+
 def lockstep_step(
     model: nn.Module,
     switch: AdapterSwitch,
@@ -73,25 +76,40 @@ def lockstep_step(
     neurons: dict[int, torch.Tensor],
     tuned_cache,
     base_cache,
+    direction: str = "sufficiency",
 ) -> StepFn:
-    """A `greedy_decode` step for one batch: ``M_s`` then patched ``M0`` on the same new tokens.
+    """A `greedy_decode` step for one batch: the donor model then the patched model on the same
+    new tokens.
 
-    method.md: Activation patching: ``M0``'s activations at ``neurons`` are overwritten with ``M_s``'s on
-    the same positions; the logits returned are the patched ``M0``'s. With no neurons, ``M_s``
-    is not run (the patched model is ``M0`` itself).
+    ``sufficiency`` (method.md: Activation patching): ``M0``'s activations at ``neurons`` are
+    overwritten with ``M_s``'s on the same positions; the logits returned are the patched
+    ``M0``'s. ``necessity`` (method.md: InhibitFT): ``restore``, ``M_s`` with ``M0``'s values
+    at ``neurons``, the logits the patched ``M_s``'s. With no neurons the donor is not run
+    (the patched model is the receiving model itself).
     """
     tuned_step = cached_step(model, tuned_cache)
     base_step = cached_step(model, base_cache)
+    if direction == "sufficiency":
 
-    def step(input_ids, attention_mask, position_ids):
-        tuned_acts: dict[int, torch.Tensor] = {}
+        def step(input_ids, attention_mask, position_ids):
+            tuned_acts: dict[int, torch.Tensor] = {}
+            if neurons:
+                with site.record(layers=neurons) as tuned_acts:
+                    tuned_step(input_ids, attention_mask, position_ids)
+            with switch.disabled(), site.patch(neurons, tuned_acts):
+                return base_step(input_ids, attention_mask, position_ids)
+
+        return step
+
+    def restoring_step(input_ids, attention_mask, position_ids):
+        base_acts: dict[int, torch.Tensor] = {}
         if neurons:
-            with site.record(layers=neurons) as tuned_acts:
-                tuned_step(input_ids, attention_mask, position_ids)
-        with switch.disabled(), site.patch(neurons, tuned_acts):
-            return base_step(input_ids, attention_mask, position_ids)
+            with switch.disabled(), site.record(layers=neurons) as base_acts:
+                base_step(input_ids, attention_mask, position_ids)
+        with site.patch(neurons, base_acts):
+            return tuned_step(input_ids, attention_mask, position_ids)
 
-    return step
+    return restoring_step
 
 
 def patched_generate(
@@ -105,8 +123,11 @@ def patched_generate(
     add_special_tokens: bool = True,
     progress: IO | None = None,
     return_token_counts: bool = False,
+    direction: str = "sufficiency",
 ) -> list[str] | tuple[list[str], list[int]]:
-    """Greedy continuations of the base model patched with the fine-tuned model's ``neurons``.
+    """Greedy continuations of the base model patched with the fine-tuned model's ``neurons``
+    (``direction="necessity"``: of the fine-tuned model with the base model's values restored
+    on ``neurons``, the ``restore`` mitigation).
 
     ``model``: a peft model (fine-tuned = adapter enabled, base = adapter disabled).
     ``neurons``: layer -> LongTensor of coordinates of ``site`` (``"mlp_output"`` or
@@ -116,6 +137,8 @@ def patched_generate(
     """
     from peft import PeftModel
 
+    if direction not in DIRECTIONS:
+        raise ValueError(f"unknown patching direction {direction!r} (use one of {DIRECTIONS})")
     if not isinstance(model, PeftModel):
         raise ModelError(
             f"activation patching needs the fine-tuned model as a peft adapter, got "
@@ -133,7 +156,7 @@ def patched_generate(
 
     def make_step() -> StepFn:
         return lockstep_step(
-            model, switch, neuron_site, checked, new_cache(model), new_cache(model)
+            model, switch, neuron_site, checked, new_cache(model), new_cache(model), direction
         )
 
     return generate_batches(
@@ -145,6 +168,6 @@ def patched_generate(
         batch_size,
         add_special_tokens,
         progress,
-        desc=f"patched generate ({sum(len(v) for v in checked.values())} neurons)",
+        desc=f"patched generate ({sum(len(v) for v in checked.values())} neurons, {direction})",
         return_token_counts=return_token_counts,
     )

@@ -64,6 +64,11 @@ class Plan:
         return runs.inhibitft_kinds(self.config)
 
     @cached_property
+    def restore_kinds(self) -> list[str]:
+        """The training-free mitigation per (model, leaning, InhibitFT source): restore-n<n>."""
+        return runs.restore_kinds(self.config)
+
+    @cached_property
     def patch_kinds(self) -> list[str]:
         """Every patching kind per (model, leaning, source), each draw of a random set apart."""
         return runs.patch_kinds(self.config)
@@ -87,10 +92,24 @@ class Plan:
         return readout_planned(self.config)
 
     @property
+    def ceiling_kinds(self) -> list[str]:
+        """InhibitFT's ceiling in the readout (method.md: InhibitFT, the ceiling): F_n, the top
+        n% of G, as patch-dose<n> at every n of inhibitft.n, with its random draws, when
+        InhibitFT runs on n% of G."""
+        ift = self.config["inhibitft"]
+        if not (ift["enabled"] and ift["of"] == "general"):
+            return []
+        draws = runs.control_draws(self.config)
+        return [kind for n in ift["n"] for kind in runs.dose_kinds(n, draws)]
+
+    @property
     def readout_kinds(self) -> list[str]:
         """The patching kinds the readout scores in both directions: every one rated on its own
-        topic (the specificity runs' S_t on other topics are not read out)."""
-        return self.patched_kinds if self.readout else []
+        topic (the specificity runs' S_t on other topics are not read out), and InhibitFT's
+        ceiling sets (`ceiling_kinds`)."""
+        if not self.readout:
+            return []
+        return list(dict.fromkeys([*self.patched_kinds, *self.ceiling_kinds]))
 
     def replicates(self, kinds) -> list[str]:
         """These trained kinds in every training replicate (training_seeds)."""
@@ -117,6 +136,10 @@ class Plan:
         ]
         return self.runs(kinds, self.inhibitft_sources, base=base)
 
+    def restore_runs(self) -> list[str]:
+        """The restore runs (InhibitFT's vanilla control, F_n restored to M0 at inference)."""
+        return self.runs(self.restore_kinds, self.inhibitft_sources)
+
     def patched(self) -> list[str]:
         """Every patched run (the specificity runs included) on the patched sources."""
         return self.runs(self.patch_kinds, self.patch_sources) if self.patching else []
@@ -127,7 +150,7 @@ class Plan:
         ids = self.stance_runs()
         ids += self.patched()
         if self.inhibitft:
-            ids += self.inhibitft_runs()
+            ids += self.inhibitft_runs() + self.restore_runs()
         return list(dict.fromkeys(ids))
 
     def trained(self) -> list[str]:
@@ -199,7 +222,7 @@ class Plan:
             if self.readout:
                 made |= {"readout", "readout_contrasts"}
         if self.inhibitft:
-            made |= {"inhibitft", "versus"}
+            made |= {"inhibitft", "versus", "inhibitft_ll"}
         return made
 
     def claim_tables(self) -> dict[str, str]:

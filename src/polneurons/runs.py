@@ -28,6 +28,9 @@ kind                                what it is                                 t
                                     (``patching.dose``)
 ``patch-dose<x>-random-s<draw>``    draw <draw> of a random set the size of    no
                                     the top x% of G, outside G
+``restore-n<n>``                    InhibitFT's vanilla control generating     no
+                                    with F_n restored to M0's values
+                                    (``inhibitft.restore``)
 ==================================  =========================================  ==============
 
 A random control's kind always ends in ``-s<draw>`` (draw 0, 1, ..., ``controls.seeds`` of
@@ -76,8 +79,9 @@ TRAIN_KIND = rf"{VANILLA_KIND}|{INHIBIT_KIND}"
 DOSE = r"dose[0-9]+(?:\.[0-9]+)?"  # the top x% of G by score (patching.dose)
 PATCH_CONDITION = rf"{'|'.join(PATCH_SETS)}|random{DRAW}|{DOSE}|{DOSE}-random{DRAW}"
 PATCH_KIND = rf"patch-({PATCH_CONDITION})"
+RESTORE_KIND = r"restore-n[0-9]+(?:\.[0-9]+)?"  # the training-free mitigation (inhibitft.restore)
 CONTROL_KIND = rf"patch-random{DRAW}|patch-{DOSE}-random{DRAW}|rnd-[a-z_]+-n[0-9.]+{DRAW}"
-KIND = rf"{TRAIN_KIND}|{PATCH_KIND}"
+KIND = rf"{TRAIN_KIND}|{PATCH_KIND}|{RESTORE_KIND}"
 
 _KIND = re.compile(
     r"((?P<family>ft|ftctl|null)"
@@ -85,12 +89,13 @@ _KIND = re.compile(
     r"(-t(?P<replicate>0|[1-9][0-9]*))?"
     r"|patch-(dose(?P<dose>[0-9]+(\.[0-9]+)?)(?P<dose_random>-random)?|(?P<set>[a-z_]+))"
     r"(-s(?P<pdraw>[0-9]+))?"
+    r"|restore-n(?P<restore>[0-9]+(\.[0-9]+)?)"
 )
 
 
 @dataclass(frozen=True)
 class Kind:
-    """One run kind, parsed: `family` is ft, ftctl, null, ift, nift, rnd or patch."""
+    """One run kind, parsed: `family` is ft, ftctl, null, ift, nift, rnd, patch or restore."""
 
     text: str
     family: str
@@ -127,7 +132,7 @@ class Kind:
     @property
     def needs_neurons(self) -> bool:
         """Whether the run takes the localized neurons of the source's vanilla run."""
-        return self.family in ("ift", "nift", "rnd", "patch")
+        return self.family in ("ift", "nift", "rnd", "patch", "restore")
 
     @property
     def localized_on(self) -> str | None:
@@ -169,8 +174,10 @@ def parse_kind(kind: str, pooled: bool = False) -> Kind:
             "use ft, ftctl, null, ift-<strategy>-n<n>, nift-<strategy>-n<n>, "
             "rnd-<strategy>-n<n>-s<draw> (the trained ones but null may end in "
             f"-t<replicate>), patch-<{'|'.join(PATCH_SETS)}>, patch-random-s<draw>, "
-            "patch-dose<x> or patch-dose<x>-random-s<draw>",
+            "patch-dose<x>, patch-dose<x>-random-s<draw> or restore-n<n>",
         )
+    if match["restore"]:
+        return Kind(kind, "restore", n=float(match["restore"]))
     replicate = int(match["replicate"] or 0)
     if match["family"]:
         return Kind(kind, match["family"], replicate=replicate)
@@ -327,10 +334,12 @@ def random_counterpart(kind: str) -> str | None:
 
 def inhibitft_controls(kind: str) -> list[str]:
     """The pooled controls an InhibitFT kind is compared with, paired (method.md: InhibitFT):
-    its random control and its null control (as many of G_null's top neurons); [] otherwise.
+    its random control, its null control (as many of G_null's top neurons) and the
+    training-free mitigation at the same n (restore); [] otherwise. The tables pair those
+    that ran.
 
     >>> inhibitft_controls("ift-freeze_rows-n5")
-    ['rnd-freeze_rows-n5', 'nift-freeze_rows-n5']
+    ['rnd-freeze_rows-n5', 'nift-freeze_rows-n5', 'restore-n5']
     """
     try:
         parsed = parse_kind(kind, pooled=True)
@@ -338,7 +347,25 @@ def inhibitft_controls(kind: str) -> list[str]:
         return []
     if parsed.family != "ift" or parsed.text != parsed.first:
         return []
-    return [random_counterpart(kind), inhibit_kind(parsed.strategy, parsed.n, null=True)]
+    return [
+        random_counterpart(kind),
+        inhibit_kind(parsed.strategy, parsed.n, null=True),
+        restore_kind(parsed.n),
+    ]
+
+
+def restore_kind(n: float) -> str:
+    """restore-n<n>: InhibitFT's vanilla control generating with F_n restored to M0's values."""
+    return f"restore-n{format_n(n)}"
+
+
+def restore_kinds(config: dict) -> list[str]:
+    """The training-free mitigation's kinds per (model, leaning, InhibitFT source): one per n
+    of inhibitft.n that inhibitft.restore names (true: every n)."""
+    ift = config["inhibitft"]
+    if not ift["enabled"]:
+        return []
+    return [restore_kind(n) for n in ift["n"] if random_control_at(ift, n, "restore")]
 
 
 def patch_kind(patched: str, draw: int | None = None) -> str:
@@ -368,7 +395,8 @@ def control_draws(config: dict) -> list[int]:
 
 def random_control_at(inhibitft: dict, n: float, control: str = "random_control") -> bool:
     """Whether InhibitFT at n% also trains the random-inhibition control (inhibitft.random_control),
-    or with control="null_control" the null control (inhibitft.null_control)."""
+    or with control="null_control" the null control (inhibitft.null_control), or with
+    control="restore" runs the training-free mitigation (inhibitft.restore)."""
     at = inhibitft[control]
     return at if isinstance(at, bool) else n in at
 
@@ -454,6 +482,8 @@ def inhibit_spec(kind: str, inhibitft: dict, site: str) -> dict:
     }
     if parsed.family == "nift":  # the null control: as many neurons as F_n, the top of G_null
         spec["from"] = "null"
+    if parsed.strategy == "anchor":  # its lambda (a param only of the runs it changes)
+        spec["anchor_weight"] = inhibitft["anchor_weight"]
     return spec if parsed.draw is None else {**spec, "draw": parsed.draw}
 
 

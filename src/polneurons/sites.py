@@ -34,10 +34,22 @@ from polneurons.architectures import (
 )
 from polneurons.errors import ConfigError
 
-__all__ = ["SITES", "NeuronSite"]
+__all__ = ["SITES", "NeuronSite", "StopForward", "forward_until"]
 
 # A hook body: (layer, activation) -> replacement activation, or None to leave it unchanged.
 _Edit = Callable[[int, torch.Tensor], torch.Tensor | None]
+
+
+class StopForward(Exception):
+    """Raised by a `NeuronSite.capture(stop_after=True)` hook once the last read site is kept."""
+
+
+def forward_until(model: nn.Module, **inputs) -> None:
+    """Run ``model(**inputs)`` inside a stopping capture: it ends at the capture's last layer."""
+    try:
+        model(**inputs)
+    except StopForward:
+        pass
 
 
 class NeuronSite:
@@ -136,6 +148,33 @@ class NeuronSite:
 
         with self._hooked(layers, store):
             yield recorded
+
+    @contextlib.contextmanager
+    def capture(
+        self, neurons: Mapping[int, torch.Tensor], stop_after: bool = False
+    ) -> Iterator[dict[int, torch.Tensor]]:
+        """Keep coordinates ``neurons[l]`` of each forward in the block, gradient attached.
+
+        Yields a dict layer -> ``[batch, seq, len(neurons[l])]`` of the latest forward (InhibitFT's
+        ``anchor``: the tuned values the loss holds to the base model's). With ``stop_after``, a
+        forward ends right after the last listed layer's site (`StopForward`, caught here and in
+        `forward_until`): nothing downstream is computed, for a pass that only reads the site.
+        """
+        neurons = self.check_neurons(neurons)
+        last = max(neurons) if neurons else None
+        kept: dict[int, torch.Tensor] = {}
+        device_indices: dict[tuple[int, torch.device], torch.Tensor] = {}
+
+        def keep(layer: int, act: torch.Tensor) -> None:
+            key = (layer, act.device)
+            if key not in device_indices:
+                device_indices[key] = neurons[layer].to(act.device)
+            kept[layer] = act.index_select(-1, device_indices[key])
+            if stop_after and layer == last:
+                raise StopForward
+
+        with self._hooked(neurons, keep):
+            yield kept
 
     @contextlib.contextmanager
     def patch(

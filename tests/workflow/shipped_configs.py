@@ -87,7 +87,7 @@ def _first(values):
 
 
 def _kept(control, n):
-    """inhibitft.random_control / null_control on the kept sweep: a list keeps its kept values
+    """inhibitft.random_control / null_control / restore on the kept sweep: a list keeps its kept values
     (none left: off); true or false stays."""
     if not isinstance(control, list):
         return control
@@ -123,6 +123,7 @@ def shrink_overlay(files, model: Path, judge_url: str | None = None) -> dict:
             "n": n,
             "random_control": _kept(full["inhibitft"]["random_control"], n),
             "null_control": _kept(full["inhibitft"]["null_control"], n),
+            "restore": _kept(full["inhibitft"]["restore"], n),
         },
     }
     for stage in ("patching", "inhibitft"):

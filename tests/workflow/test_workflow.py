@@ -73,16 +73,20 @@ def test_embedded_default_dry_run_trains_and_patches_only_what_its_budget_lists(
     assert proc.returncode == 0, out[-3000:]
     # every trained run's output is <results>/<model>/<lean>/<src>/<kind>/train
     trained = set(re.findall(r"^\s+output: \S+/([\w.-]+)/train$", out, re.M))
-    assert trained == {"ft", "ift-freeze_rows-n5", "rnd-freeze_rows-n5-s0"}
+    assert trained == {"ft", "ift-anchor-n5", "rnd-anchor-n5-s0"}  # the anchored InhibitFT
+    restored = set(re.findall(r"^\s+output: \S+/(restore-[\w.]+)/generations\.jsonl$", out, re.M))
+    assert restored == {"restore-n5"}  # the training-free mitigation InhibitFT must beat
     patched = set(re.findall(r"^\s+output: \S+/(\w+/patch-[\w-]+)/generations\.jsonl$", out, re.M))
     config = validate_config(yaml.safe_load((REPO / "config.yaml").read_text()))
     assert config["source_topics"] == ["crime_and_gun"]  # the budget fine-tunes one source topic
     assert patched == {f"crime_and_gun/{kind}" for kind in runs.patch_kinds(config)}
     # G, S_t and G's random control; no ceiling runs, no dose (the CPU study's controls)
     assert patched == {f"crime_and_gun/patch-{c}" for c in ["general", "specific", "random-s0"]}
-    # the readout of each, one job per topic
+    # the readout of each, one job per topic, with InhibitFT's ceiling (F_5 against random)
     read = set(re.findall(r"^\s+output: \S+/ft/readout/(\w+)\.csv$", out, re.M))
     assert read == set(config["topics"])
+    drawn = set(re.findall(r"^\s+output: \S+/(patch-dose[\w.-]+)/control/neurons\.pt,", out, re.M))
+    assert drawn == {"patch-dose5-random-s0"}
 
 
 @pytest.mark.integration
@@ -236,7 +240,19 @@ def test_the_controls_beyond_the_paper_each_reach_a_table_and_a_claim(extended_r
     main = pd.read_csv(tables / "inhibitft_main.csv")
     assert (main.loc[main["condition"] == nift, "seeds"] == 2).all()
     versus = pd.read_csv(tables / "inhibitft_vs_random.csv")
-    assert set(versus["control"]) == {runs.split_draw(kinds["rnd"])[0], nift}
+    strategies = config["inhibitft"]["strategies"]
+    assert "anchor" in strategies  # the anchored InhibitFT beside the paper's
+    restore = runs.restore_kind(kinds["n"])
+    expected = {
+        c for s in strategies for c in runs.inhibitft_controls(runs.inhibit_kind(s, kinds["n"]))
+    }
+    assert set(versus["control"]) == expected and restore in expected
+    # restore: the vanilla control generates with F_n restored, judged like an arm; no training
+    assert (run / restore / "ratings.jsonl").is_file() and not (run / restore / "train").exists()
+    effect_runs = set(pd.read_csv(tables / "inhibition_effect.csv")["condition"])
+    assert runs.inhibit_kind("anchor", kinds["n"]) in effect_runs and restore not in effect_runs
+    cuts = read_table(tables / "inhibitft_loglik_cuts.csv")
+    assert {runs.inhibit_kind(s, kinds["n"]) for s in strategies} <= set(cuts["condition"])
     effect = pd.read_csv(tables / "inhibition_effect.csv").set_index(["condition", "set"])
     assert effect.loc[(nift, "inhibited"), "n_neurons"] == len(f_null)
     claims = pd.read_csv(tables / "claims.csv")["claim"]

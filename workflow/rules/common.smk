@@ -290,6 +290,7 @@ def final_outputs():
         outputs += list(rules.readout_tables.output)
     if PLAN.inhibitft:
         outputs += [*rules.inhibitft_tables.output, *inhibitft_runs("scores.csv")]
+        outputs += paths("scores.csv", PLAN.restore_runs())
         outputs += list(rules.inhibition_effect.output)
     return outputs
 

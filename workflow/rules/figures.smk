@@ -135,7 +135,8 @@ rule readout_tables:
 
 rule inhibitft_tables:
     input:
-        ratings=inhibitft_runs("ratings.jsonl"),
+        ratings=inhibitft_runs("ratings.jsonl")
+        + paths("ratings.jsonl", PLAN.restore_runs()),
         loglik=inhibitft_runs("loglik.csv"),
         perplexity=inhibitft_runs("perplexity.json", PLAN.inhibitft_arms()),
         controls=control_reports(PLAN.inhibitft_kinds, PLAN.inhibitft_sources),
@@ -145,6 +146,7 @@ rule inhibitft_tables:
         ),
         **table_paths("perplexity", "ppl", category="4. InhibitFT"),
         **table_paths("inhibitft_loglik", "loglik", category="4. InhibitFT"),
+        **table_paths("inhibitft_loglik_cuts", "cuts", category="4. InhibitFT"),
         **table_paths("inhibitft_controls", "controls"),
         **table_paths("inhibitft_vs_random", "versus", category="4. InhibitFT"),
         **figure_outputs("ablation", "4. InhibitFT", "ablation"),

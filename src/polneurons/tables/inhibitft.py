@@ -3,6 +3,7 @@ how much the inhibited neurons still move."""
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from polneurons.runs import split_replicate
@@ -46,8 +47,13 @@ def ablation_curve(main: pd.DataFrame, control: str) -> pd.DataFrame:
     per_model = main[(main["source"] == "mean") & (main["model"] != "mean")]
     for _, row in per_model.iterrows():
         kind = parse_kind(row["condition"], pooled=True)
-        arm = {"ift": "InhibitFT", "nift": "InhibitFT on G_null", "rnd": "random"}[kind.family]
-        label = f"{arm} ({kind.strategy})"
+        arm = {
+            "ift": "InhibitFT",
+            "nift": "InhibitFT on G_null",
+            "rnd": "random",
+            "restore": "restore at inference",
+        }[kind.family]
+        label = f"{arm} ({kind.strategy})" if kind.strategy else arm
         for metric in ("CG", "TS"):
             curve.append(
                 {
@@ -110,3 +116,96 @@ def inhibition_effect(r_run, r_vanilla, inhibited, general) -> list[dict]:
             }
         )
     return rows
+
+
+LOGLIK_CUT_COLUMNS = [
+    "model", "leaning", "source", "condition", "control", "pairs", "pooled_runs",
+    "CG_ll_cut", "CG_ll_cut_lo", "CG_ll_cut_hi", "TS_ll_kept", "TS_ll_kept_lo", "TS_ll_kept_hi",
+    "versus", "difference", "difference_lo", "difference_hi",
+]  # fmt: skip
+
+
+def loglik_cuts(
+    frame: pd.DataFrame, control: str, n_boot: int, seed: int, alpha: float
+) -> pd.DataFrame:
+    """Claim 3 without a judge (method.md: InhibitFT, "Both readouts"): per InhibitFT arm, the
+    relative cut of the cross-topic S_ll shift and the share of the source topic's kept, against
+    the vanilla control, on the held-out log-likelihood pairs:
+
+        CG_ll_cut = 1 - CG_ll(X) / CG_ll(control),   TS_ll_kept = TS_ll(X) / TS_ll(control)
+
+    with dS_ll(X) = S_ll(X) - S_ll(M0) per pair, TS_ll its mean on the source topic and CG_ll
+    the mean over the other topics of each topic's mean (`tables.stance.loglik_shift`). Each
+    kind pools its random draws and training replicates (per-pair S_ll averaged). CIs: one
+    bootstrap over pairs stratified by topic, the same resampled pairs for every condition, so
+    each InhibitFT arm minus each of its controls (`runs.inhibitft_controls`: random, null) gets
+    a paired CI (`versus`, `difference`).
+
+    `frame`: `tables.stance.collect_loglik`'s rows (model, leaning, source, condition, topic,
+    pair, value), base included.
+    """
+    from polneurons.runs import inhibitft_controls, split_draw
+    from polneurons.tables.readout import PairResampler, percentile_ci
+
+    rows = []
+    base_rows = frame[frame["condition"] == "base"]
+    for (model, leaning, source), run in frame[frame["condition"] != "base"].groupby(
+        ["model", "leaning", "source"]
+    ):
+        base = base_rows[base_rows["model"] == model].set_index(["topic", "pair"])["value"]
+        pooled = run.assign(
+            kind=[split_draw(split_replicate(c)[0])[0] for c in run["condition"]],
+            draw=[c for c in run["condition"]],
+        )
+        topics = {
+            topic: np.asarray(sorted(group["pair"].unique()))
+            for topic, group in pooled.groupby("topic")
+        }
+        if source not in topics or len(topics) < 2:
+            continue
+        others = [t for t in topics if t != source]
+        resample = PairResampler(topics, n_boot, seed)
+        figures, draws = {}, {}
+        for kind, arm in pooled.groupby("kind"):
+            by_pair = arm.groupby(["topic", "pair"])["value"].mean()
+            shift = {
+                t: (by_pair.loc[t].reindex(ids) - base.loc[t].reindex(ids)).to_numpy(float)
+                for t, ids in topics.items()
+            }
+            ts, ts_boot = resample.means(shift, [source])
+            per_topic = [resample.means(shift, [t]) for t in others]
+            cg = float(np.mean([point for point, _ in per_topic]))
+            cg_boot = np.mean([boot for _, boot in per_topic], axis=0)
+            figures[kind] = (ts, ts_boot, cg, cg_boot)
+            draws[kind] = arm["draw"].nunique()
+        if control not in figures:
+            continue
+        ts_c, ts_c_boot, cg_c, cg_c_boot = figures[control]
+        cuts = {}
+        for kind, (ts, ts_boot, cg, cg_boot) in figures.items():
+            with np.errstate(divide="ignore", invalid="ignore"):
+                cut, cut_boot = 1 - cg / cg_c, 1 - cg_boot / cg_c_boot
+                kept, kept_boot = ts / ts_c, ts_boot / ts_c_boot
+            cuts[kind] = (cut, cut_boot, kept, kept_boot)
+        for kind, (cut, cut_boot, kept, kept_boot) in cuts.items():
+            if kind == control:
+                continue
+            row = dict(
+                model=model, leaning=leaning, source=source, condition=kind, control=control,
+                pairs=sum(len(ids) for ids in topics.values()), pooled_runs=draws[kind],
+                CG_ll_cut=cut, TS_ll_kept=kept,
+            )  # fmt: skip
+            row["CG_ll_cut_lo"], row["CG_ll_cut_hi"] = percentile_ci(cut, cut_boot, alpha)
+            row["TS_ll_kept_lo"], row["TS_ll_kept_hi"] = percentile_ci(kept, kept_boot, alpha)
+            versus = [c for c in inhibitft_controls(kind) if c in cuts]
+            for against in versus or [""]:
+                contrast = dict(row, versus=against)
+                if against:
+                    other, other_boot = cuts[against][:2]
+                    diff = cut - other
+                    contrast["difference"] = diff
+                    contrast["difference_lo"], contrast["difference_hi"] = percentile_ci(
+                        diff, cut_boot - other_boot, alpha
+                    )
+                rows.append(contrast)
+    return pd.DataFrame(rows, columns=LOGLIK_CUT_COLUMNS)

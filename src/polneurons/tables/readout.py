@@ -15,6 +15,7 @@ from polneurons.runs import run_of_path, split_draw
 from polneurons.tables.patching import patching_pairs
 
 POOLED = "all"
+CROSS_TOPIC = "other topics"  # pooled over every topic but the run's source: the cross-topic shift
 KEYS = ["model", "leaning", "source"]
 READOUT_COLUMNS = [
     *KEYS, "condition", "direction", "topic", "pairs", "draws", "S_X", "S_M0", "S_Ms",
@@ -39,7 +40,7 @@ def collect_readouts(paths) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
 
 
-class _Resampler:
+class PairResampler:
     """Paired bootstrap over pairs, stratified by topic: the same resampled pairs for every
     set and direction of a run, so differences between sets get paired CIs."""
 
@@ -57,9 +58,8 @@ class _Resampler:
             for topic, ids in topics.items()
         }
 
-    def means(self, values: dict[str, np.ndarray], topic: str) -> tuple[float, np.ndarray]:
-        """(mean, bootstrap means) of per-pair values on one topic or pooled over all."""
-        names = list(self.topics) if topic == POOLED else [topic]
+    def means(self, values: dict[str, np.ndarray], names: list[str]) -> tuple[float, np.ndarray]:
+        """(mean, bootstrap means) of per-pair values pooled over the topics `names`."""
         total = sum(len(self.topics[t]) for t in names)
         point = sum(values[t].sum() for t in names) / total
         boot = sum(self.counts[t] @ values[t] for t in names) / total
@@ -74,7 +74,7 @@ def _per_pair(run: pd.DataFrame, condition: str, direction: str, topics) -> dict
     }
 
 
-def _ci(point: float, replicates: np.ndarray, alpha: float) -> tuple[float, float]:
+def percentile_ci(point: float, replicates: np.ndarray, alpha: float) -> tuple[float, float]:
     """The percentile CI of a figure over its bootstrap replicates; none for an undefined
     figure (replicates that happen to be defined make no interval for it)."""
     if not np.isfinite(point):
@@ -91,7 +91,12 @@ def _run_tables(key, run: pd.DataFrame, n_boot: int, seed: int, alpha: float):
     shares, contrasts = [], []
     ids = run[run["condition"] == "base"].groupby("topic")["pair"].apply(sorted)
     topics = {topic: np.asarray(ids[topic]) for topic in dict.fromkeys(run["topic"])}
-    resample = _Resampler(topics, n_boot, seed)
+    resample = PairResampler(topics, n_boot, seed)
+    # each topic alone, all pooled, and the cross-topic pool (every topic but the source)
+    groups = {topic: [topic] for topic in topics} | {POOLED: list(topics)}
+    cross = [topic for topic in topics if topic != key[2]]
+    if cross and len(cross) < len(topics):
+        groups[CROSS_TOPIC] = cross
     base = _per_pair(run, "base", "", topics)
     tuned = _per_pair(run, "ft", "", topics)
     sets = [c for c in dict.fromkeys(run["condition"]) if c not in ("base", "ft")]
@@ -109,13 +114,13 @@ def _run_tables(key, run: pd.DataFrame, n_boot: int, seed: int, alpha: float):
     point: dict[tuple[str, str], float] = {}
 
     def add(condition, direction, values, draws, draw_shares=None):
-        for topic in [*topics, POOLED]:
-            s_x, b_x = resample.means(values, topic)
-            s_0, b_0 = resample.means(base, topic)
-            s_s, b_s = resample.means(tuned, topic)
+        for topic, names in groups.items():
+            s_x, b_x = resample.means(values, names)
+            s_0, b_0 = resample.means(base, names)
+            s_s, b_s = resample.means(tuned, names)
             share = readout_share(direction, s_x, s_0, s_s)
             reps = readout_share(direction, b_x, b_0, b_s)
-            lo, hi = _ci(share, reps, alpha)
+            lo, hi = percentile_ci(share, reps, alpha)
             spread = (
                 float(np.std([d[topic] for d in draw_shares], ddof=1))
                 if draw_shares and len(draw_shares) > 1
@@ -127,9 +132,7 @@ def _run_tables(key, run: pd.DataFrame, n_boot: int, seed: int, alpha: float):
                     condition=condition,
                     direction=direction,
                     topic=topic,
-                    pairs=sum(len(topics[t]) for t in topics)
-                    if topic == POOLED
-                    else len(topics[topic]),
+                    pairs=sum(len(topics[t]) for t in names),
                     draws=draws,
                     S_X=s_x,
                     S_M0=s_0,
@@ -152,11 +155,11 @@ def _run_tables(key, run: pd.DataFrame, n_boot: int, seed: int, alpha: float):
             {
                 t: readout_share(
                     direction,
-                    resample.means(d, t)[0],
-                    resample.means(base, t)[0],
-                    resample.means(tuned, t)[0],
+                    resample.means(d, names)[0],
+                    resample.means(base, names)[0],
+                    resample.means(tuned, names)[0],
                 )
-                for t in [*topics, POOLED]
+                for t, names in groups.items()
             }
             for d in draws
         ]
@@ -168,9 +171,9 @@ def _run_tables(key, run: pd.DataFrame, n_boot: int, seed: int, alpha: float):
                 continue
             diff = point[treated, direction] - point[control, direction]
             reps = boot[treated, direction] - boot[control, direction]
-            lo, hi = _ci(diff, reps, alpha)
+            lo, hi = percentile_ci(diff, reps, alpha)
             t_share = point[treated, direction]
-            t_lo, t_hi = _ci(t_share, boot[treated, direction], alpha)
+            t_lo, t_hi = percentile_ci(t_share, boot[treated, direction], alpha)
             contrasts.append(
                 dict(
                     zip(KEYS, key, strict=True),
@@ -195,7 +198,8 @@ def readout_tables(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(shares, contrasts) of every run's readout (`collect_readouts`).
 
-    shares: per (run, set, direction, topic or "all"): mean S_ll of the intervened model, of M0
+    shares: per (run, set, direction, topic, "all" or "other topics", every topic but the
+    run's source): mean S_ll of the intervened model, of M0
     and of M_s, and the share (`readout.readout_share`) with its percentile CI. A random
     control's draws appear apart and pooled under the kind without its draw (`share` of the
     per-pair S_ll averaged over draws; `share_sd`: the spread of the draws' own shares).
