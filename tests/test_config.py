@@ -161,3 +161,13 @@ def test_anchor_with_full_fine_tuning_is_refused_in_one_line():
     assert "inhibitft.finetune.method: lora" in str(err.value)
     cfg["inhibitft"]["finetune"] = {"lora": {"target_modules": ["q_proj", "v_proj"]}}
     assert validate_config(cfg)["inhibitft"]["anchor_weight"] > 0  # q/v LoRA is upstream
+
+
+def test_an_empty_f_n_is_refused_at_parse_time_naming_the_key():
+    # F_n is the top n% of G, at least one neuron for any n > 0 (neurons.top_fraction): an
+    # empty F_n can only be asked for with n = 0, which the schema refuses in one line
+    cfg = _with_mlp_targets({})
+    cfg["inhibitft"] |= {"strategies": ["anchor"], "n": [0]}
+    with pytest.raises(ConfigError) as err:
+        validate_config(cfg)
+    assert "inhibitft.n" in str(err.value) and "\n" not in str(err.value)

@@ -139,3 +139,25 @@ def test_stage_sources_default_to_every_source_topic():
 
 def test_the_module_examples_hold():
     assert doctest.testmod(plan_module).failed == 0
+
+
+def test_restore_runs_are_judged_never_trained_and_one_per_listed_n(config):
+    plan = Plan(config)
+    restored = plan.restore_runs()
+    ift = config["inhibitft"]
+    listed = (
+        [n for n in ift["n"] if runs.random_control_at(ift, n, "restore")] if ift["enabled"] else []
+    )
+    assert len(restored) == cells(config, plan.inhibitft_sources) * len(listed)
+    assert set(restored) <= set(plan.judged()) and not set(restored) & set(plan.trained())
+
+
+def test_the_readout_reads_inhibitfts_ceiling_with_its_random_draws(config):
+    plan = Plan(config)
+    ift = config["inhibitft"]
+    expected = []
+    if plan.readout and ift["enabled"] and ift["of"] == "general":
+        expected = [k for n in ift["n"] for k in runs.dose_kinds(n, runs.control_draws(config))]
+    assert plan.ceiling_kinds == (expected if ift["enabled"] and ift["of"] == "general" else [])
+    assert set(expected) <= set(plan.readout_kinds)
+    assert len(plan.readout_kinds) == len(set(plan.readout_kinds))

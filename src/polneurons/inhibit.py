@@ -158,8 +158,10 @@ class Inhibition:
 
     Build it after the model is made trainable (LoRA injected or full FT enabled). The training
     loop runs its forwards inside `active()`, calls `mask_gradients()` after the backward and
-    `restore_frozen()` after the optimizer step. ConfigError if the strategy cannot act on some
-    inhibited layer.
+    `restore_frozen()` after the optimizer step; with ``anchor`` it calls `calibrate()` on the
+    training set before the first step, and `finetune.accumulate_gradients` adds the anchor
+    term (`base_values`, `NeuronSite.capture`, `anchor_term`). ConfigError if the strategy
+    cannot act on some inhibited layer.
 
     freeze_rows with LoRA at mlp_intermediate zeroes columns `j` of every trainable `lora_A`
     of the down projection before training: column `j` of its update `B @ A` is `B @ A[:, j]`,
