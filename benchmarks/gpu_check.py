@@ -529,10 +529,13 @@ def train_variant(args, ctx, cfg: dict, strategy: str | None) -> tuple[float, in
     if strategy:
         neurons = common.random_neurons(ctx.base, site, 0.05)
         inhibit = {"strategy": strategy, "site": site, "neurons": neurons}
+        inhibit["anchor_weight"] = ctx.config["inhibitft"]["anchor_weight"]
     model, inhibition = trainable_model(ctx.base, cfg, inhibit)
     try:
         model.to(args.device).train()
         group = [bench_inhibit_step.make_batch(ctx.tokenizer, shape)] * cfg["grad_accum"]
+        if inhibition is not None and inhibition.anchored:  # the base RMS, as run_steps does
+            inhibition.calibrate(group)
         trainable = [p for p in model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(trainable, lr=cfg["lr"], weight_decay=cfg["weight_decay"])
         scheduler = get_linear_schedule_with_warmup(optimizer, cfg["warmup_steps"], 1000)

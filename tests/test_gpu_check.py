@@ -81,10 +81,11 @@ def test_the_smoke_check_reports_every_section_with_a_figure(tmp_path):
         "LoRA step (finetune)",
         "InhibitFT step (freeze_rows)",
         "InhibitFT step (stopgrad)",
+        "InhibitFT step (anchor)",
     ):
         assert re.search(rf"^\| {re.escape(variant)} \| 1 x \d+ \| [0-9.]+ \|", training, re.M)
     memory = found["Memory against the config's resources"]
-    assert len(re.findall(r"^\| .+ \| [0-9.]+ \| 8\.8 \| fits \|$", memory, re.M)) == 7
+    assert len(re.findall(r"^\| .+ \| [0-9.]+ \| 8\.8 \| fits \|$", memory, re.M)) == 8
     assert "1 passed" in found["Unit tests with a CUDA path"]
     assert (out / "gpu_check.log").is_file()
 

@@ -7,7 +7,8 @@ what a config cannot say is an assumption, named in the output: the tokens of a 
 an IdeoINST answer (`ASSUMED_TOKENS`), and the throughput (the model-FLOPs utilisation of an
 H100's bf16 peak, `ASSUMED_MFU`, unless a measured one is given). FLOPs are 2 x parameters per
 token a forward pass reads or writes, 6 x per trained token (a LoRA step costs less: this is a
-bound), and a lockstep patched generation runs two models.
+bound; 8 x with InhibitFT's anchor, whose step adds a forward of M0), and a lockstep patched
+generation (patching, and restore) runs two models.
 
     polneurons-cost --configfile configs/paper.yaml
 """
@@ -37,6 +38,7 @@ MODEL_RULES = (
     "inhibitft",
     "generate",
     "patch_generate",
+    "restore_generate",
     "score_likelihood",
     "readout",
     "dump_activations",
@@ -134,9 +136,15 @@ def plan_jobs(config: dict) -> list[Job]:
         settings = config["finetune"] if family in ("ft", "null") else inhibitft_finetune(config)
         sequences = training_sequences(settings, training_examples(config, source))
         per_sequence = min(settings["max_length"], tokens["prompt"] + tokens["answer"])
-        add(rule, run, sequences, per_sequence, 6)
+        kind = runs.parse_kind(run.rsplit("/", 1)[1])
+        # anchor: one more forward of M0 (adapter off) per step, at most the whole model's
+        flops = 8 if kind.strategy == "anchor" else 6
+        add(rule, run, sequences, per_sequence, flops)
     for run in plan.judged():
         kind = run.rsplit("/", 1)[1]
+        if kind.startswith("restore-"):  # lockstep: M0 donates, M_s generates, every step
+            add("restore_generate", run, answered, tokens["prompt"] + new_tokens, 4)
+            continue
         if not kind.startswith("patch-"):
             add("generate", run, answered, tokens["prompt"] + new_tokens, 2)
             continue
