@@ -87,6 +87,7 @@ SHRINKABLE = {
     "inhibitft.n",
     "inhibitft.random_control",
     "inhibitft.null_control",
+    "inhibitft.restore",
     "inhibitft.source_topics",
     "inhibitft.finetune",
     "judge.openai",
