@@ -79,7 +79,7 @@ def test_network_rules_run_on_the_submit_host_and_gpu_rules_as_jobs(tmp_path):
     rules = parse_rules(tmp_path, {"judge": {"backend": "openai"}})
     assert rules["prepare_model"]["local"] and rules["judge"]["local"]
     assert rules["download_data"]["local"]
-    for name in GPU_RULES | {"patch_generate", "localize_neurons"}:
+    for name in GPU_RULES | {"patch_generate", "restore_generate", "localize_neurons"}:
         assert not rules[name]["local"], name
 
 
@@ -97,7 +97,7 @@ def test_gpu_partition_and_model_reach_every_gpu_rule_and_no_cpu_rule(tmp_path):
     site = {"gpu_partition": "gpu", "gpu_model": "a100"}
     rules = parse_rules(tmp_path, {"resources": site, "judge": {"backend": "hf"}})
     gpu_rules = {n for n, r in rules.items() if r["resources"].get("gpu", 0)}
-    assert gpu_rules == GPU_RULES | {"patch_generate", "judge"}
+    assert gpu_rules == GPU_RULES | {"patch_generate", "restore_generate", "judge"}
     for name, rule in rules.items():
         res = rule["resources"]
         if name in gpu_rules:

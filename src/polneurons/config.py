@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import difflib
 import math
+import os
 from pathlib import Path
 
 import yaml
@@ -227,9 +228,12 @@ def check_stack(configfiles) -> None:
             continue
         wanted = (path.parent / base).resolve()
         if wanted not in given[:position]:
+            # both named from the overlay's folder's parent (the repository for configs/)
+            root = path.parent.parent
             raise ConfigError(
                 f"{path.name} is an overlay of {base} (its `extends`), given without it",
-                f"run with --configfile {path.parent.name}/{base} {path.parent.name}/{path.name}",
+                f"run with --configfile {os.path.relpath(wanted, root)} "
+                f"{os.path.relpath(path, root)}",
             )
 
 

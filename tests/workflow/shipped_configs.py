@@ -240,6 +240,13 @@ def extended_run(tmp_path_factory, tiny_model_dir, fake_judge) -> Workdir:
     return shipped_run("cpu-study-controls", tmp_path_factory, tiny_model_dir, fake_judge)["work"]
 
 
+@pytest.fixture(scope="session")
+def inhibitft_study_run(tmp_path_factory, tiny_model_dir, fake_judge) -> Workdir:
+    """The InhibitFT study (configs/inhibitft-study.yaml on config.yaml), shrunk: the anchored
+    InhibitFT, its random and null controls, restore, two training seeds. Read-only."""
+    return shipped_run("inhibitft-study", tmp_path_factory, tiny_model_dir, fake_judge)["work"]
+
+
 def run_config(work: Workdir) -> dict:
     """The validated config a shipped run ran with: its stack and its shrink overlay."""
     files = [Path(f) for f in work.configfiles]

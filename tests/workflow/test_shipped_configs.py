@@ -214,7 +214,11 @@ def test_the_hf_judge_rates_with_a_local_model_and_undefined_scores_say_why(
 def test_each_overlay_names_the_file_it_is_stacked_on():
     for files in STACKS.values():
         for base, overlay in itertools.pairwise(files):
-            assert merged([overlay]).get("extends") == base.rsplit("/", 1)[-1], overlay
+            extends = merged([overlay]).get("extends")
+            assert (
+                extends
+                and (REPO / overlay).parent.joinpath(extends).resolve() == (REPO / base).resolve()
+            ), overlay
         assert "extends" not in merged(files[:1])  # the first file of a stack stands alone
 
 

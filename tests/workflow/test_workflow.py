@@ -9,7 +9,7 @@ import subprocess
 import pandas as pd
 import pytest
 import yaml
-from shipped_configs import extended_run, fake_judge, run_config  # noqa: F401
+from shipped_configs import extended_run, fake_judge, inhibitft_study_run, run_config  # noqa: F401
 from workflow_helpers import (  # noqa: F401
     REPO,
     SNAKEMAKE,
@@ -56,7 +56,10 @@ def test_paper_config_dry_run_lists_every_job_with_gpu_resources_and_no_judge_tr
     assert int(counts["inhibitft"]) == models * sources * n_points * (1 + draws)
     assert int(counts["dump_activations"]) == models * sources * 6
     assert int(counts["patch_generate"]) == models * sources * (2 + draws)
-    assert int(counts["random_control"]) == models * sources * (n_points + 1) * draws
+    # G's random patching set and InhibitFT's random sets at every n, and the readout's
+    # ceiling: the top n% of G against as many random neurons outside G, at every n
+    ceiling = models * sources * n_points * draws
+    assert int(counts["random_control"]) == models * sources * (n_points + 1) * draws + ceiling
     # the paper's openai judge is not trained: no job that cannot succeed with it
     assert "train_judge" not in counts and int(counts["judge_table"]) == 1
     assert "classifier.pkl" not in out
@@ -191,7 +194,8 @@ def test_training_replicates_train_apart_and_pool_in_the_tables(extended_run):  
     assert tscg.loc["ft", "seeds"] == 2 and "CG_sd" in tscg.columns
     main = pd.read_csv(tables / "inhibitft_main.csv")
     assert not main["condition"].str.contains("-t[0-9]", regex=True).any()
-    assert (main["seeds"] == 2).all()
+    trained = ~main["condition"].str.startswith("restore-")  # restore acts on replicate 0
+    assert (main.loc[trained, "seeds"] == 2).all()
     training = pd.read_csv(tables / "training.csv")
     assert {"ft", "ft-t1", f"{rnd}-t1"} <= set(training["condition"])
     effect = pd.read_csv(tables / "inhibition_effect.csv")
@@ -240,19 +244,9 @@ def test_the_controls_beyond_the_paper_each_reach_a_table_and_a_claim(extended_r
     main = pd.read_csv(tables / "inhibitft_main.csv")
     assert (main.loc[main["condition"] == nift, "seeds"] == 2).all()
     versus = pd.read_csv(tables / "inhibitft_vs_random.csv")
-    strategies = config["inhibitft"]["strategies"]
-    assert "anchor" in strategies  # the anchored InhibitFT beside the paper's
-    restore = runs.restore_kind(kinds["n"])
-    expected = {
-        c for s in strategies for c in runs.inhibitft_controls(runs.inhibit_kind(s, kinds["n"]))
-    }
-    assert set(versus["control"]) == expected and restore in expected
-    # restore: the vanilla control generates with F_n restored, judged like an arm; no training
-    assert (run / restore / "ratings.jsonl").is_file() and not (run / restore / "train").exists()
-    effect_runs = set(pd.read_csv(tables / "inhibition_effect.csv")["condition"])
-    assert runs.inhibit_kind("anchor", kinds["n"]) in effect_runs and restore not in effect_runs
-    cuts = read_table(tables / "inhibitft_loglik_cuts.csv")
-    assert {runs.inhibit_kind(s, kinds["n"]) for s in strategies} <= set(cuts["condition"])
+    assert set(versus["control"]) == {runs.split_draw(kinds["rnd"])[0], nift}
+    cuts = read_table(tables / "inhibitft_loglik_cuts.csv")  # claim 3 without a judge
+    assert set(cuts.loc[cuts["condition"] == kinds["ift"], "versus"]) == set(versus["control"])
     effect = pd.read_csv(tables / "inhibition_effect.csv").set_index(["condition", "set"])
     assert effect.loc[(nift, "inhibited"), "n_neurons"] == len(f_null)
     claims = pd.read_csv(tables / "claims.csv")["claim"]
@@ -280,3 +274,30 @@ def test_switching_the_data_mirror_leaves_finished_outputs_up_to_date(tmp_path, 
         proc = moved.run("-n", target)
         assert proc.returncode == 0, moved.explain(proc)
         assert "Nothing to be done" in proc.output, proc.output[-3000:]
+
+
+@pytest.mark.integration
+@pytest.mark.xdist_group("shipped")
+def test_the_inhibitft_study_anchors_restores_and_reads_claim_3_both_ways(inhibitft_study_run):  # noqa: F811
+    results, tables = inhibitft_study_run.results, inhibitft_study_run.results / "tables"
+    run = results / "tiny" / "right" / "crime_and_gun"
+    config = run_config(inhibitft_study_run)
+    n = config["inhibitft"]["n"][0]
+    ift, restore = runs.inhibit_kind("anchor", n), runs.restore_kind(n)
+    assert config["inhibitft"]["strategies"] == ["anchor"]
+    log = json.loads((run / ift / "train" / "train_log.json").read_text())
+    assert log["inhibit"]["anchor_weight"] == config["inhibitft"]["anchor_weight"]
+    assert all("anchor" in step for step in log["steps"])  # the term, logged per step
+    # restore: the vanilla control generates with F_n restored, judged like an arm; no training
+    assert (run / restore / "ratings.jsonl").is_file() and not (run / restore / "train").exists()
+    versus = pd.read_csv(tables / "inhibitft_vs_random.csv")
+    assert set(versus.loc[versus["treated"] == ift, "control"]) == set(runs.inhibitft_controls(ift))
+    effect = set(pd.read_csv(tables / "inhibition_effect.csv")["condition"])
+    assert ift in effect and restore not in effect
+    cuts = read_table(tables / "inhibitft_loglik_cuts.csv")
+    assert set(cuts.loc[cuts["condition"] == ift, "versus"]) == set(
+        runs.inhibitft_controls(ift)
+    ) - {restore}
+    claims = read_table(tables / "claims.csv")
+    assert claims["claim"].str.startswith("3: ceiling: F_").any()
+    assert (claims["readout"] == "teacher-forced").any()
