@@ -55,15 +55,15 @@ test: setup lint
 # model's and each vanilla run's training, answers and scores) are hard-linked from the first
 # results into the second instead of being recomputed.
 STUDY := results/cpu-study
-STUDY_RUN := ft/train ft/generations.jsonl ft/health.json ft/loglik.csv ft/perplexity.json ft/ratings.jsonl ft/scores.csv
+STUDY_RUN := train generations.jsonl health.json loglik.csv perplexity.json ratings.jsonl scores.csv
 cpu-study: setup
 	$(BIN)/snakemake --cores $(CORES) --configfile configs/cpu-study.yaml $(MIRROR_CONFIG)
 	mkdir -p $(STUDY)/paper-formula/smollm2
 	cp -aln $(addprefix $(STUDY)/variant/,data models judge) $(STUDY)/paper-formula/
 	cp -aln $(STUDY)/variant/smollm2/base $(STUDY)/paper-formula/smollm2/
-	for run in $(STUDY)/variant/smollm2/right/*; do \
-	  to=$(STUDY)/paper-formula/smollm2/right/$$(basename $$run); mkdir -p $$to/ft; \
-	  for f in $(STUDY_RUN); do if [ -e $$run/$$f ]; then cp -aln $$run/$$f $$to/ft/; fi; done; \
+	for run in $(STUDY)/variant/smollm2/*/*/ft; do \
+	  to=$(STUDY)/paper-formula/$${run#$(STUDY)/variant/}; mkdir -p $$to; \
+	  for f in $(STUDY_RUN); do if [ -e $$run/$$f ]; then cp -aln $$run/$$f $$to/; fi; done; \
 	done
 	$(BIN)/snakemake --cores $(CORES) --configfile configs/cpu-study.yaml configs/cpu-study-paper-formula.yaml $(MIRROR_CONFIG)
 

@@ -13,7 +13,7 @@ from workflow_helpers import TINY_CONFIG
 
 from polneurons import plan as plan_module
 from polneurons import runs
-from polneurons.config import validate_config
+from polneurons.config import ConfigError, validate_config
 from polneurons.plan import Plan
 
 
@@ -35,6 +35,11 @@ CONFIGS["tiny, two seeds, null fine-tune, every condition"] = lambda: {
     },
     "inhibitft": {"n": [5, 10], "random_control": [10], "null_control": True},
 }
+CONFIGS["tiny, both leanings, the right one localized"] = lambda: {
+    **tiny(),
+    "leanings": ["left", "right"],
+    "neurons": {"leanings": ["right"]},
+}
 CONFIGS["tiny, no patching, no InhibitFT"] = lambda: {
     **tiny(),
     "patching": {"enabled": False},
@@ -47,9 +52,11 @@ def config(request) -> dict:
     return validate_config(CONFIGS[request.param]())
 
 
-def cells(config, sources=None) -> int:
-    """(model, leaning, source) cells of a stage."""
-    return len(config["models"]) * len(config["leanings"]) * len(sources or config["source_topics"])
+def cells(config, sources=None, localized=False) -> int:
+    """(model, leaning, source) cells of a stage (of the localized leanings only if
+    `localized`: the patching and InhibitFT stages)."""
+    leanings = (localized and config["neurons"]["leanings"]) or config["leanings"]
+    return len(config["models"]) * len(leanings) * len(sources or config["source_topics"])
 
 
 def test_every_role_lists_each_run_once(config):
@@ -68,12 +75,14 @@ def test_the_judged_runs_are_the_base_model_vanilla_patched_and_inhibitft_runs(c
     assert len(plan.vanilla()) == cells(config) * seeds
     patched = [r for r in judged if "/patch-" in r]
     if config["patching"]["enabled"]:
-        assert len(patched) == cells(config, plan.patch_sources) * len(runs.patch_kinds(config))
+        per_cell = len(runs.patch_kinds(config))
+        assert len(patched) == cells(config, plan.patch_sources, localized=True) * per_cell
         assert {r.split("/")[2] for r in patched} == set(plan.patch_sources)
     else:
         assert patched == []
     inhibited = [r for r in judged if "ift-" in r or "/rnd-" in r]
-    assert len(inhibited) == cells(config, plan.inhibitft_sources) * len(plan.inhibitft_kinds)
+    n_inhibited = cells(config, plan.inhibitft_sources, localized=True) * len(plan.inhibitft_kinds)
+    assert len(inhibited) == n_inhibited
 
 
 def test_the_trained_runs_are_every_fine_tune_and_no_patched_or_base_run(config):
@@ -91,7 +100,8 @@ def test_the_trained_runs_are_every_fine_tune_and_no_patched_or_base_run(config)
             n_inhibit += config["controls"]["seeds"] * runs.random_control_at(ift, n)
             n_inhibit += runs.random_control_at(ift, n, "null_control")
         n_inhibit *= len(ift["strategies"]) * config["training_seeds"]
-        expected += cells(config, plan.inhibitft_sources) * (extra_control + n_inhibit)
+        expected += cells(config, plan.inhibitft_sources, localized=True) * n_inhibit
+        expected += cells(config, plan.inhibitft_sources) * extra_control
     assert len(trained) == expected
 
 
@@ -103,7 +113,8 @@ def test_a_control_draw_is_listed_once_whatever_its_training_replicates(config):
     per_cell = sum(
         config["controls"]["seeds"] * runs.random_control_at(ift, n) for n in ift["n"]
     ) * len(ift["strategies"])
-    assert len(draws) == (cells(config, plan.inhibitft_sources) * per_cell if ift["enabled"] else 0)
+    expected = cells(config, plan.inhibitft_sources, localized=True) * per_cell
+    assert len(draws) == (expected if ift["enabled"] else 0)
 
 
 def test_the_claims_table_reads_the_tables_of_every_stage_that_runs(config):
@@ -120,7 +131,8 @@ def test_the_patching_table_reads_crossed_runs_apart(config):
     crossed, rated = plan.crossed_runs(), plan.patching_runs()
     assert not set(crossed) & set(rated)
     assert all(r.endswith("/patch-crossed") for r in crossed)
-    assert len(crossed) == (cells(config, plan.patch_sources) if plan.crossed_kinds else 0)
+    expected = cells(config, plan.patch_sources, localized=True) if plan.crossed_kinds else 0
+    assert len(crossed) == expected
 
 
 def test_stage_sources_default_to_every_source_topic():
@@ -161,3 +173,15 @@ def test_the_readout_reads_inhibitfts_ceiling_with_its_random_draws(config):
     assert plan.ceiling_kinds == (expected if ift["enabled"] and ift["of"] == "general" else [])
     assert set(expected) <= set(plan.readout_kinds)
     assert len(plan.readout_kinds) == len(set(plan.readout_kinds))
+
+
+def test_a_leaning_left_out_of_neurons_leanings_is_fine_tuned_and_rated_only():
+    config = validate_config(CONFIGS["tiny, both leanings, the right one localized"]())
+    plan = Plan(config)
+    left = [r for r in plan.judged() if r.split("/")[1] == "left"]
+    assert left and all(r.endswith("/ft") for r in left)
+    assert set(left) <= set(plan.trained()) & set(plan.stance_runs())
+    for role in (plan.localized, plan.patched, plan.inhibitft_runs, plan.readout_runs):
+        assert {r.split("/")[1] for r in role() if not r.endswith("/base")} == {"right"}, role
+    with pytest.raises(ConfigError, match="neurons.leanings"):
+        validate_config({**tiny(), "neurons": {"leanings": ["left"]}})

@@ -228,6 +228,32 @@ def test_ts_kept_is_a_non_inferiority_rule_that_can_hold_fail_or_not_show(lo, hi
     assert row["verdict"] == verdict and "0.8" in row["rule"]
 
 
+@pytest.mark.parametrize(
+    "left, right, verdict",
+    [
+        ((-0.6, -0.1), (0.2, 0.9), "holds"),
+        ((0.1, 0.6), (-0.9, -0.2), "reversed"),
+        ((-0.6, 0.1), (0.2, 0.9), "not shown"),  # the left CI holds 0
+        ((-0.6, -0.1), (-0.9, -0.2), "not shown"),  # both moved left: no sign that follows
+        ((float("nan"), float("nan")), (0.2, 0.9), "undefined"),
+    ],
+)
+def test_cg_follows_the_leaning_only_when_both_fine_tunes_move_their_own_way(left, right, verdict):
+    assert claims.leaning_sign_verdict(left, right) == verdict
+    run = dict(model="m", source="a", condition="ft", TS=0.5)
+    tscg = pd.DataFrame(
+        [
+            {**run, "leaning": "left", "CG": sum(left) / 2, "CG_lo": left[0], "CG_hi": left[1]},
+            {**run, "leaning": "right", "CG": sum(right) / 2, "CG_lo": right[0], "CG_hi": right[1]},
+        ]
+    )
+    table = claims.claims_table({"tscg": tscg}, ts_kept_margin=MARGIN)
+    row = table[table["claim"].str.contains("follows the fine-tune's leaning")].iloc[0]
+    assert row["verdict"] == verdict and row["leaning"] == "right vs left"
+    one_leaning = claims.claims_table({"tscg": tscg.iloc[1:]}, ts_kept_margin=MARGIN)
+    assert not one_leaning["claim"].str.contains("follows the fine-tune's leaning").any()
+
+
 def test_the_claims_table_states_each_claim_its_control_and_a_verdict_by_its_rule():
     run = dict(model="m", leaning="left", source="a")
     tscg = pd.DataFrame([{**run, "TS": -1.0, "CG": -0.4, "CG_lo": -0.7, "CG_hi": -0.1}])

@@ -325,6 +325,14 @@ def _check_semantics(config: dict) -> None:
                 f"{stage}.source_topics {outside} are not among source_topics",
                 f"{needs} needs the vanilla run of its source topic: add them to source_topics",
             )
+    outside = [
+        lean for lean in config["neurons"]["leanings"] or [] if lean not in config["leanings"]
+    ]
+    if outside:
+        raise ConfigError(
+            f"neurons.leanings {outside} are not among leanings",
+            "neurons are localized on vanilla fine-tunes: add them to leanings",
+        )
     mirror = config["data"]["mirror"]
     if mirror and not Path(mirror).expanduser().is_dir():
         raise ConfigError(

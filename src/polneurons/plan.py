@@ -49,6 +49,12 @@ class Plan:
         return list(self.config["inhibitft"]["source_topics"] or self.config["source_topics"])
 
     @property
+    def localized_leanings(self) -> list[str]:
+        """The leanings whose fine-tunes are localized, and so patched and inhibited
+        (neurons.leanings; null: all). The others are fine-tuned and rated only (claim 1)."""
+        return list(self.config["neurons"]["leanings"] or self.config["leanings"])
+
+    @property
     def control_kind(self) -> str:
         """The vanilla run InhibitFT is compared with: ftctl when inhibitft.finetune overrides."""
         return runs.inhibitft_control_kind(self.config)
@@ -117,10 +123,16 @@ class Plan:
 
     # ---------------------------------------------------------------- runs by role
 
-    def runs(self, kinds, sources=None, base: bool = False) -> list[str]:
-        """``<model>/<leaning>/<source>/<kind>`` over models, leanings and sources (default
-        source_topics), then ``<model>/base`` of every model if `base`."""
-        ids = [f"{m}/{r}" for m in self.models for r in runs.run_ids(self.config, kinds, sources)]
+    def runs(self, kinds, sources=None, base: bool = False, localized: bool = False) -> list[str]:
+        """``<model>/<leaning>/<source>/<kind>`` over models, leanings (only the localized ones
+        if `localized`) and sources (default source_topics), then ``<model>/base`` of every
+        model if `base`."""
+        leanings = self.localized_leanings if localized else None
+        ids = [
+            f"{m}/{r}"
+            for m in self.models
+            for r in runs.run_ids(self.config, kinds, sources, leanings)
+        ]
         return ids + ([f"{m}/{BASE}" for m in self.models] if base else [])
 
     def vanilla(self) -> list[str]:
@@ -134,15 +146,17 @@ class Plan:
             *self.replicates([self.control_kind]),
             *(self.inhibitft_kinds if kinds is None else kinds),
         ]
-        return self.runs(kinds, self.inhibitft_sources, base=base)
+        return self.runs(kinds, self.inhibitft_sources, base=base, localized=True)
 
     def restore_runs(self) -> list[str]:
         """The restore runs (InhibitFT's vanilla control, F_n restored to M0 at inference)."""
-        return self.runs(self.restore_kinds, self.inhibitft_sources)
+        return self.runs(self.restore_kinds, self.inhibitft_sources, localized=True)
 
     def patched(self) -> list[str]:
         """Every patched run (the specificity runs included) on the patched sources."""
-        return self.runs(self.patch_kinds, self.patch_sources) if self.patching else []
+        if not self.patching:
+            return []
+        return self.runs(self.patch_kinds, self.patch_sources, localized=True)
 
     def judged(self) -> list[str]:
         """Every run the workflow generates and judges, once: vanilla (and the null fine-tune,
@@ -161,22 +175,23 @@ class Plan:
         return list(dict.fromkeys(ids))
 
     def localized(self, kinds=("ft",)) -> list[str]:
-        """The runs neurons are localized on (ft; the null fine-tune's with its kinds)."""
-        return self.runs(list(kinds))
+        """The runs neurons are localized on (ft; the null fine-tune's with its kinds), in the
+        localized leanings."""
+        return self.runs(list(kinds), localized=True)
 
     def control_draws(self, kinds, sources=None) -> list[str]:
         """The runs holding a drawn random set among these kinds: one per draw, whatever its
         training replicates (the replicates of a draw use the draw's one set)."""
         drawn = [runs.parse_kind(k) for k in kinds]
         firsts = list(dict.fromkeys(k.first for k in drawn if k.is_control))
-        return self.runs(firsts, sources)
+        return self.runs(firsts, sources, localized=True)
 
     def inhibition_effect_runs(self) -> list[tuple[str, str, str, str]]:
         """(model, leaning, source, kind) of every InhibitFT and random-inhibition run."""
         return [
             (m, lean, src, kind)
             for m in self.models
-            for lean in self.config["leanings"]
+            for lean in self.localized_leanings
             for src in self.inhibitft_sources
             for kind in self.inhibitft_kinds
         ]
@@ -191,11 +206,11 @@ class Plan:
     def patching_runs(self) -> list[str]:
         """The patching table's runs: vanilla, every patched condition rated on its own topic,
         and the base model, on the patched sources."""
-        return self.runs(["ft", *self.patched_kinds], self.patch_sources, base=True)
+        return self.runs(["ft", *self.patched_kinds], self.patch_sources, base=True, localized=True)
 
     def readout_runs(self) -> list[str]:
         """The fine-tuned runs read out (one job per topic: every set, both directions)."""
-        return self.runs(["ft"], self.patch_sources) if self.readout else []
+        return self.runs(["ft"], self.patch_sources, localized=True) if self.readout else []
 
     def readout_files(self) -> list[str]:
         """The readout's per-topic files (`<run>/readout/<topic>.csv`) of every run read out."""
@@ -204,7 +219,7 @@ class Plan:
 
     def crossed_runs(self) -> list[str]:
         """The specificity runs (S_t patched on the other topics), on the patched sources."""
-        return self.runs(self.crossed_kinds, self.patch_sources)
+        return self.runs(self.crossed_kinds, self.patch_sources, localized=True)
 
     def inhibitft_arms(self) -> list[str]:
         """InhibitFT's own arms (not its controls), in every replicate."""

@@ -443,11 +443,12 @@ def patch_kinds(config: dict) -> list[str]:
     return kinds
 
 
-def run_ids(config: dict, kinds, sources=None) -> list[str]:
-    """`<leaning>/<source>/<kind>` for every leaning, source (default source_topics) and kind."""
+def run_ids(config: dict, kinds, sources=None, leanings=None) -> list[str]:
+    """`<leaning>/<source>/<kind>` for every leaning (default leanings), source (default
+    source_topics) and kind."""
     return [
         f"{lean}/{src}/{kind}"
-        for lean in config["leanings"]
+        for lean in leanings or config["leanings"]
         for src in sources or config["source_topics"]
         for kind in kinds
     ]

@@ -130,6 +130,47 @@ def cross_topic_shift(tables, settings) -> list[dict]:
     return rows
 
 
+def leaning_sign_verdict(left: tuple, right: tuple) -> str:
+    """Whether CG follows the leaning: `holds` when the left fine-tune's CI of CG lies below 0
+    and the right one's above, `reversed` when both lie on the other side, `not shown`
+    otherwise, `undefined` when either CI is missing."""
+    verdicts = (interval_verdict(*left, "below 0"), interval_verdict(*right, "above 0"))
+    if "undefined" in verdicts:
+        return "undefined"
+    if verdicts == ("holds", "holds"):
+        return "holds"
+    return "reversed" if verdicts == ("reversed", "reversed") else "not shown"
+
+
+@claim("tscg")
+def cross_topic_follows_leaning(tables, settings) -> list[dict]:
+    """With both leanings fine-tuned on a source: the left fine-tune's CG is negative and the
+    right one's positive (CG measures the fine-tune, not a drift every fine-tune makes)."""
+    vanilla = _vanilla(tables["tscg"])
+    rows = []
+    for _, cell in vanilla.groupby(["model", "source"], sort=False):
+        by_leaning = {r["leaning"]: r for _, r in cell.iterrows()}
+        if not {"left", "right"} <= set(by_leaning):
+            continue
+        left, right = by_leaning["left"], by_leaning["right"]
+        rows.append(
+            _claim(
+                "1: the shift follows the fine-tune's leaning (CG of the left fine-tune below 0, "
+                "of the right one above)",
+                {**right, "leaning": "right vs left"},
+                (right["CG"], right["CG_lo"], right["CG_hi"]),
+                control="the left fine-tune's CG",
+                control_value=left["CG"],
+                rule="holds if the CI of the left fine-tune's CG lies below 0 and the right "
+                "one's above 0",
+                verdict=leaning_sign_verdict(
+                    (left["CG_lo"], left["CG_hi"]), (right["CG_lo"], right["CG_hi"])
+                ),
+            )
+        )
+    return rows
+
+
 @claim("tscg_null")
 def cross_topic_beyond_null(tables, settings) -> list[dict]:
     """CG of the vanilla fine-tune minus that of the null fine-tune (the same schedule on
