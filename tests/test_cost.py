@@ -61,20 +61,48 @@ def test_flops_are_two_times_parameters_per_token_forward_and_six_per_trained_to
     assert train.sequences == ft["max_steps"] * ft["batch_size"] * ft["grad_accum"]
 
 
-def test_a_measured_throughput_replaces_the_assumed_one(tmp_path):
+def test_each_workload_runs_at_its_own_measured_throughput(tmp_path):
     config = cost.load_stack([REPO / "configs" / "paper.yaml"])
     report = tmp_path / "gpu.md"
-    assert cost.measured_mfu(report) is None
-    report.write_text("# GPU check\n\nMFU (dump): 0.31\nMFU (generation): 0.12\n")
-    assert cost.measured_mfu(report) == 0.12  # the slowest stage: the conservative plan
-    assumed = cost.format_plan(config, cost.ASSUMED_MFU, measured=False)
-    measured = cost.format_plan(config, 0.12, measured=True)
-    assert "ASSUMED: 40%" in assumed and "measured" in measured and "ASSUMED: 40%" not in measured
-    hours = [
+    assert cost.measured_mfus(report) == {}
+    report.write_text(
+        "# GPU check\n\nMFU (activation dump): 0.31\nMFU (generation): 0.12\n"
+        "MFU (patched generation): 0.1\nMFU (InhibitFT step (anchor)): 0.2\n"
+    )
+    measured = cost.measured_mfus(report)
+    assert measured == {
+        "activation dump": 0.31,
+        "generation": 0.12,
+        "patched generation": 0.1,
+        "InhibitFT step (anchor)": 0.2,  # a workload named with parentheses
+    }
+    throughput = cost.Throughput(measured)
+    # a workload the check timed runs at its own MFU, one it did not at the smallest measured
+    assert throughput.mfu("activation dump") == (0.31, "measured")
+    assert throughput.mfu("LoRA step (finetune)") == (0.1, "smallest measured")
+    assert cost.Throughput({}).mfu("generation") == (cost.ASSUMED_MFU, "assumed")
+    rows = {r["rule"]: r for r in cost.cost_table(config, throughput)}
+    dump = rows["dump_activations"]
+    hours = dump["pflops"] * 1e15 / (cost.H100_BF16_PEAK_FLOPS * 0.31) / 3600
+    assert dump["gpu_hours"] == pytest.approx(hours) and dump["mfu"] == "0.31 measured"
+    assert rows["finetune"]["mfu"] == "0.10 smallest measured"
+    assumed = cost.format_plan(config, cost.Throughput({}))
+    planned = cost.format_plan(config, throughput)
+    assert "ASSUMED: 40%" in assumed and "ASSUMED: 40%" not in planned
+    total = [
         float(re.search(r"\*\*([0-9.,]+)\*\*", text).group(1).replace(",", ""))
-        for text in (assumed, measured)
+        for text in (assumed, planned)
     ]
-    assert hours[1] > hours[0]
+    assert total[1] > total[0]  # every measured MFU is below the assumed 40%
+
+
+def test_each_job_is_planned_at_the_workload_of_its_rule_and_inhibitfts_at_their_strategy():
+    config = cost.load_stack([REPO / "configs" / "paper.yaml"])
+    workloads = {job.workload for job in cost.plan_jobs(config)}
+    strategies = config["inhibitft"]["strategies"]
+    expected = {*cost.RULE_WORKLOADS.values(), *(cost.workload("inhibitft", s) for s in strategies)}
+    assert workloads <= expected
+    assert {f"InhibitFT step ({s})" for s in strategies} <= workloads
 
 
 def test_the_command_prints_the_paper_plan_and_refuses_an_overlay_alone(capsys):
@@ -90,7 +118,7 @@ def test_the_command_prints_the_paper_plan_and_refuses_an_overlay_alone(capsys):
 def test_set_overrides_a_key_of_the_stack_like_snakemakes_config(capsys):
     """`--set data.readout_pairs=0` turns the readout off: its jobs leave the plan."""
     embedded = [str(REPO / "config.yaml")]
-    assert "| readout |" in cost.format_plan(cost.load_stack(embedded), 0.4, measured=False)
+    assert "| readout |" in cost.format_plan(cost.load_stack(embedded), cost.Throughput({}))
     off = cost.load_stack(embedded, ["data.readout_pairs=0"])
     assert off["data"]["readout_pairs"] == 0
     assert "readout" not in {job.rule for job in cost.plan_jobs(off)}

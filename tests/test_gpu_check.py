@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from polneurons.cost import measured_mfu
+from polneurons.cost import RULE_WORKLOADS, measured_mfus, workload
 
 REPO = Path(__file__).resolve().parents[1]
 SECTIONS = [
@@ -67,15 +67,12 @@ def test_the_smoke_check_reports_every_section_with_a_figure(tmp_path):
     for title, body in found.items():
         assert "Failed:" not in body and "Skipped:" not in body, (title, body)
         assert re.search(r"\d", body), title
-    mfu = dict(re.findall(r"^MFU \(([^)]+)\): ([0-9.]+)$", text, re.M))
-    assert set(mfu) == {
-        "activation dump",
-        "generation",
-        "patched generation",
-        "teacher-forced readout",
-    }
+    mfu = dict(re.findall(r"^MFU \((.+)\): ([0-9.]+)$", text, re.M))
+    # one line per workload the cost plan prices: every rule's, and each strategy's step
+    strategies = ("freeze_rows", "stopgrad", "anchor")
+    assert set(mfu) == {*RULE_WORKLOADS.values(), *(workload("inhibitft", s) for s in strategies)}
     assert all(float(v) > 0 for v in mfu.values())
-    assert measured_mfu(out / "gpu.md") == min(map(float, mfu.values()))
+    assert measured_mfus(out / "gpu.md") == {k: float(v) for k, v in mfu.items()}
     training = found["Training steps: LoRA and InhibitFT"]
     for variant in (
         "LoRA step (finetune)",

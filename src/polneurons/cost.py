@@ -5,7 +5,9 @@ GPU-hours at a stated throughput.
 Everything is counted from the plan (`plan.Plan`: the same runs the rules build) and the config;
 what a config cannot say is an assumption, named in the output: the tokens of a prompt and of
 an IdeoINST answer (`ASSUMED_TOKENS`), and the throughput (the model-FLOPs utilisation of an
-H100's bf16 peak, `ASSUMED_MFU`, unless a measured one is given). FLOPs are 2 x parameters per
+H100's bf16 peak, `ASSUMED_MFU`, unless a GPU check measured it). A GPU check's report gives
+one `MFU (<workload>): x` line per workload it timed; each job runs at the MFU of its own
+workload (`Job.workload`), and a workload the check did not time at the smallest one measured. FLOPs are 2 x parameters per
 token a forward pass reads or writes, 6 x per trained token (a LoRA step costs less: this is a
 bound; 8 x with InhibitFT's anchor, whose step adds a forward of M0), and a lockstep patched
 generation (patching, and restore) runs two models.
@@ -49,6 +51,33 @@ MODEL_RULES = (
 
 ASSUMED_HF_JUDGE_B = 7.6  # the hf judge's size (the schema's default, Qwen2.5-7B-Instruct)
 
+# the workload of each model rule, as the GPU check labels its `MFU (...)` lines
+# (benchmarks/gpu_check.py); InhibitFT's is its strategy's step (`workload`)
+RULE_WORKLOADS = {
+    "finetune": "LoRA step (finetune)",
+    "generate": "generation",
+    "judge": "generation",
+    "patch_generate": "patched generation",
+    "restore_generate": "patched generation",
+    "score_likelihood": "teacher-forced readout",
+    "readout": "teacher-forced readout",
+    "dump_activations": "activation dump",
+    "dump_moved": "activation dump",
+}
+
+
+def training_flops_factor(strategy: str | None = None) -> int:
+    """FLOPs per parameter and trained token: 6 (forward and backward; a bound for LoRA), 8
+    with InhibitFT's anchor, whose step adds a forward of M0 (adapter off), at most the whole
+    model's."""
+    return 8 if strategy == "anchor" else 6
+
+
+def workload(rule: str, strategy: str | None = None) -> str:
+    """The GPU check's label of what a job of this rule runs (`RULE_WORKLOADS`; an InhibitFT
+    job: its strategy's step)."""
+    return f"InhibitFT step ({strategy})" if rule == "inhibitft" else RULE_WORKLOADS[rule]
+
 
 @dataclass(frozen=True)
 class Job:
@@ -60,6 +89,7 @@ class Job:
     sequences: int
     tokens: int
     flops: float
+    workload: str  # the GPU check's label of what it runs (`workload`)
 
 
 def eval_sequences(config: dict, test_sets) -> int:
@@ -128,7 +158,9 @@ def plan_jobs(config: dict) -> list[Job]:
         model = run_id.split("/", 1)[0]
         b = params_b or config["model_registry"][model]["params_b"]
         n = sequences * per_sequence
-        jobs.append(Job(rule, model, b, sequences, n, flops_per_token * b * 1e9 * n))
+        kind = run_id.rsplit("/", 1)[1]
+        label = workload(rule, runs.parse_kind(kind).strategy if rule == "inhibitft" else None)
+        jobs.append(Job(rule, model, b, sequences, n, flops_per_token * b * 1e9 * n, label))
 
     for run in plan.trained():
         family, source = _family(run), run.split("/")[2]
@@ -137,9 +169,7 @@ def plan_jobs(config: dict) -> list[Job]:
         sequences = training_sequences(settings, training_examples(config, source))
         per_sequence = min(settings["max_length"], tokens["prompt"] + tokens["answer"])
         kind = runs.parse_kind(run.rsplit("/", 1)[1])
-        # anchor: one more forward of M0 (adapter off) per step, at most the whole model's
-        flops = 8 if kind.strategy == "anchor" else 6
-        add(rule, run, sequences, per_sequence, flops)
+        add(rule, run, sequences, per_sequence, training_flops_factor(kind.strategy))
     for run in plan.judged():
         kind = run.rsplit("/", 1)[1]
         if kind.startswith("restore-"):  # lockstep: M0 donates, M_s generates, every step
@@ -183,14 +213,42 @@ def plan_jobs(config: dict) -> list[Job]:
     return jobs
 
 
-def cost_table(config: dict, mfu: float) -> list[dict]:
-    """Per (rule, model): jobs, sequences, tokens, PFLOPs, bf16 weights, GPU-hours."""
+@dataclass(frozen=True)
+class Throughput:
+    """The model-FLOPs utilisation each workload runs at: a GPU check's `MFU (<workload>)`
+    lines, the smallest of them for a workload it did not time (the conservative plan), or
+    ASSUMED_MFU for every workload when nothing was measured.
+
+    >>> Throughput({"generation": 0.2, "activation dump": 0.5}).mfu("activation dump")
+    (0.5, 'measured')
+    >>> Throughput({"generation": 0.2}).mfu("teacher-forced readout")
+    (0.2, 'smallest measured')
+    """
+
+    measured: dict[str, float]
+
+    def mfu(self, workload: str) -> tuple[float, str]:
+        """(MFU, where it comes from) of this workload."""
+        if workload in self.measured:
+            return self.measured[workload], "measured"
+        if self.measured:
+            return min(self.measured.values()), "smallest measured"
+        return ASSUMED_MFU, "assumed"
+
+
+def cost_table(config: dict, throughput: Throughput) -> list[dict]:
+    """Per (rule, model): jobs, sequences, tokens, PFLOPs, bf16 weights, GPU-hours (each job at
+    its workload's MFU), and where that MFU comes from."""
     groups: dict[tuple, list[Job]] = {}
     for job in plan_jobs(config):
         groups.setdefault((job.rule, job.model), []).append(job)
     rows = []
     for (rule, model), group in groups.items():
         flops = sum(j.flops for j in group)
+        mfus = [throughput.mfu(j.workload) for j in group]
+        seconds = sum(
+            j.flops / (H100_BF16_PEAK_FLOPS * mfu) for j, (mfu, _) in zip(group, mfus, strict=True)
+        )
         rows.append(
             dict(
                 rule=rule,
@@ -201,18 +259,20 @@ def cost_table(config: dict, mfu: float) -> list[dict]:
                 tokens=sum(j.tokens for j in group),
                 pflops=flops / 1e15,
                 weights_gb=2 * group[0].params_b,
-                gpu_hours=flops / (H100_BF16_PEAK_FLOPS * mfu) / 3600,
+                gpu_hours=seconds / 3600,
+                mfu=", ".join(dict.fromkeys(f"{m:.2f} {source}" for m, source in mfus).keys()),
             )
         )
     return rows
 
 
-def measured_mfu(report: Path) -> float | None:
-    """The model-FLOPs utilisation a GPU check measured (`MFU: 0.43` in its report), if any."""
+def measured_mfus(report: Path) -> dict[str, float]:
+    """{workload: MFU} of a GPU check's report (its `MFU (<workload>): 0.43` lines); empty
+    without a report."""
     if not report.is_file():
-        return None
-    found = re.findall(r"^MFU[^:\n]*:\s*([0-9.]+)", report.read_text(), re.M)
-    return min(map(float, found)) if found else None
+        return {}
+    found = re.findall(r"^MFU \((.+)\):\s*([0-9.]+)\s*$", report.read_text(), re.M)
+    return {label: float(value) for label, value in found}
 
 
 def requested_mem_gb(config: dict, params_b: float) -> float:
@@ -220,18 +280,18 @@ def requested_mem_gb(config: dict, params_b: float) -> float:
     return (r["mem_mb_base"] + r["mem_mb_per_b_params"] * params_b) / 1000
 
 
-def format_plan(config: dict, mfu: float, measured: bool) -> str:
-    rows = cost_table(config, mfu)
+def format_plan(config: dict, throughput: Throughput) -> str:
+    rows = cost_table(config, throughput)
     lines = [
         "| rule | model | B params | jobs | sequences | tokens | PFLOPs | bf16 weights GB | "
-        "requested mem GB | GPU-hours |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "requested mem GB | MFU | GPU-hours |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['rule']} | {r['model']} | {r['params_b']:g} | {r['jobs']:,} | {r['sequences']:,} | "
             f"{r['tokens']:,} | {r['pflops']:,.1f} | {r['weights_gb']:.1f} | "
-            f"{requested_mem_gb(config, r['params_b']):.1f} | {r['gpu_hours']:,.2f} |"
+            f"{requested_mem_gb(config, r['params_b']):.1f} | {r['mfu']} | {r['gpu_hours']:,.2f} |"
         )
     by_rule: dict[str, list[dict]] = {}
     for r in rows:
@@ -249,9 +309,10 @@ def format_plan(config: dict, mfu: float, measured: bool) -> str:
         f"{sum(r['pflops'] for r in rows):,.1f} | **{total:,.1f}** |"
     )
     source = (
-        "measured (benchmarks/results/gpu.md)"
-        if measured
-        else f"ASSUMED: {mfu:.0%} of an H100's bf16 peak, not measured"
+        "per workload as the GPU check measured it (its `MFU` lines; a workload it did not "
+        "time at the smallest of them)"
+        if throughput.measured
+        else f"ASSUMED: {ASSUMED_MFU:.0%} of an H100's bf16 peak for every workload, not measured"
     )
     lines += [
         "",
@@ -299,8 +360,7 @@ def main(argv=None) -> int:
     except PolneuronsError as exc:
         print(f"polneurons config error: {exc}", file=sys.stderr)
         return 1
-    mfu = measured_mfu(Path(args.gpu_report))
-    print(format_plan(config, mfu or ASSUMED_MFU, measured=mfu is not None))
+    print(format_plan(config, Throughput(measured_mfus(Path(args.gpu_report)))))
     return 0
 
 
