@@ -40,6 +40,7 @@ from common import (
 
 from polneurons import activations
 from polneurons.activations import dump_activations, topic_contrast
+from polneurons.models import AdapterSwitch
 
 
 def parse_args(argv=None):
@@ -74,8 +75,10 @@ def synchronize(device: str) -> None:
 
 
 def bare_forwards(model, tokenizer, prompts, args) -> None:
-    """The dump's model work with no hooks: tokenize, pad, forward with the adapter off and on."""
+    """The dump's model work with no hooks: tokenize, pad, forward with the adapter off (by the
+    same switch as the dump) and on."""
     device = next(model.parameters()).device
+    switch = AdapterSwitch(model)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     with torch.inference_mode():
         for start in range(0, len(prompts), args.batch_size):
@@ -87,7 +90,7 @@ def bare_forwards(model, tokenizer, prompts, args) -> None:
                 use_cache=False,
                 logits_to_keep=1,
             )
-            with model.disable_adapter():
+            with switch.disabled():
                 model(**forward)
             model(**forward)
 
@@ -105,7 +108,7 @@ def nnsight_contrast_batch(model):
             node = node[int(part)] if part.isdigit() else getattr(node, part)
         return node
 
-    def contrast_batch(model, neuron_site, input_ids, attention_mask, counted, raw_tokens):
+    def contrast_batch(model, neuron_site, input_ids, attention_mask, counted, raw_tokens, switch):
         envoys = [envoy(names[neuron_site.module(layer)]) for layer in range(neuron_site.n_layers)]
         output_site = neuron_site.site == "mlp_output"
         forward = dict(
@@ -118,7 +121,7 @@ def nnsight_contrast_batch(model):
                 saved.extend((e.output if output_site else e.input).save() for e in envoys)
             return torch.stack(saved, 1)  # [batch, n_layers, tokens, width]
 
-        with model.disable_adapter():
+        with switch.disabled():
             base = run()
         tuned = run()
         rows = torch.arange(len(input_ids), device=input_ids.device)

@@ -11,7 +11,8 @@ from polneurons.generation import (
     greedy_generate,
     new_cache,
 )
-from polneurons.patching import AdapterSwitch, lockstep_step, patched_generate
+from polneurons.models import AdapterSwitch
+from polneurons.patching import lockstep_step, patched_generate
 from polneurons.sites import SITES, NeuronSite
 from polneurons.testing import ALL_LINEAR_TARGETS, tiny_lora, tiny_model
 

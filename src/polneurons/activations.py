@@ -34,6 +34,7 @@ import torch
 from polneurons import __version__
 from polneurons.errors import ConfigError, DataError, IntegrityError, ModelError
 from polneurons.io import atomic_path, load_torch_verified, save_torch, write_json
+from polneurons.models import AdapterSwitch
 from polneurons.sites import NeuronSite
 
 DUMP_FORMAT = "polneurons.activations/2"
@@ -73,15 +74,18 @@ def _pad_right(
 
 
 def _contrast_batch(
-    model, neuron_site: NeuronSite, input_ids, attention_mask, counted, raw_tokens: bool
+    model, neuron_site: NeuronSite, input_ids, attention_mask, counted, raw_tokens: bool, switch
 ) -> dict:
-    """One teacher-forced pass of M0 (adapter disabled) and one of M_s over a padded batch;
-    the sums run over the `counted` [batch, tokens] positions (a subset of the real tokens)."""
+    """One teacher-forced pass of M0 (adapter disabled by `switch`, a models.AdapterSwitch) and
+    one of M_s over a padded batch; the sums run over the `counted` [batch, tokens] positions
+    (a subset of the real tokens)."""
     batch = len(input_ids)
     n_layers, width = neuron_site.n_layers, neuron_site.width
     rows = torch.arange(batch, device=input_ids.device)
     last = attention_mask.sum(1) - 1
-    padding = ~(counted & attention_mask.bool())[..., None]
+    # [batch, 1, tokens]: 1 at a counted token, 0 elsewhere; a sum over tokens is one batched
+    # matrix product with it (no masked copy of the activations)
+    weights = (counted & attention_mask.bool()).float()[:, None, :]
     forward = dict(
         input_ids=input_ids, attention_mask=attention_mask, use_cache=False, logits_to_keep=1
     )
@@ -90,16 +94,16 @@ def _contrast_batch(
     last_ms = torch.zeros(batch, n_layers, width, dtype=torch.float16, device=input_ids.device)
     raw_ms = {}
 
-    with model.disable_adapter(), neuron_site.record() as base:
+    with switch.disabled(), neuron_site.record() as base:
         model(**forward)
 
     def contrast(layer: int, act: torch.Tensor) -> None:
-        # out of place: in float32 .float() is the recorded tensor itself, which the forward
-        # still uses (M_s's output) and the last-token fields read below
-        reference = base[layer].float().masked_fill(padding, 0)
-        diff = act.float().masked_fill(padding, 0) - reference
-        sq_diff_sum[:, layer] = diff.square().sum(1)
-        sq_base_sum[:, layer] = reference.square().sum(1)
+        # out of place but for `diff`: in float32 .float() is the recorded tensor itself, which
+        # the forward still uses (M_s's output) and the last-token fields read below
+        reference = base[layer].float()
+        diff = act - reference  # a new float32 tensor (reference is float32)
+        sq_diff_sum[:, layer] = torch.bmm(weights, diff.square_()).squeeze(1)
+        sq_base_sum[:, layer] = torch.bmm(weights, reference.square()).squeeze(1)
         last_ms[:, layer] = act[rows, last]
         if raw_tokens:
             raw_ms[layer] = act.half()
@@ -172,6 +176,7 @@ def dump_activations(
             "dump a peft model (base model + LoRA adapter)",
         )
     neuron_site = NeuronSite(model, site)
+    switch = AdapterSwitch(model)
     device = next(model.parameters()).device
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     manifest = {
@@ -236,7 +241,7 @@ def dump_activations(
                         input_ids.shape[1],
                     ).to(device)
                 batch = _contrast_batch(
-                    model, neuron_site, input_ids, attention_mask, counted, raw_tokens
+                    model, neuron_site, input_ids, attention_mask, counted, raw_tokens, switch
                 )
                 for row, n in enumerate(batch["prompt_length"].tolist()):
                     pending.append(

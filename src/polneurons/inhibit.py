@@ -204,7 +204,7 @@ class Inhibition:
     def _prepare_anchor(self, model: nn.Module, spec: dict) -> None:
         from peft import PeftModel
 
-        from polneurons.patching import AdapterSwitch
+        from polneurons.models import AdapterSwitch
 
         weight = spec.get("anchor_weight")
         if weight is None or not weight > 0:

@@ -2,7 +2,8 @@
 
 method.md: Activation patching. ``model`` is a peft model: the fine-tuned model ``M_s`` is the model with
 its adapter enabled, the base model ``M0`` the same weights with the adapter disabled (as in
-``model.disable_adapter()``; `AdapterSwitch` does the same, cheaply enough for every step).
+``model.disable_adapter()``; `models.AdapterSwitch` does the same, cheaply enough for every
+step).
 At every prompt position and every generated step both run on the same prefix, each with its
 own KV cache; ``M0``'s site activations at the patched coordinates are overwritten with
 ``M_s``'s, and the patched ``M0`` picks the next token (greedy), which is appended for both.
@@ -16,8 +17,7 @@ model's tokens, never ``M_s``'s.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import IO
 
 import torch
@@ -25,46 +25,8 @@ from torch import nn
 
 from polneurons.errors import ModelError
 from polneurons.generation import StepFn, cached_step, generate_batches, new_cache
+from polneurons.models import AdapterSwitch
 from polneurons.sites import NeuronSite
-
-
-class AdapterSwitch:
-    """Turns a peft model's adapters off for a block; cheap enough to do at every decoding step.
-
-    Forwards inside `disabled()` are those of ``model.disable_adapter()``: both set the same
-    per-layer flag (``_disable_adapters``) of every adapter layer. peft's context manager also
-    walks every module and resets ``requires_grad`` on each call, which costs milliseconds per
-    call (more for larger models); here the adapter layers are collected once, only the flag is
-    flipped, and each layer gets back the flag it had.
-    """
-
-    def __init__(self, model: nn.Module):
-        from peft.tuners.tuners_utils import BaseTunerLayer
-        from peft.utils.other import AuxiliaryTrainingWrapper
-
-        self.layers = [
-            module
-            for module in model.modules()
-            if isinstance(module, (BaseTunerLayer, AuxiliaryTrainingWrapper))
-        ]
-        if not self.layers:
-            raise ModelError(
-                "the peft model has no adapter layers (prompt-learning adapters are not supported)",
-                "use a LoRA adapter for the fine-tuned model",
-            )
-
-    @contextlib.contextmanager
-    def disabled(self) -> Iterator[None]:
-        """Run the block as the base model (adapters off), then restore each layer's flag."""
-        flags = [layer._disable_adapters for layer in self.layers]
-        try:
-            for layer in self.layers:
-                layer._disable_adapters = True
-            yield
-        finally:
-            for layer, flag in zip(self.layers, flags, strict=True):
-                layer._disable_adapters = flag
-
 
 DIRECTIONS = ("sufficiency", "necessity")
 

@@ -24,7 +24,7 @@ import torch
 
 from polneurons.errors import ModelError
 from polneurons.likelihood import pair_sequences, scored_batches, stance_of_pairs
-from polneurons.patching import AdapterSwitch
+from polneurons.models import AdapterSwitch
 from polneurons.sites import NeuronSite
 
 DIRECTIONS = ("sufficiency", "necessity")
