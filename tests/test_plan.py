@@ -39,6 +39,7 @@ CONFIGS["tiny, both leanings, the right one localized"] = lambda: {
     **tiny(),
     "leanings": ["left", "right"],
     "neurons": {"leanings": ["right"]},
+    "null_finetune": True,
 }
 CONFIGS["tiny, no patching, no InhibitFT"] = lambda: {
     **tiny(),
@@ -90,8 +91,9 @@ def test_the_trained_runs_are_every_fine_tune_and_no_patched_or_base_run(config)
     trained = plan.trained()
     assert all(runs.parse_run(r.split("/", 1)[1]).kind.trained for r in trained)
     ift = config["inhibitft"]
-    per_cell = config["training_seeds"] + config["null_finetune"]  # the null run: once
-    expected = cells(config) * per_cell
+    # the null run: once, in the localized leanings only (its data has no leaning)
+    expected = cells(config) * config["training_seeds"]
+    expected += cells(config, localized=True) * config["null_finetune"]
     if ift["enabled"]:
         extra_control = config["training_seeds"] if ift["finetune"] else 0  # ftctl
         n_inhibit = 0

@@ -61,7 +61,8 @@ class Plan:
 
     @property
     def null_kinds(self) -> list[str]:
-        """The null fine-tune's kinds (null_finetune): trained and localized like ft."""
+        """The null fine-tune's kinds (null_finetune): trained and localized like ft, in the
+        localized leanings (its training data, neutral answers, has no leaning)."""
         return [k for k in runs.localized_kinds(self.config) if k != "ft"]
 
     @cached_property
@@ -169,7 +170,7 @@ class Plan:
 
     def trained(self) -> list[str]:
         """Every trained run, once: vanilla and null fine-tunes, InhibitFT's control and arms."""
-        ids = self.runs(self.replicates(["ft"]) + self.null_kinds)
+        ids = self.runs(self.replicates(["ft"])) + self.runs(self.null_kinds, localized=True)
         if self.inhibitft:
             ids += self.inhibitft_runs(base=False)
         return list(dict.fromkeys(ids))
@@ -201,7 +202,8 @@ class Plan:
     def stance_runs(self) -> list[str]:
         """The stance tables' runs: every vanilla replicate, the null fine-tune (with
         null_finetune: CG without politics, claim 1's control) and the base model."""
-        return self.runs([*self.replicates(["ft"]), *self.null_kinds], base=True)
+        vanilla = self.runs(self.replicates(["ft"]))
+        return vanilla + self.runs(self.null_kinds, localized=True) + self.runs([], base=True)
 
     def patching_runs(self) -> list[str]:
         """The patching table's runs: vanilla, every patched condition rated on its own topic,

@@ -46,10 +46,12 @@ TEST_RESOURCES = {
     "runtime_base": 5,
     "runtime_per_b_params": 0,
 }
-# one draw of each random control (the tiny reference run pools two); two training seeds,
-# so that the pooling of replicates runs in the CPU study with its controls
+# one draw of each random control (the tiny reference run pools two); one training seed, but
+# two in the stacks named here, so that the pooling of replicates runs (the CPU study with its
+# controls: tests/workflow/test_workflow.py reads its replicates)
 MAX_CONTROL_DRAWS = 1
-MAX_TRAINING_SEEDS = 2
+MAX_TRAINING_SEEDS = 1
+REPLICATED_STACKS = {"cpu-study-controls": 2}
 # the openai judge against the fake endpoint: short timeouts and backoff, retries to spare
 TEST_OPENAI = {"timeout": 1.0, "backoff_base": 0.01, "backoff_max": 0.05, "max_retries": 10}
 JUDGE_KEY_ENV = "POLNEURONS_TEST_JUDGE_KEY"
@@ -116,7 +118,10 @@ def shrink_overlay(files, model: Path, judge_url: str | None = None) -> dict:
         },
         "perplexity": {"texts": 2, "max_length": 32},
         "controls": {"seeds": min(full["controls"]["seeds"], MAX_CONTROL_DRAWS)},
-        "training_seeds": min(full["training_seeds"], MAX_TRAINING_SEEDS),
+        "training_seeds": min(
+            full["training_seeds"],
+            REPLICATED_STACKS.get(Path(files[-1]).stem, MAX_TRAINING_SEEDS),
+        ),
         "resources": TEST_RESOURCES,
         "patching": {"dose": _first(full["patching"]["dose"])},
         "inhibitft": {
@@ -243,7 +248,8 @@ def extended_run(tmp_path_factory, tiny_model_dir, fake_judge) -> Workdir:
 @pytest.fixture(scope="session")
 def inhibitft_study_run(tmp_path_factory, tiny_model_dir, fake_judge) -> Workdir:
     """The InhibitFT study (configs/inhibitft-study.yaml on config.yaml), shrunk: the anchored
-    InhibitFT, its random and null controls, restore, two training seeds. Read-only."""
+    InhibitFT, its random and null controls, restore (one training seed: the replicates' pooling
+    runs in `extended_run`). Read-only."""
     return shipped_run("inhibitft-study", tmp_path_factory, tiny_model_dir, fake_judge)["work"]
 
 
