@@ -1,10 +1,11 @@
 """readout_tables: the teacher-forced readout's shares per neuron set and direction, with
-paired bootstrap CIs over pairs, and each set of G against its random control (method.md:
-Teacher-forced readout)."""
+paired bootstrap CIs over pairs, each set of G against its random control, and the
+dose-response in both readouts beside the judge's (method.md: Teacher-forced readout)."""
 
+from polneurons.plots import dose_response
 from polneurons.rule import rule_context
-from polneurons.tables.common import write_table
-from polneurons.tables.readout import collect_readouts, readout_tables
+from polneurons.tables.common import read_table, write_table
+from polneurons.tables.readout import collect_readouts, dose_curves, readout_tables
 
 p, out = snakemake.params, snakemake.output
 with rule_context(snakemake) as ctx:
@@ -30,3 +31,12 @@ with rule_context(snakemake) as ctx:
         "(paired bootstrap CIs over pairs)",
     )
     ctx.log.info("\n%s", shares[shares["topic"] == "all"].round(3).to_string(index=False))
+    curves = dose_curves(read_table(snakemake.input.dose), shares)
+    write_table(
+        curves,
+        out.dose_csv,
+        out.dose_md,
+        title="Dose-response in both readouts: the judge's recovered share and the "
+        "teacher-forced share in each direction, of the top x% of G and of random neurons",
+    )
+    dose_response(curves, out.dose_png, out.dose_pdf, value="share")

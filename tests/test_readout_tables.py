@@ -4,8 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from polneurons.plots import dose_response
 from polneurons.tables import claims
-from polneurons.tables.readout import NO_SHIFT, readout_tables
+from polneurons.tables.readout import NO_SHIFT, dose_curves, readout_tables
 
 RUN = {"model": "m", "leaning": "right", "source": "crime_and_gun"}
 TOPICS = ("race", "science")
@@ -151,3 +152,35 @@ def test_s_t_is_read_out_against_as_many_random_neurons_outside_n_t():
     assert suff["claim"] == f"2: S_t on its own topic recovers more of the shift than {control}"
     assert suff["difference"] == pytest.approx(0.4) and suff["verdict"] == "holds"
     assert "one random draw" in suff["rule"]
+
+
+def test_the_dose_response_carries_each_judged_point_in_both_readouts(tmp_path):
+    shares, _ = readout_tables(readout(values()), n_boot=100, seed=0, alpha=0.05)
+    judge = pd.DataFrame(
+        [
+            {**RUN, "arm": "G", "dose": 100.0, "neurons": 50, "recovered": 0.4,
+             "recovered_lo": 0.1, "recovered_hi": 0.7, "condition": "patch-general"},
+            {**RUN, "arm": "random", "dose": 100.0, "neurons": 50, "recovered": 0.1,
+             "recovered_lo": -0.2, "recovered_hi": 0.4, "condition": "patch-random"},
+            {**RUN, "arm": "G_null", "dose": 100.0, "neurons": 40, "recovered": 0.2,
+             "recovered_lo": -0.1, "recovered_hi": 0.5, "condition": "patch-null_general"},
+        ]
+    )  # fmt: skip
+    curves = dose_curves(judge, shares)
+    pooled = shares[shares["topic"] == "all"].set_index(["condition", "direction"])["share"]
+    for condition in ("patch-general", "patch-random"):
+        rows = curves[curves["condition"] == condition].set_index("readout")
+        assert (
+            rows.loc["judge", "share"] == judge.set_index("condition").loc[condition, "recovered"]
+        )
+        for direction in ("sufficiency", "necessity"):
+            # the random arm reads the draws pooled, as the judge's curve does
+            assert rows.loc[f"teacher-forced, {direction}", "share"] == pytest.approx(
+                pooled[condition, direction]
+            )
+        assert rows["neurons"].nunique() == 1  # every readout at the set's own size
+    # a set the readout did not score (here G_null) keeps its judge's point only
+    assert list(curves.loc[curves["arm"] == "G_null", "readout"]) == ["judge"]
+    png, pdf = tmp_path / "dose.png", tmp_path / "dose.pdf"
+    dose_response(curves, str(png), str(pdf), value="share")
+    assert png.read_bytes()[:4] == b"\x89PNG" and pdf.read_bytes()[:4] == b"%PDF"

@@ -123,42 +123,46 @@ def ablation(curve: pd.DataFrame, png: str, pdf: str) -> None:
     _save(fig, png, pdf)
 
 
-def dose_response(curve: pd.DataFrame, png: str, pdf: str) -> None:
-    """Recovered share against neurons patched (columns of tables.patching.dose_curve): G's top x%,
-    random neurons outside G and G_null with CIs, one panel per (model, leaning, source); the ceiling
-    (every coordinate patched) as a dashed line."""
+def dose_response(curve: pd.DataFrame, png: str, pdf: str, value: str = "recovered") -> None:
+    """The `value` share against neurons patched (columns of tables.patching.dose_curve, or of
+    tables.readout.dose_curves with value "share"): G's top x%, random neurons outside G and
+    G_null with CIs, one column of panels per (model, leaning, source) and, with a `readout`
+    column, one row per readout; the ceiling (every coordinate patched) as a dashed line."""
     panels = list(
         dict.fromkeys(zip(curve["model"], curve["leaning"], curve["source"], strict=True))
     )
-    fig, axes = plt.subplots(
-        1, max(len(panels), 1), figsize=(5 * max(len(panels), 1), 3.6), squeeze=False
-    )
-    for ax, (model, leaning, source) in zip(axes[0], panels, strict=False):
-        sub = curve[
-            (curve["model"] == model) & (curve["leaning"] == leaning) & (curve["source"] == source)
-        ]
-        for arm, group in sub.groupby("arm", sort=True):
-            if group["dose"].isna().all():
-                ax.axhline(group["recovered"].iloc[0], ls="--", color="black", label=arm)
-                continue
-            group = group.sort_values("neurons")
-            err = [
-                group["recovered"] - group["recovered_lo"],
-                group["recovered_hi"] - group["recovered"],
+    readouts = list(dict.fromkeys(curve["readout"])) if "readout" in curve else [None]
+    cols, n_rows = max(len(panels), 1), max(len(readouts), 1)
+    fig, axes = plt.subplots(n_rows, cols, figsize=(5 * cols, 3.6 * n_rows), squeeze=False)
+    for row, readout in enumerate(readouts):
+        rows = curve if readout is None else curve[curve["readout"] == readout]
+        for ax, (model, leaning, source) in zip(axes[row], panels, strict=False):
+            sub = rows[
+                (rows["model"] == model) & (rows["leaning"] == leaning) & (rows["source"] == source)
             ]
-            ax.errorbar(
-                group["neurons"],
-                group["recovered"],
-                yerr=np.nan_to_num(err),
-                marker="o",
-                capsize=3,
-                label=arm,
+            for arm, group in sub.groupby("arm", sort=True):
+                if group["dose"].isna().all():
+                    ax.axhline(group[value].iloc[0], ls="--", color="black", label=arm)
+                    continue
+                group = group.sort_values("neurons")
+                err = [group[value] - group[f"{value}_lo"], group[f"{value}_hi"] - group[value]]
+                ax.errorbar(
+                    group["neurons"],
+                    group[value],
+                    yerr=np.nan_to_num(err),
+                    marker="o",
+                    capsize=3,
+                    label=arm,
+                )
+            ax.axhline(0, color="grey", lw=0.8)
+            ax.set_xlabel("neurons patched")
+            ax.set_ylabel(
+                "recovered share of the FT shift"
+                if readout is None
+                else f"share of the FT shift\n({readout})"
             )
-        ax.axhline(0, color="grey", lw=0.8)
-        ax.set_xlabel("neurons patched")
-        ax.set_ylabel("recovered share of the FT shift")
-        ax.set_title(f"{model}: {leaning} FT on {source}")
-        ax.legend(fontsize=7)
+            ax.set_title(f"{model}: {leaning} FT on {source}")
+            ax.legend(fontsize=7)
     _save(fig, png, pdf)
 
 

@@ -114,12 +114,14 @@ def test_tiny_run_produces_every_table_figure_and_the_report(reference_run):  # 
         "null_overlap",
         "readout",
         "readout_contrasts",
+        "dose_response_readouts",
     ]
     for name in tables:
         assert (results / "tables" / f"{name}.csv").stat().st_size > 0
         assert (results / "tables" / f"{name}.md").read_text().startswith("# ")
     assert (results / "tables" / "inhibitft_main.tex").read_text().startswith("\\begin{tabular}")
     figures = ["stance_heatmap", "neurons_per_layer", "patching", "ablation", "dose_response"]
+    figures += ["dose_response_readouts"]
     for name in figures:
         assert (results / "figures" / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
         assert (results / "figures" / f"{name}.pdf").read_bytes()[:4] == b"%PDF"
@@ -218,6 +220,13 @@ def test_the_controls_beyond_the_paper_each_reach_a_table_and_a_claim(extended_r
     top = table[(table["arm"] == "G") & (table["dose"] == dose)]["neurons"].item()
     whole = table[(table["arm"] == "G") & (table["dose"] == 100.0)]["neurons"].item()
     assert 0 < top < whole
+    # the same curve in both readouts: every dose of G and of random read out in each direction
+    both = read_table(tables / "dose_response_readouts.csv")
+    readouts = {"judge", "teacher-forced, sufficiency", "teacher-forced, necessity"}
+    for arm in ("G", "random"):
+        points = both[both["arm"] == arm]
+        assert set(points["readout"]) == readouts
+        assert points.groupby("readout")["dose"].apply(set).map(sorted).map(tuple).nunique() == 1
     controls = pd.read_csv(tables / "patching_controls.csv")
     assert set(controls["treated"]) == {"general", "top"} and (controls["overlap_total"] == 0).all()
     # specificity: S_t on every other topic, one row per topic

@@ -118,10 +118,20 @@ rule patching_tables:
 rule readout_tables:
     input:
         readouts=[f"{RES}/{file}" for file in PLAN.readout_files()],
+        dose=rules.patching_tables.output.dose_csv,
     output:
         **table_paths("readout", category="3. Activation patching"),
         **table_paths(
             "readout_contrasts", "contrasts", category="3. Activation patching"
+        ),
+        **table_paths(
+            "dose_response_readouts", "dose", category="3. Activation patching"
+        ),
+        **figure_outputs(
+            "dose_response_readouts",
+            "3. Activation patching",
+            "dose-response, both readouts",
+            key="dose",
         ),
     log:
         f"{RES}/logs/readout_tables.log",

@@ -215,3 +215,48 @@ def readout_tables(
         pd.DataFrame(shares, columns=READOUT_COLUMNS),
         pd.DataFrame(contrasts, columns=CONTRAST_COLUMNS),
     )
+
+
+JUDGE_READOUT = "judge"
+DOSE_COLUMNS = [
+    *KEYS, "readout", "arm", "dose", "neurons", "share", "share_lo", "share_hi", "condition",
+]  # fmt: skip
+
+
+def dose_curves(judge_curve: pd.DataFrame, shares: pd.DataFrame) -> pd.DataFrame:
+    """The dose-response in both readouts (method.md: Activation patching, Teacher-forced
+    readout): each point of the judge's curve (`tables.patching.dose_curve`: arm, dose,
+    neurons patched, recovered share pooled over test sets), and the same set's
+    teacher-forced share pooled over topics (`readout_tables`' `all` rows) in each direction,
+    as rows of one table with a `readout` column (`judge`, `teacher-forced, <direction>`).
+    A set the readout did not score has judge rows only.
+
+    >>> judge = pd.DataFrame({"model": "m", "leaning": "r", "source": "s", "arm": "G",
+    ...     "dose": [100.0], "neurons": 10, "recovered": 0.5, "recovered_lo": 0.1,
+    ...     "recovered_hi": 0.9, "condition": "patch-general"})
+    >>> shares = pd.DataFrame({"model": "m", "leaning": "r", "source": "s", "topic": "all",
+    ...     "condition": "patch-general", "direction": ["sufficiency", "necessity"],
+    ...     "share": [0.3, 0.2], "share_lo": 0.0, "share_hi": 0.6})
+    >>> dose_curves(judge, shares)[["readout", "share"]].values.tolist()
+    [['judge', 0.5], ['teacher-forced, sufficiency', 0.3], ['teacher-forced, necessity', 0.2]]
+    """
+    rows = []
+    judge = judge_curve.rename(
+        columns={"recovered": "share", "recovered_lo": "share_lo", "recovered_hi": "share_hi"}
+    ).assign(readout=JUDGE_READOUT)
+    pooled = shares[shares["topic"] == POOLED]
+    for point in judge.to_dict("records"):
+        rows.append(point)
+        same = pooled
+        for key in [*KEYS, "condition"]:
+            same = same[same[key] == point[key]]
+        for direction in DIRECTIONS:
+            for read in same[same["direction"] == direction].to_dict("records"):
+                rows.append(
+                    {
+                        **point,
+                        "readout": f"teacher-forced, {direction}",
+                        **{c: read[c] for c in ("share", "share_lo", "share_hi")},
+                    }
+                )
+    return pd.DataFrame(rows, columns=DOSE_COLUMNS)
