@@ -1,6 +1,7 @@
 """readout: the teacher-forced causal readout of one fine-tuned run on one topic (method.md:
 Teacher-forced readout): per held-out readout pair of the topic, S_ll of M0, of M_s and of every
-patched neuron set in both directions (M_s's values written into M0, M0's into M_s)."""
+patched neuron set in both directions (M_s's values written into M0, M0's into M_s); with
+condition crossed, also S_t of every other topic t on this topic's pairs (`patched_topic`)."""
 
 import pandas as pd
 
@@ -12,6 +13,7 @@ from polneurons.prompts import adds_special_tokens, render, topic_pools
 from polneurons.readout import BASE, TUNED, intervened_stance
 from polneurons.rule import rule_context
 from polneurons.runs import parse_kind, readout_control_input, with_draw
+from polneurons.tables.readout import crossed_set_name, split_crossed
 
 p = snakemake.params
 # the models' own rows under the condition names of the patching tables
@@ -40,6 +42,10 @@ with rule_context(snakemake, seed=p.seed) as ctx:
         for draw in range(p.draws):
             control = specific_random(folder, topic, site=p.site, seed=p.seed, draw=draw)
             sets[with_draw(SPECIFIC_RANDOM, draw)] = control.by_layer()
+    for other in p.crossed_topics:  # S_t of each other topic on this topic's pairs
+        if other != topic:
+            crossed = patch_set(snakemake.input["neurons_ft"], "specific", other, site=p.site)
+            sets[crossed_set_name(other)] = crossed.by_layer()
     values = intervened_stance(
         model,
         tok,
@@ -52,12 +58,13 @@ with rule_context(snakemake, seed=p.seed) as ctx:
     )
     rows = []
     for (name, direction), scores in values.items():
-        condition = OWN.get(name, name)
+        condition, patched_topic = split_crossed(OWN.get(name, name))
         rows += [
             {
                 "condition": condition,
                 "direction": direction,
                 "topic": topic,
+                "patched_topic": patched_topic,
                 "pair": q.index,
                 "S_ll": float(v),
             }

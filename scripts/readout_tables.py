@@ -5,16 +5,18 @@ dose-response in both readouts beside the judge's (method.md: Teacher-forced rea
 from polneurons.plots import dose_response
 from polneurons.rule import rule_context
 from polneurons.tables.common import read_table, write_table
-from polneurons.tables.readout import collect_readouts, dose_curves, readout_tables
+from polneurons.tables.readout import (
+    collect_readouts,
+    dose_curves,
+    readout_tables,
+    specificity_readout,
+)
 
 p, out = snakemake.params, snakemake.output
 with rule_context(snakemake) as ctx:
-    shares, contrasts = readout_tables(
-        collect_readouts(snakemake.input.readouts),
-        n_boot=p.scoring["n_boot"],
-        seed=p.seed,
-        alpha=p.scoring["alpha"],
-    )
+    readouts = collect_readouts(snakemake.input.readouts)
+    boot = dict(n_boot=p.scoring["n_boot"], seed=p.seed, alpha=p.scoring["alpha"])
+    shares, contrasts = readout_tables(readouts, **boot)
     write_table(
         shares,
         out.csv,
@@ -40,3 +42,11 @@ with rule_context(snakemake) as ctx:
         "teacher-forced share in each direction, of the top x% of G and of random neurons",
     )
     dose_response(curves, out.dose_png, out.dose_pdf, value="share")
+    write_table(
+        specificity_readout(readouts, **boot),
+        out.specificity_csv,
+        out.specificity_md,
+        title="Teacher-forced readout: is S_t specific to its topic? Its signed S_ll shift on t "
+        "minus its mean shift on the other topics (condition crossed), per direction",
+        explain=("on_t", "on_others", "difference"),
+    )

@@ -126,6 +126,8 @@ def test_the_claims_table_reads_the_tables_of_every_stage_that_runs(config):
     assert ("inhibitft" in tables) == config["inhibitft"]["enabled"]
     crossed = config["patching"]["enabled"] and "crossed" in config["patching"]["conditions"]
     assert ("specificity" in tables) == crossed
+    readout = crossed and Plan(config).readout  # S_t on the other topics' pairs, read out
+    assert ("specificity_ll" in tables) == readout
 
 
 def test_the_patching_table_reads_crossed_runs_apart(config):

@@ -6,7 +6,12 @@ import pytest
 
 from polneurons.plots import dose_response
 from polneurons.tables import claims
-from polneurons.tables.readout import NO_SHIFT, dose_curves, readout_tables
+from polneurons.tables.readout import (
+    NO_SHIFT,
+    dose_curves,
+    readout_tables,
+    specificity_readout,
+)
 
 RUN = {"model": "m", "leaning": "right", "source": "crime_and_gun"}
 TOPICS = ("race", "science")
@@ -184,3 +189,68 @@ def test_the_dose_response_carries_each_judged_point_in_both_readouts(tmp_path):
     png, pdf = tmp_path / "dose.png", tmp_path / "dose.pdf"
     dose_response(curves, str(png), str(pdf), value="share")
     assert png.read_bytes()[:4] == b"\x89PNG" and pdf.read_bytes()[:4] == b"%PDF"
+
+
+def crossed_readout(on_t: float, on_others: float, tuned: float = 1.0) -> pd.DataFrame:
+    """A run's readout with S_t of each topic written on its own pairs (patch-specific) and on
+    the other topic's (patch-crossed): S_ll of M0 + S_t is on_t on t and on_others elsewhere;
+    M_s - S_t mirrors it (tuned - the same shift)."""
+    base = {**RUN, "topic": None, "patched_topic": ""}
+    rng = np.random.default_rng(1)
+    rows = []
+    for topic in TOPICS:
+        for pair in range(PAIRS):
+            noise = rng.normal(0, 0.02)
+            cell = {**base, "topic": topic, "pair": pair}
+            rows += [
+                {**cell, "condition": "base", "direction": "", "S_ll": noise},
+                {**cell, "condition": "ft", "direction": "", "S_ll": tuned + noise},
+            ]
+            for direction, value in (("sufficiency", on_t), ("necessity", tuned - on_t)):
+                rows.append(
+                    {**cell, "condition": "patch-specific", "direction": direction,
+                     "S_ll": value + noise}
+                )  # fmt: skip
+            for other in TOPICS:
+                if other == topic:
+                    continue
+                for direction, value in (
+                    ("sufficiency", on_others),
+                    ("necessity", tuned - on_others),
+                ):
+                    rows.append(
+                        {**cell, "condition": "patch-crossed", "patched_topic": other,
+                         "direction": direction, "S_ll": value + noise}
+                    )  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize(
+    "on_t, on_others, tuned, verdict",
+    [
+        (0.6, 0.1, 1.0, "holds"),
+        (0.1, 0.6, 1.0, "reversed"),
+        (0.3, 0.3, 1.0, "not shown"),
+        (0.6, 0.1, -1.0, "reversed"),  # FT moved t down: moving it up is against the shift
+        (0.6, 0.1, 0.0, "undefined"),  # no shift on t: no direction to sign by
+    ],
+)
+def test_s_t_specificity_is_read_out_in_both_directions_and_can_fail(
+    on_t, on_others, tuned, verdict
+):
+    readouts = crossed_readout(on_t, on_others, tuned)
+    table = specificity_readout(readouts, n_boot=200, seed=0, alpha=0.05)
+    assert set(table["direction"]) == {"sufficiency", "necessity"}
+    assert sorted(table["topic"]) == sorted(TOPICS * 2)
+    assert (table["verdict"] == verdict).all(), table
+    if verdict != "undefined":
+        sign = np.sign(tuned)
+        assert table["difference"].to_numpy() == pytest.approx(sign * (on_t - on_others), abs=0.05)
+    else:
+        assert (table["why_undefined"] == NO_SHIFT).all()
+    # the main shares leave S_t's off-topic rows out: they are this table's
+    shares, _ = readout_tables(readouts, n_boot=50, seed=0, alpha=0.05)
+    assert "patch-crossed" not in set(shares["condition"])
+    rows = claims.claims_table({"specificity_ll": table}, ts_kept_margin=0.8)
+    assert set(rows["readout"]) == {"teacher-forced, sufficiency", "teacher-forced, necessity"}
+    assert (rows["verdict"] == verdict).all()

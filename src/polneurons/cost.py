@@ -195,10 +195,13 @@ def plan_jobs(config: dict) -> list[Job]:
     answer = min(tokens["answer"], config["patching"]["readout_answer_tokens"] or tokens["answer"])
     for run in plan.readout_runs():
         for _ in topics:
-            # M0 and M_s once, then every set (and S_t's own random draws) in both directions
+            # M0 and M_s once, then every set (S_t's own random draws and, with crossed, the
+            # other topics' S_t included) in both directions
             sets = len(plan.readout_kinds)
             if runs.patch_kind("specific") in plan.readout_kinds:
                 sets += config["controls"]["seeds"]
+            if plan.crossed_readout:
+                sets += len(topics) - 1
             passes = 2 + 2 * sets
             add("readout", run, readout_sequences * passes, tokens["prompt"] + answer, 2)
     for run in plan.localized(["ft", *plan.null_kinds]):

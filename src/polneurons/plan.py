@@ -118,6 +118,12 @@ class Plan:
             return []
         return list(dict.fromkeys([*self.patched_kinds, *self.ceiling_kinds]))
 
+    @property
+    def crossed_readout(self) -> bool:
+        """Whether the readout also scores each S_t on the other topics' pairs (the specificity
+        runs' counterpart: with the readout and condition crossed)."""
+        return bool(self.readout and self.crossed_kinds)
+
     def replicates(self, kinds) -> list[str]:
         """These trained kinds in every training replicate (training_seeds)."""
         return runs.replicate_kinds(self.config, kinds)
@@ -238,6 +244,8 @@ class Plan:
                 made.add("specificity")
             if self.readout:
                 made |= {"readout", "readout_contrasts"}
+            if self.crossed_readout:  # S_t on the other topics' pairs
+                made.add("specificity_ll")
         if self.inhibitft:
             made |= {"inhibitft", "versus", "inhibitft_ll"}
         return made

@@ -115,6 +115,7 @@ def test_tiny_run_produces_every_table_figure_and_the_report(reference_run):  # 
         "readout",
         "readout_contrasts",
         "dose_response_readouts",
+        "specificity_readout",
     ]
     for name in tables:
         assert (results / "tables" / f"{name}.csv").stat().st_size > 0

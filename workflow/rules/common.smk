@@ -305,6 +305,8 @@ def readout_inputs(wc):
         "files": rules.download_data.output.files,
         "adapter": f"{run}/ft/train",
     }
+    if PLAN.crossed_readout:  # S_t of every other topic, from the vanilla run's neurons
+        inputs["neurons_ft"] = f"{run}/ft/neurons"
     for kind in PLAN.readout_kinds:
         parsed = runs.parse_kind(kind)
         inputs[f"neurons_{parsed.localized_on}"] = (

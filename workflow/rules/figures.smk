@@ -127,6 +127,9 @@ rule readout_tables:
         **table_paths(
             "dose_response_readouts", "dose", category="3. Activation patching"
         ),
+        **table_paths(
+            "specificity_readout", "specificity", category="3. Activation patching"
+        ),
         **figure_outputs(
             "dose_response_readouts",
             "3. Activation patching",

@@ -84,6 +84,7 @@ rule readout:
         seed=config["seed"],
         site=config["neurons"]["site"],
         kinds=PLAN.readout_kinds,
+        crossed_topics=config["topics"] if PLAN.crossed_readout else [],
         draws=config["controls"]["seeds"],
         batch_size=config["patching"]["readout_batch_size"],
         answer_tokens=config["patching"]["readout_answer_tokens"],

@@ -78,6 +78,7 @@ TABLE_FILES = {
     "inhibitft": "inhibitft_main.csv",
     "versus": "inhibitft_vs_random.csv",
     "inhibitft_ll": "inhibitft_loglik_cuts.csv",
+    "specificity_ll": "specificity_readout.csv",
     "readout": "readout.csv",
     "readout_contrasts": "readout_contrasts.csv",
 }
@@ -384,6 +385,26 @@ def specificity(tables, settings) -> list[dict]:
             verdict=r["verdict"],
         )
         for _, r in tables["specificity"].iterrows()
+    ]
+
+
+@claim("specificity_ll")
+def specificity_readout(tables, settings) -> list[dict]:
+    return [
+        _claim(
+            f"2: S_t of {r['topic']} moves {r['topic']} more than the other topics",
+            r,
+            (r["on_t"], r["on_t_lo"], r["on_t_hi"]),
+            control="S_t on the other topics",
+            control_value=r["on_others"],
+            diff=(r["difference"], r["difference_lo"], r["difference_hi"]),
+            rule="holds if the paired CI of the S_ll shift on t minus the mean shift on the "
+            "other topics lies above 0",
+            verdict=r["verdict"],
+            why=r["why_undefined"] if isinstance(r["why_undefined"], str) else "",
+            readout=TEACHER_FORCED.format(direction=r["direction"]),
+        )
+        for _, r in tables["specificity_ll"].iterrows()
     ]
 
 

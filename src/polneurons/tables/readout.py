@@ -1,7 +1,8 @@
 """The teacher-forced readout's tables (method.md: Teacher-forced readout): per fine-tuned run,
 neuron set and direction, the share of the fine-tuning shift of S_ll that writing the set
 recovers (sufficiency) or removes (necessity), per topic and pooled over topics, with paired
-bootstrap CIs over pairs; and each set of G against its random control."""
+bootstrap CIs over pairs; each set of G against its random control; and, with condition
+crossed, whether S_t moves its own topic more than the others (`specificity_readout`)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ import pandas as pd
 
 from polneurons.readout import DIRECTIONS, readout_share
 from polneurons.runs import run_of_path, split_draw
-from polneurons.tables.patching import patching_pairs
+from polneurons.tables.common import interval_verdict
+from polneurons.tables.patching import CROSSED, patching_pairs
 
 POOLED = "all"
 CROSS_TOPIC = "other topics"  # pooled over every topic but the run's source: the cross-topic shift
@@ -27,6 +29,26 @@ CONTRAST_COLUMNS = [
     "difference", "difference_lo", "difference_hi", "draws",
 ]  # fmt: skip
 NO_SHIFT = "fine-tuning did not move S_ll on these pairs (S_ll(M_s) = S_ll(M0))"
+SPECIFICITY_COLUMNS = [
+    *KEYS, "direction", "topic", "on_t", "on_t_lo", "on_t_hi", "on_others", "on_others_lo",
+    "on_others_hi", "difference", "difference_lo", "difference_hi", "verdict", "why_undefined",
+]  # fmt: skip
+
+
+def crossed_set_name(topic: str) -> str:
+    """The readout's name of S_t of `topic` written on another topic's pairs.
+
+    >>> split_crossed(crossed_set_name("race")), split_crossed("patch-general")
+    (('patch-crossed', 'race'), ('patch-general', ''))
+    """
+    return f"{CROSSED}@{topic}"
+
+
+def split_crossed(name: str) -> tuple[str, str]:
+    """(condition, patched topic) of a readout set name: S_t on another topic's pairs is
+    condition `patch-crossed` with its t; any other set has no patched topic."""
+    condition, _, topic = name.partition("@")
+    return condition, topic
 
 
 def collect_readouts(paths) -> pd.DataFrame:
@@ -36,8 +58,12 @@ def collect_readouts(paths) -> pd.DataFrame:
         run = run_of_path(Path(path).parent)  # the folder `readout` stands where a file would
         frame = pd.read_csv(path).assign(**{key: run[key] for key in KEYS})
         frames.append(frame)
-    columns = [*KEYS, "condition", "direction", "topic", "pair", "S_ll"]
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
+    columns = [*KEYS, "condition", "direction", "topic", "patched_topic", "pair", "S_ll"]
+    readouts = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
+    if "patched_topic" not in readouts:
+        readouts["patched_topic"] = ""
+    readouts["patched_topic"] = readouts["patched_topic"].fillna("")
+    return readouts
 
 
 class PairResampler:
@@ -207,6 +233,7 @@ def readout_tables(
     (`tables.patching.patching_pairs`), paired CIs from the same resampled pairs.
     """
     shares, contrasts = [], []
+    readouts = readouts[readouts["condition"] != CROSSED]  # S_t off its topic: specificity
     for key, run in readouts.groupby(KEYS, dropna=False):
         run_shares, run_contrasts = _run_tables(key, run, n_boot, seed, alpha)
         shares += run_shares
@@ -260,3 +287,76 @@ def dose_curves(judge_curve: pd.DataFrame, shares: pd.DataFrame) -> pd.DataFrame
                     }
                 )
     return pd.DataFrame(rows, columns=DOSE_COLUMNS)
+
+
+def _intervention_shift(resample, direction, values, base, tuned, names):
+    """(point, bootstrap) of the shift an intervention makes on the pairs of `names`:
+    S_ll(M0 + X) - S_ll(M0) (sufficiency) or S_ll(M_s) - S_ll(M_s - X) (necessity)."""
+    s_x, b_x = resample.means(values, names)
+    if direction == "sufficiency":
+        s_0, b_0 = resample.means(base, names)
+        return s_x - s_0, b_x - b_0
+    s_s, b_s = resample.means(tuned, names)
+    return s_s - s_x, b_s - b_x
+
+
+def specificity_readout(readouts: pd.DataFrame, n_boot: int, seed: int, alpha: float):
+    """Is S_t specific to t, read out without a judge (method.md: Teacher-forced readout)? Per
+    (run, direction, topic t), in S_ll units, signed by d = sign(S_ll(M_s, t) - S_ll(M0, t)):
+
+        on_t      = d * shift of S_t written on t's pairs                   (condition specific)
+        on_others = d * mean over t' != t of the shift of S_t on t''s pairs  (condition crossed)
+        difference = on_t - on_others
+
+    where the shift is S_ll(M0 + S_t) - S_ll(M0) (sufficiency) or S_ll(M_s) - S_ll(M_s - S_t)
+    (necessity): the judge's `tables.patching.specificity` in each direction. CIs from one
+    paired bootstrap over pairs (stratified by topic); `verdict` holds if the difference's CI
+    lies above 0. Runs without crossed rows have none.
+    """
+    rows = []
+    for key, run in readouts.groupby(KEYS, dropna=False):
+        crossed = run[run["condition"] == CROSSED]
+        if crossed.empty:
+            continue
+        ids = run[run["condition"] == "base"].groupby("topic")["pair"].apply(sorted)
+        topics = {topic: np.asarray(ids[topic]) for topic in dict.fromkeys(run["topic"])}
+        resample = PairResampler(topics, n_boot, seed)
+        models = _per_pair(run, "base", "", topics), _per_pair(run, "ft", "", topics)
+        for topic in topics:
+            others = {t: topics[t] for t in topics if t != topic}
+            mine = crossed[crossed["patched_topic"] == topic]
+            moved = resample.means(models[1], [topic])[0] - resample.means(models[0], [topic])[0]
+            sign = np.sign(moved) if moved != 0 else np.nan
+            for direction in DIRECTIONS:
+                own = _per_pair(run, "patch-specific", direction, {topic: topics[topic]})
+                off = _per_pair(mine, CROSSED, direction, others)
+                on_t, b_on_t = _intervention_shift(resample, direction, own, *models, [topic])
+                parts = [
+                    _intervention_shift(resample, direction, off, *models, [t]) for t in others
+                ]
+                on_t, b_on_t = sign * on_t, sign * b_on_t
+                on_others = sign * float(np.mean([part[0] for part in parts]))
+                b_others = sign * np.mean([part[1] for part in parts], axis=0)
+                difference = on_t - on_others
+                lo, hi = percentile_ci(difference, b_on_t - b_others, alpha)
+                t_lo, t_hi = percentile_ci(on_t, b_on_t, alpha)
+                o_lo, o_hi = percentile_ci(on_others, b_others, alpha)
+                rows.append(
+                    dict(
+                        zip(KEYS, key, strict=True),
+                        direction=direction,
+                        topic=topic,
+                        on_t=on_t,
+                        on_t_lo=t_lo,
+                        on_t_hi=t_hi,
+                        on_others=on_others,
+                        on_others_lo=o_lo,
+                        on_others_hi=o_hi,
+                        difference=difference,
+                        difference_lo=lo,
+                        difference_hi=hi,
+                        verdict=interval_verdict(lo, hi),
+                        why_undefined="" if np.isfinite(sign) else NO_SHIFT,
+                    )
+                )
+    return pd.DataFrame(rows, columns=SPECIFICITY_COLUMNS)
