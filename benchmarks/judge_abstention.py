@@ -8,7 +8,7 @@ model's tokenizer (accuracy, Cohen's kappa, the share it abstains on, and S over
 IdeoINST's right-leaning and left-leaning files). With `--ratings`, the answers of generated
 runs (ratings.jsonl files) are rated again and counted. Results go to a Markdown file (`--out`).
 
-    python benchmarks/judge_abstention.py --mirror ../shared/political_stance_data \
+    python benchmarks/judge_abstention.py --mirror /path/to/political_stance_data \
         --tokenizer results/models/smollm2/checkpoint --weights 0 0.25 0.5 1 2 \
         --tokens 32 16 --ratings results/smollm2/base/ratings.jsonl \
         --out benchmarks/results/judge_abstention.md

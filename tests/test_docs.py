@@ -56,3 +56,74 @@ def test_every_test_the_spec_names_exists():
     defined = set(re.findall(r"def (test_\w+)", text))
     named = {name.replace("\n", "") for name in re.findall(r"`(test_[\w\n]+)`", METHOD)}
     assert named and not named - defined, sorted(named - defined)
+
+
+def _tracked_text_files():
+    import subprocess
+
+    listed = subprocess.run(
+        ["git", "ls-files", "-z"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.split("\0")
+    for name in filter(None, listed):
+        path = REPO / name
+        if path.is_file() and not path.is_symlink():
+            try:
+                yield name, path.read_text()
+            except UnicodeDecodeError:
+                continue  # binary
+
+
+# a path of the machine the project was developed on, or its sibling checkouts: a user has none
+# (each pattern split so that this file does not match itself)
+MACHINE_PATHS = re.compile(
+    "|".join(
+        [
+            "/" + r"work/",
+            r"\.\./" + r"shared/",
+            "/" + r"root/",
+            "/" + r"tmp/(?:fresh|study|emb|ci)",
+            "/" + r"home/\w+/",
+        ]
+    )
+)
+# words about how the project was developed (history belongs in no file; CHANGELOG.md says
+# what changed, not who did it when); tests are left out: "session" is pytest's word there
+DEVELOPMENT_HISTORY = re.compile(
+    r"(?:previous|this|next|last|earlier|first|second|third|fourth|fifth|sixth)\s+"
+    + "sess"
+    + r"ion|\bsess"
+    + r"ion\s+\d",
+    re.I,
+)
+# this project's issue numbers; another project's tracker (a plugin's, a library's) is a citation
+ISSUE_NUMBER = re.compile(r"\bissues?\s+#?\d+", re.I)
+OTHER_TRACKERS = ("plugin", "upstream", "snakemake", "peft", "transformers", "torch", "github.com")
+
+
+def development_history(line: str) -> bool:
+    """Whether a line speaks of how the project was developed (module comment above)."""
+    if DEVELOPMENT_HISTORY.search(line):
+        return True
+    cited = any(tracker in line.lower() for tracker in OTHER_TRACKERS)
+    return bool(ISSUE_NUMBER.search(line)) and not cited
+
+
+def test_the_repository_names_no_machine_path_and_no_development_history():
+    found, history = [], []
+    for name, text in _tracked_text_files():
+        for number, line in enumerate(text.splitlines(), 1):
+            if MACHINE_PATHS.search(line):
+                found.append(f"{name}:{number}: {line.strip()[:120]}")
+            if not name.startswith("tests/") and development_history(line):
+                history.append(f"{name}:{number}: {line.strip()[:120]}")
+    assert not found, "machine paths:\n" + "\n".join(found)
+    assert not history, "development history:\n" + "\n".join(history)
+
+
+def test_the_history_patterns_catch_what_they_name():
+    assert MACHINE_PATHS.search("cd " + "/" + "work/main && make run")
+    assert MACHINE_PATHS.search("MIRROR=" + "../" + "shared/political_stance_data")
+    assert not MACHINE_PATHS.search("MIRROR=/path/to/political_stance_data")
+    assert development_history("the fifth " + "session's fix")
+    assert development_history("see issue 28")
+    assert not development_history("the Slurm plugin's issue #473 is open")
