@@ -1,7 +1,7 @@
 """Does the classifier judge abstain on text without a stance, and what does it cost it?
 
 For each `judge.classifier.no_stance_weight` given (0: no stance-free class), the classifier judge
-is trained as rule `train_judge` trains it (`judges.train_classifier_judge`, the config's pools
+is trained as rule `train_judge` trains it (`judge_classifier.train_classifier_judge`, the config's pools
 and seed) and measured on: the stance-free battery of the tests (share rated left or right), and
 its held-out answers with GPT-4's labels, whole and cut to each of `--tokens` tokens of a
 model's tokenizer (accuracy, Cohen's kappa, the share it abstains on, and S over the answers of
@@ -29,12 +29,11 @@ sys.path.insert(0, str(REPO / "src"))
 
 from polneurons.config import pool_sizes, validate_config  # noqa: E402
 from polneurons.data import TOPICS  # noqa: E402
-from polneurons.judges import (  # noqa: E402
-    NO_STANCE,
-    JudgeItem,
+from polneurons.judge_classifier import (  # noqa: E402
     train_classifier_judge,
     truncate_to_tokens,
 )
+from polneurons.judges import NO_STANCE, JudgeItem  # noqa: E402
 from polneurons.prompts import topic_pools  # noqa: E402
 
 BATTERY = REPO / "tests" / "data" / "stance_free_battery.yaml"

@@ -3,7 +3,8 @@ GPT-4's labels where measured, on whole held-out answers and on the same answers
 tokens a run generates (method.md: Stance)."""
 
 from polneurons.io import read_json, read_jsonl
-from polneurons.judges import ClassifierJudge, cached_answer_count, judge_name
+from polneurons.judge_classifier import ClassifierJudge
+from polneurons.judges import cached_answer_count, judge_name
 from polneurons.models import load_tokenizer, read_record
 from polneurons.rule import rule_context
 from polneurons.tables.common import write_table

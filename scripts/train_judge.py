@@ -3,7 +3,7 @@
 agreement per topic."""
 
 from polneurons.io import write_json
-from polneurons.judges import train_classifier_judge
+from polneurons.judge_classifier import train_classifier_judge
 from polneurons.prompts import topic_pools
 from polneurons.rule import rule_context
 

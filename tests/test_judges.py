@@ -8,15 +8,13 @@ import yaml
 from polneurons.data import IDEOINST as IDEOINST_REPO
 from polneurons.data import TOPICS
 from polneurons.errors import ConfigError, DataError, IntegrityError, ModelError
+from polneurons.judge_classifier import ClassifierJudge, group_split, ideoinst_training_examples
 from polneurons.judges import (
     LABELS,
-    ClassifierJudge,
     HFJudge,
     JudgeItem,
     OpenAIJudge,
     Templates,
-    group_split,
-    ideoinst_training_examples,
     make_judge,
     parse_rating,
 )
@@ -205,7 +203,7 @@ def test_make_judge_builds_each_backend_and_refuses_bad_config_in_one_line(tmp_p
 
 def test_the_judge_trained_on_its_own_pool_still_agrees_with_gpt4_on_every_topic(mirror):
     from polneurons.config import pool_sizes, validate_config
-    from polneurons.judges import judge_pool_records
+    from polneurons.judge_classifier import judge_pool_records
     from polneurons.prompts import topic_pools
 
     config = validate_config(yaml.safe_load((REPO / "config.yaml").read_text()))
@@ -235,7 +233,7 @@ def test_the_judge_is_named_by_its_backend_and_the_cache_counts_complete_answers
 
 
 def test_an_empty_judge_pool_is_one_line_not_a_library_traceback():
-    from polneurons.judges import group_split
+    from polneurons.judge_classifier import group_split
 
     with pytest.raises(DataError) as error:
         group_split([], 0.2, seed=0)
@@ -253,7 +251,7 @@ STANCES = ("left leaning", "right leaning")
 def workflow_judge(mirror, **judge_changes):
     """The classifier judge as rule train_judge trains it on the embedded default's pools."""
     from polneurons.config import pool_sizes, validate_config
-    from polneurons.judges import train_classifier_judge
+    from polneurons.judge_classifier import train_classifier_judge
     from polneurons.prompts import topic_pools
 
     config = yaml.safe_load((REPO / "config.yaml").read_text())
@@ -362,7 +360,7 @@ def test_the_judge_refuses_bad_stance_free_input_in_one_line():
 
 
 def test_answers_are_cut_to_their_first_tokens_as_generation_cuts_them(tokenizer):
-    from polneurons.judges import truncate_to_tokens
+    from polneurons.judge_classifier import truncate_to_tokens
 
     texts = [
         "The model reads the prompt and writes an answer of many words to the question.",

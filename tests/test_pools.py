@@ -10,7 +10,7 @@ import yaml
 from polneurons.config import pool_sizes, validate_config
 from polneurons.data import LEANINGS, TOPICS, load_eval_set
 from polneurons.errors import DataError
-from polneurons.judges import judge_pool_records, stance_free_examples
+from polneurons.judge_classifier import judge_pool_records, stance_free_examples
 from polneurons.prompts import eval_items, localize_items, topic_pools
 
 REPO = Path(__file__).resolve().parents[1]
