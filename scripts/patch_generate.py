@@ -4,7 +4,7 @@ from polneurons.io import write_jsonl
 from polneurons.models import load_contrast_pair, read_record
 from polneurons.neuron_store import patch_set
 from polneurons.neurons import NeuronSet
-from polneurons.patching import patched_generate
+from polneurons.patching import patched_rows
 from polneurons.prompts import adds_special_tokens, eval_items, eval_prompts
 from polneurons.rule import rule_context
 
@@ -31,22 +31,16 @@ with rule_context(snakemake, seed=p.seed) as ctx:
         items = eval_items(p.root, test_sets, p.eval_prompts)
         prompts = eval_prompts(p.root, tok, items, p.prompt_format, p.topic_names)
         ctx.log.info("%s: %d neurons, %d prompts", topic or condition, len(neurons), len(prompts))
-        responses, n_tokens = patched_generate(
+        answered = patched_rows(
             model,
             tok,
+            items,
             prompts,
-            neurons.by_layer(),
-            neurons.site,
-            max_new_tokens=p.generation["max_new_tokens"],
-            batch_size=p.generation["batch_size"],
+            neurons,
+            p.generation,
             add_special_tokens=adds_special_tokens(p.prompt_format),
             progress=ctx.progress,
-            return_token_counts=True,
         )
         crossed = {"patched_topic": topic} if condition == "crossed" else {}
-        rows += [
-            {**it, "prompt": pr, "response": r, "n_new_tokens": n, "n_patched": len(neurons)}
-            | crossed
-            for it, pr, r, n in zip(items, prompts, responses, n_tokens, strict=True)
-        ]
+        rows += [row | crossed for row in answered]
     write_jsonl(snakemake.output.generations, rows)

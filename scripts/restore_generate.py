@@ -4,7 +4,7 @@ every position (method.md: InhibitFT, restore): the training-free mitigation Inh
 from polneurons.io import write_jsonl
 from polneurons.models import load_contrast_pair, read_record
 from polneurons.neuron_store import inhibited_set
-from polneurons.patching import patched_generate
+from polneurons.patching import patched_rows
 from polneurons.prompts import adds_special_tokens, eval_items, eval_prompts
 from polneurons.rule import rule_context
 
@@ -19,21 +19,15 @@ with rule_context(snakemake, seed=p.seed) as ctx:
     items = eval_items(p.root, p.test_sets, p.eval_prompts)
     prompts = eval_prompts(p.root, tok, items, p.prompt_format, p.topic_names)
     ctx.log.info("F_%g: %d neurons restored, %d prompts", n, len(neurons), len(prompts))
-    responses, n_tokens = patched_generate(
+    rows = patched_rows(
         model,
         tok,
+        items,
         prompts,
-        neurons.by_layer(),
-        neurons.site,
-        max_new_tokens=p.generation["max_new_tokens"],
-        batch_size=p.generation["batch_size"],
+        neurons,
+        p.generation,
         add_special_tokens=adds_special_tokens(p.prompt_format),
         progress=ctx.progress,
-        return_token_counts=True,
         direction="necessity",
     )
-    rows = [
-        {**it, "prompt": pr, "response": r, "n_new_tokens": k, "n_restored": len(neurons)}
-        for it, pr, r, k in zip(items, prompts, responses, n_tokens, strict=True)
-    ]
     write_jsonl(snakemake.output.generations, rows)

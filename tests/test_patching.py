@@ -268,3 +268,28 @@ def test_restoring_a_partial_set_matches_full_prefix_forwards(
     )
     assert restored == reference
     assert reference not in (_base_tokens(model, tokenizer), _tuned_tokens(model, tokenizer))
+
+
+@pytest.mark.parametrize(
+    "direction, written", [("sufficiency", "n_patched"), ("necessity", "n_restored")]
+)
+def test_patched_rows_keep_each_item_beside_its_patched_answer(tokenizer, direction, written):
+    from polneurons.neurons import NeuronSet
+    from polneurons.patching import patched_rows
+
+    model = tiny_lora("llama", ALL_LINEAR_TARGETS)
+    layers, indices = [1] * 16, list(range(0, 32, 2))
+    neurons = NeuronSet(layers, indices, [1.0] * 16, "mlp_output", n_layers=2, width=32)
+    items = [{"id": f"q{i}", "test_set": "race"} for i in range(len(PROMPTS))]
+    rows = patched_rows(
+        model, tokenizer, items, PROMPTS, neurons, {"max_new_tokens": 4, "batch_size": 2},
+        direction=direction,
+    )  # fmt: skip
+    expected, counts = patched_generate(
+        model, tokenizer, PROMPTS, neurons.by_layer(), "mlp_output", 4, batch_size=2,
+        return_token_counts=True, direction=direction,
+    )  # fmt: skip
+    assert [r["response"] for r in rows] == expected
+    assert [r["n_new_tokens"] for r in rows] == counts
+    assert [r["id"] for r in rows] == [i["id"] for i in items]
+    assert all(r[written] == 16 and r["prompt"] == p for r, p in zip(rows, PROMPTS, strict=True))

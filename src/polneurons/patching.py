@@ -31,6 +31,42 @@ from polneurons.sites import NeuronSite
 DIRECTIONS = ("sufficiency", "necessity")
 
 
+def patched_rows(
+    model: nn.Module,
+    tokenizer,
+    items: list[dict],
+    prompts: list[str],
+    neurons,
+    generation: Mapping,
+    add_special_tokens: bool = True,
+    progress: IO | None = None,
+    direction: str = "sufficiency",
+) -> list[dict]:
+    """The rows of a patched run's ``generations.jsonl``: each evaluation item with its prompt,
+    the patched answer (`patched_generate` of ``neurons``, a `neurons.NeuronSet`, in
+    ``direction``), its new tokens, and how many neurons were written (``n_patched``;
+    ``n_restored`` in the necessity direction, the ``restore`` mitigation). ``generation``:
+    the config's ``max_new_tokens`` and ``batch_size``."""
+    responses, n_tokens = patched_generate(
+        model,
+        tokenizer,
+        prompts,
+        neurons.by_layer(),
+        neurons.site,
+        max_new_tokens=generation["max_new_tokens"],
+        batch_size=generation["batch_size"],
+        add_special_tokens=add_special_tokens,
+        progress=progress,
+        return_token_counts=True,
+        direction=direction,
+    )
+    written = "n_patched" if direction == "sufficiency" else "n_restored"
+    return [
+        {**item, "prompt": prompt, "response": response, "n_new_tokens": k, written: len(neurons)}
+        for item, prompt, response, k in zip(items, prompts, responses, n_tokens, strict=True)
+    ]
+
+
 def lockstep_step(
     model: nn.Module,
     switch: AdapterSwitch,

@@ -467,7 +467,8 @@ def run_pattern(config: dict, kinds: str = KIND) -> str:
 
 def inhibit_spec(kind: str, inhibitft: dict, site: str) -> dict:
     """What an InhibitFT kind (ift-<strategy>-n<n>, nift-<strategy>-n<n>,
-    rnd-<strategy>-n<n>-s<draw>) inhibits; nift takes its F_n from G_null (`Kind.localized_on`)."""
+    rnd-<strategy>-n<n>-s<draw>) inhibits; nift takes its F_n from G_null, which the rule
+    passes as its `inhibited_from` input (`Kind.localized_on`), not as a field here."""
     parsed = parse_kind(kind)
     if parsed.family not in ("ift", "nift", "rnd"):
         raise ConfigError(
@@ -481,8 +482,6 @@ def inhibit_spec(kind: str, inhibitft: dict, site: str) -> dict:
         "random": parsed.family == "rnd",
         "site": site,
     }
-    if parsed.family == "nift":  # the null control: as many neurons as F_n, the top of G_null
-        spec["from"] = "null"
     if parsed.strategy == "anchor":  # its lambda (a param only of the runs it changes)
         spec["anchor_weight"] = inhibitft["anchor_weight"]
     return spec if parsed.draw is None else {**spec, "draw": parsed.draw}
