@@ -5,6 +5,8 @@ import importlib
 import re
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 METHOD = (REPO / "docs" / "method.md").read_text()
 HEADINGS = {re.sub(r"^[0-9]+\. ", "", h).strip() for h in re.findall(r"^#+ (.+)$", METHOD, re.M)}
@@ -127,3 +129,37 @@ def test_the_history_patterns_catch_what_they_name():
     assert development_history("the fifth " + "session's fix")
     assert development_history("see issue 28")
     assert not development_history("the Slurm plugin's issue #473 is open")
+
+
+def _library_modules():
+    import pkgutil
+
+    import polneurons
+
+    return [m.name for m in pkgutil.walk_packages(polneurons.__path__, "polneurons.")]
+
+
+@pytest.mark.parametrize("name", _library_modules())
+def test_every_library_modules_examples_hold(name):
+    import doctest
+
+    assert doctest.testmod(importlib.import_module(name)).failed == 0
+
+
+# the user-facing modules whose every public function and method shows a `>>>` example
+EXAMPLED_MODULES = ("runs",)
+
+
+@pytest.mark.parametrize("name", EXAMPLED_MODULES)
+def test_every_public_function_of_a_user_facing_module_has_an_example(name):
+    import ast
+
+    tree = ast.parse((REPO / "src" / "polneurons" / f"{name}.py").read_text())
+    missing = []
+    for node in tree.body:
+        members = node.body if isinstance(node, ast.ClassDef) else []
+        for item in (node, *members):
+            public = isinstance(item, ast.FunctionDef | ast.ClassDef) and item.name[0] != "_"
+            if public and ">>>" not in (ast.get_docstring(item) or ""):
+                missing.append(item.name)
+    assert not missing, f"{name}: no example in {missing}"

@@ -68,7 +68,11 @@ REPLICATE = r"-t[1-9][0-9]*"  # training replicate k >= 1 (replicate 0 has no su
 
 
 def replicated(kinds: str) -> str:
-    """The pattern of these trained kinds and of their further training replicates."""
+    """The pattern of these trained kinds and of their further training replicates.
+
+    >>> replicated("ft") == "(?:ft)(?:-t[1-9][0-9]*)?"
+    True
+    """
     return rf"(?:{kinds})(?:{REPLICATE})?"
 
 
@@ -95,7 +99,11 @@ _KIND = re.compile(
 
 @dataclass(frozen=True)
 class Kind:
-    """One run kind, parsed: `family` is ft, ftctl, null, ift, nift, rnd, patch or restore."""
+    """One run kind, parsed: `family` is ft, ftctl, null, ift, nift, rnd, patch or restore.
+
+    >>> parse_kind("ift-anchor-n5").family
+    'ift'
+    """
 
     text: str
     family: str
@@ -110,28 +118,48 @@ class Kind:
 
     @property
     def first(self) -> str:
-        """The kind of training replicate 0 (the kind without its -t<k>)."""
+        """The kind of training replicate 0 (the kind without its -t<k>).
+
+        >>> parse_kind("ift-anchor-n5-t1").first
+        'ift-anchor-n5'
+        """
         return split_replicate(self.text)[0]
 
     @property
     def trained(self) -> bool:
-        """Whether the run trains an adapter (every kind but patching)."""
+        """Whether the run trains an adapter (every kind but patching).
+
+        >>> parse_kind("ft").trained, parse_kind("patch-general").trained
+        (True, False)
+        """
         return self.family in TRAINED_FAMILIES
 
     @property
     def base(self) -> str:
         """The kind without its draw (what the draws of a random control are pooled under)
-        and without its training replicate."""
+        and without its training replicate.
+
+        >>> parse_kind("rnd-anchor-n5-s2-t1").base
+        'rnd-anchor-n5'
+        """
         return split_draw(self.first)[0]
 
     @property
     def is_control(self) -> bool:
-        """Whether this is a draw of a random control (its neurons come from `random_control`)."""
+        """Whether this is a draw of a random control (its neurons come from `random_control`).
+
+        >>> parse_kind("patch-random-s0").is_control, parse_kind("patch-general").is_control
+        (True, False)
+        """
         return self.draw is not None
 
     @property
     def needs_neurons(self) -> bool:
-        """Whether the run takes the localized neurons of the source's vanilla run."""
+        """Whether the run takes the localized neurons of the source's vanilla run.
+
+        >>> parse_kind("restore-n5").needs_neurons, parse_kind("null").needs_neurons
+        (True, False)
+        """
         return self.family in ("ift", "nift", "rnd", "patch", "restore")
 
     @property
@@ -151,7 +179,11 @@ class Kind:
 def parse_kind(kind: str, pooled: bool = False) -> Kind:
     """The parsed run kind; ConfigError (one line) for text that is none. With `pooled` (a
     table's label), a random control may come without its draw (the row the tables pool its
-    draws under) and replicate 0 may be written -t0 (`seed_labels`)."""
+    draws under) and replicate 0 may be written -t0 (`seed_labels`).
+
+    >>> parse_kind("patch-dose30-random-s1").patched, parse_kind("patch-random", pooled=True).draw
+    ('random', None)
+    """
     match = _KIND.fullmatch(kind)
     problem = match is None
     replicated = match is not None and match["replicate"] is not None
@@ -200,7 +232,11 @@ def parse_kind(kind: str, pooled: bool = False) -> Kind:
 
 @dataclass(frozen=True)
 class Run:
-    """A run of one model: the base model (leaning, source and kind None) or a derived run."""
+    """A run of one model: the base model (leaning, source and kind None) or a derived run.
+
+    >>> parse_run("right/race/ft").source
+    'race'
+    """
 
     leaning: str | None = None
     source: str | None = None
@@ -211,12 +247,20 @@ class Run:
 
     @property
     def condition(self) -> str:
-        """The column the tables group by: the kind, or 'base'."""
+        """The column the tables group by: the kind, or 'base'.
+
+        >>> parse_run("right/race/ft").condition, parse_run("base").condition
+        ('ft', 'base')
+        """
         return BASE if self.kind is None else str(self.kind)
 
 
 def parse_run(run: str) -> Run:
-    """`base` or `<leaning>/<source>/<kind>` as a Run."""
+    """`base` or `<leaning>/<source>/<kind>` as a Run.
+
+    >>> str(parse_run("right/race/patch-general").kind)
+    'patch-general'
+    """
     if run == BASE:
         return Run()
     parts = run.split("/")
@@ -240,23 +284,39 @@ def run_of_path(path: str | Path) -> dict:
 
 
 def format_n(n: float) -> str:
-    """n% as written in a run id: 5 -> '5', 7.5 -> '7.5'."""
+    """n% as written in a run id: 5 -> '5', 7.5 -> '7.5'.
+
+    >>> format_n(5.0), format_n(7.5)
+    ('5', '7.5')
+    """
     return f"{n:g}"
 
 
 def with_draw(kind: str, draw: int) -> str:
-    """Draw `draw` of a random control: patch-random -> patch-random-s0."""
+    """Draw `draw` of a random control: patch-random -> patch-random-s0.
+
+    >>> with_draw("patch-random", 0)
+    'patch-random-s0'
+    """
     return f"{kind}-s{draw}"
 
 
 def split_draw(kind: str) -> tuple[str, int | None]:
-    """(kind without its draw, draw); (kind, None) for a kind without a draw."""
+    """(kind without its draw, draw); (kind, None) for a kind without a draw.
+
+    >>> split_draw("patch-random-s2"), split_draw("patch-general")
+    (('patch-random', 2), ('patch-general', None))
+    """
     match = re.fullmatch(r"(?P<kind>.+)-s(?P<draw>[0-9]+)", kind)
     return (match["kind"], int(match["draw"])) if match else (kind, None)
 
 
 def split_replicate(kind: str) -> tuple[str, int | None]:
-    """(kind without its training replicate, replicate); (kind, None) without a -t<k>."""
+    """(kind without its training replicate, replicate); (kind, None) without a -t<k>.
+
+    >>> split_replicate("ft-t1"), split_replicate("ft")
+    (('ft', 1), ('ft', None))
+    """
     match = re.fullmatch(r"(?P<kind>.+)-t(?P<replicate>[0-9]+)", kind)
     return (match["kind"], int(match["replicate"])) if match else (kind, None)
 
@@ -271,12 +331,20 @@ def with_replicate(kind: str, replicate: int) -> str:
 
 
 def training_replicates(config: dict) -> list[int]:
-    """The training replicates of every trained run (training_seeds of them)."""
+    """The training replicates of every trained run (training_seeds of them).
+
+    >>> training_replicates({"training_seeds": 3})
+    [0, 1, 2]
+    """
     return list(range(config["training_seeds"]))
 
 
 def replicate_kinds(config: dict, kinds) -> list[str]:
-    """Every training replicate of each of these trained kinds, replicate 0 first."""
+    """Every training replicate of each of these trained kinds, replicate 0 first.
+
+    >>> replicate_kinds({"training_seeds": 2}, ["ft", "null"])
+    ['ft', 'ft-t1', 'null', 'null-t1']
+    """
     return [with_replicate(k, r) for k in kinds for r in training_replicates(config)]
 
 
@@ -307,7 +375,13 @@ def seed_labels(conditions) -> dict[str, str]:
 
 def inhibit_kind(strategy: str, n: float, draw: int | None = None, null: bool = False) -> str:
     """ift-<strategy>-n<n>; with a draw the random control rnd-<strategy>-n<n>-s<draw>; with
-    `null` the null control nift-<strategy>-n<n> (as many neurons as F_n, the top of G_null)."""
+    `null` the null control nift-<strategy>-n<n> (as many neurons as F_n, the top of G_null).
+
+    >>> inhibit_kind("anchor", 5), inhibit_kind("anchor", 5, draw=1)
+    ('ift-anchor-n5', 'rnd-anchor-n5-s1')
+    >>> inhibit_kind("anchor", 5, null=True)
+    'nift-anchor-n5'
+    """
     if null:
         return f"nift-{strategy}-n{format_n(n)}"
     if draw is None:
@@ -318,7 +392,11 @@ def inhibit_kind(strategy: str, n: float, draw: int | None = None, null: bool = 
 def random_counterpart(kind: str) -> str | None:
     """The pooled random control an InhibitFT kind is compared with (ift-S-nN -> rnd-S-nN),
     or the random patching set for a patching kind of G (patch-general -> patch-random); None
-    for any other condition name."""
+    for any other condition name.
+
+    >>> random_counterpart("ift-anchor-n5"), random_counterpart("patch-general")
+    ('rnd-anchor-n5', 'patch-random')
+    """
     try:
         parsed = parse_kind(kind, pooled=True)
     except ConfigError:
@@ -355,13 +433,26 @@ def inhibitft_controls(kind: str) -> list[str]:
 
 
 def restore_kind(n: float) -> str:
-    """restore-n<n>: InhibitFT's vanilla control generating with F_n restored to M0's values."""
+    """restore-n<n>: InhibitFT's vanilla control generating with F_n restored to M0's values.
+
+    >>> restore_kind(7.5)
+    'restore-n7.5'
+    """
     return f"restore-n{format_n(n)}"
 
 
 def restore_kinds(config: dict) -> list[str]:
     """The training-free mitigation's kinds per (model, leaning, InhibitFT source): one per n
-    of inhibitft.n that inhibitft.restore names (true: every n)."""
+    of inhibitft.n that inhibitft.restore names (true: every n).
+
+    >>> config = {"leanings": ["right"], "source_topics": ["race"], "training_seeds": 2,
+    ...     "controls": {"seeds": 2}, "null_finetune": False,
+    ...     "patching": {"enabled": True, "conditions": ["general", "random"], "dose": [30]},
+    ...     "inhibitft": {"enabled": True, "strategies": ["anchor"], "n": [5], "restore": [5],
+    ...     "random_control": True, "null_control": False, "finetune": {}}}
+    >>> restore_kinds(config)
+    ['restore-n5']
+    """
     ift = config["inhibitft"]
     if not ift["enabled"]:
         return []
@@ -369,12 +460,20 @@ def restore_kinds(config: dict) -> list[str]:
 
 
 def patch_kind(patched: str, draw: int | None = None) -> str:
-    """patch-<set>, or with a draw patch-random-s<draw>."""
+    """patch-<set>, or with a draw patch-random-s<draw>.
+
+    >>> patch_kind("general"), patch_kind("random", 1)
+    ('patch-general', 'patch-random-s1')
+    """
     return f"patch-{patched}" if draw is None else with_draw(f"patch-{patched}", draw)
 
 
 def readout_control_input(kind: str) -> str:
-    """The name of a drawn control's neuron set among the readout's inputs (an identifier)."""
+    """The name of a drawn control's neuron set among the readout's inputs (an identifier).
+
+    >>> readout_control_input("patch-dose30-random-s1")
+    'control_dose30_random_s1'
+    """
     return "control_" + kind.removeprefix("patch-").replace("-", "_")
 
 
@@ -389,31 +488,58 @@ def dose_kinds(dose: float, draws) -> list[str]:
 
 
 def control_draws(config: dict) -> list[int]:
-    """The draws of every random control (controls.seeds of them)."""
+    """The draws of every random control (controls.seeds of them).
+
+    >>> control_draws({"controls": {"seeds": 3}})
+    [0, 1, 2]
+    """
     return list(range(config["controls"]["seeds"]))
 
 
 def random_control_at(inhibitft: dict, n: float, control: str = "random_control") -> bool:
     """Whether InhibitFT at n% also trains the random-inhibition control (inhibitft.random_control),
     or with control="null_control" the null control (inhibitft.null_control), or with
-    control="restore" runs the training-free mitigation (inhibitft.restore)."""
+    control="restore" runs the training-free mitigation (inhibitft.restore).
+
+    >>> random_control_at({"restore": [5]}, 5, "restore")
+    True
+    >>> random_control_at({"random_control": False}, 5)
+    False
+    """
     at = inhibitft[control]
     return at if isinstance(at, bool) else n in at
 
 
 def localized_kinds(config: dict) -> list[str]:
-    """The trained kinds neurons are localized on: ft, and the null fine-tune if it runs."""
+    """The trained kinds neurons are localized on: ft, and the null fine-tune if it runs.
+
+    >>> localized_kinds({"null_finetune": True})
+    ['ft', 'null']
+    """
     return ["ft", "null"] if config["null_finetune"] else ["ft"]
 
 
 def inhibitft_control_kind(config: dict) -> str:
-    """The vanilla run InhibitFT is compared with: ftctl when inhibitft.finetune overrides, else ft."""
+    """The vanilla run InhibitFT is compared with: ftctl when inhibitft.finetune overrides, else ft.
+
+    >>> inhibitft_control_kind({"inhibitft": {"finetune": {"lr": 1e-4}}})
+    'ftctl'
+    """
     return "ftctl" if config["inhibitft"]["finetune"] else "ft"
 
 
 def inhibitft_kinds(config: dict) -> list[str]:
     """The kinds InhibitFT adds per (model, leaning, source): inhibited runs and random draws,
-    each in every training replicate."""
+    each in every training replicate.
+
+    >>> config = {"leanings": ["right"], "source_topics": ["race"], "training_seeds": 2,
+    ...     "controls": {"seeds": 2}, "null_finetune": False,
+    ...     "patching": {"enabled": True, "conditions": ["general", "random"], "dose": [30]},
+    ...     "inhibitft": {"enabled": True, "strategies": ["anchor"], "n": [5], "restore": [5],
+    ...     "random_control": True, "null_control": False, "finetune": {}}}
+    >>> inhibitft_kinds(config)[:3]
+    ['ift-anchor-n5', 'ift-anchor-n5-t1', 'rnd-anchor-n5-s0']
+    """
     ift = config["inhibitft"]
     if not ift["enabled"]:
         return []
@@ -429,7 +555,16 @@ def inhibitft_kinds(config: dict) -> list[str]:
 
 
 def patch_kinds(config: dict) -> list[str]:
-    """The kinds patching adds per (model, leaning, source), one per draw of the random set."""
+    """The kinds patching adds per (model, leaning, source), one per draw of the random set.
+
+    >>> config = {"leanings": ["right"], "source_topics": ["race"], "training_seeds": 2,
+    ...     "controls": {"seeds": 2}, "null_finetune": False,
+    ...     "patching": {"enabled": True, "conditions": ["general", "random"], "dose": [30]},
+    ...     "inhibitft": {"enabled": True, "strategies": ["anchor"], "n": [5], "restore": [5],
+    ...     "random_control": True, "null_control": False, "finetune": {}}}
+    >>> patch_kinds(config)
+    ['patch-general', 'patch-random-s0', 'patch-random-s1', 'patch-dose30', 'patch-dose30-random-s0', 'patch-dose30-random-s1']
+    """
     if not config["patching"]["enabled"]:
         return []
     kinds = []
@@ -445,7 +580,11 @@ def patch_kinds(config: dict) -> list[str]:
 
 def run_ids(config: dict, kinds, sources=None, leanings=None) -> list[str]:
     """`<leaning>/<source>/<kind>` for every leaning (default leanings), source (default
-    source_topics) and kind."""
+    source_topics) and kind.
+
+    >>> run_ids({"leanings": ["left", "right"], "source_topics": ["race"]}, ["ft"])
+    ['left/race/ft', 'right/race/ft']
+    """
     return [
         f"{lean}/{src}/{kind}"
         for lean in leanings or config["leanings"]
@@ -455,12 +594,21 @@ def run_ids(config: dict, kinds, sources=None, leanings=None) -> list[str]:
 
 
 def alternatives(values) -> str:
-    """A regex matching exactly one of `values`."""
+    """A regex matching exactly one of `values`.
+
+    >>> alternatives(["race", "crime_and_gun"])
+    'crime_and_gun|race'
+    """
     return "|".join(sorted(re.escape(str(v)) for v in values))
 
 
 def run_pattern(config: dict, kinds: str = KIND) -> str:
-    """The regex of the run ids of this config whose kind matches `kinds` (or base)."""
+    """The regex of the run ids of this config whose kind matches `kinds` (or base).
+
+    >>> pattern = run_pattern({"leanings": ["right"], "source_topics": ["race"]})
+    >>> bool(re.fullmatch(pattern, "right/race/ft")), bool(re.fullmatch(pattern, "left/race/ft"))
+    (True, False)
+    """
     leanings, sources = alternatives(config["leanings"]), alternatives(config["source_topics"])
     return rf"{BASE}|({leanings})/({sources})/({kinds})"
 
@@ -468,7 +616,11 @@ def run_pattern(config: dict, kinds: str = KIND) -> str:
 def inhibit_spec(kind: str, inhibitft: dict, site: str) -> dict:
     """What an InhibitFT kind (ift-<strategy>-n<n>, nift-<strategy>-n<n>,
     rnd-<strategy>-n<n>-s<draw>) inhibits; nift takes its F_n from G_null, which the rule
-    passes as its `inhibited_from` input (`Kind.localized_on`), not as a field here."""
+    passes as its `inhibited_from` input (`Kind.localized_on`), not as a field here.
+
+    >>> inhibit_spec("rnd-anchor-n5-s1", {"of": "general", "anchor_weight": 10}, "mlp_output")
+    {'strategy': 'anchor', 'n': 5.0, 'of': 'general', 'random': True, 'site': 'mlp_output', 'anchor_weight': 10, 'draw': 1}
+    """
     parsed = parse_kind(kind)
     if parsed.family not in ("ift", "nift", "rnd"):
         raise ConfigError(
@@ -488,7 +640,11 @@ def inhibit_spec(kind: str, inhibitft: dict, site: str) -> dict:
 
 
 def control_spec(kind: str, inhibitft: dict, site: str) -> dict:
-    """What a random-control kind stands in for: patch-random-s<k> -> G, rnd-...-s<k> -> F_n."""
+    """What a random-control kind stands in for: patch-random-s<k> -> G, rnd-...-s<k> -> F_n.
+
+    >>> control_spec("patch-random-s0", {}, "mlp_output")
+    {'treated': 'general', 'site': 'mlp_output', 'draw': 0}
+    """
     parsed = parse_kind(kind)
     if not parsed.is_control:
         raise ConfigError(
