@@ -46,7 +46,16 @@ def patched_rows(
     the patched answer (`patched_generate` of ``neurons``, a `neurons.NeuronSet`, in
     ``direction``), its new tokens, and how many neurons were written (``n_patched``;
     ``n_restored`` in the necessity direction, the ``restore`` mitigation). ``generation``:
-    the config's ``max_new_tokens`` and ``batch_size``."""
+    the config's ``max_new_tokens`` and ``batch_size``.
+
+    >>> from polneurons.neurons import NeuronSet
+    >>> from polneurons.testing import tiny_lora, tiny_tokenizer
+    >>> g = NeuronSet([1, 1], [0, 2], [1.0, 1.0], "mlp_output", n_layers=2, width=32)
+    >>> rows = patched_rows(tiny_lora(), tiny_tokenizer(), [{"id": "q0"}], ["Guns"], g,
+    ...     {"max_new_tokens": 3, "batch_size": 1})
+    >>> rows[0]["id"], rows[0]["n_patched"], rows[0]["n_new_tokens"] <= 3
+    ('q0', 2, True)
+    """
     responses, n_tokens = patched_generate(
         model,
         tokenizer,
@@ -84,6 +93,16 @@ def lockstep_step(
     ``M0``'s. ``necessity`` (method.md: InhibitFT): ``restore``, ``M_s`` with ``M0``'s values
     at ``neurons``, the logits the patched ``M_s``'s. With no neurons the donor is not run
     (the patched model is the receiving model itself).
+
+    >>> from polneurons.generation import new_cache
+    >>> from polneurons.testing import tiny_lora
+    >>> model = tiny_lora()
+    >>> step = lockstep_step(model, AdapterSwitch(model), NeuronSite(model, "mlp_output"),
+    ...     {1: torch.tensor([0, 2])}, new_cache(model), new_cache(model))
+    >>> ids = torch.tensor([[1, 5, 7]])
+    >>> logits = step(ids, torch.ones_like(ids), torch.arange(3)[None])  # the patched M0's
+    >>> logits.shape == (1, model.config.vocab_size)
+    True
     """
     tuned_step = cached_step(model, tuned_cache)
     base_step = cached_step(model, base_cache)
@@ -132,6 +151,12 @@ def patched_generate(
     ``"mlp_intermediate"``) to patch. Batching, padding, decoding and stopping are those of
     `polneurons.generation.greedy_generate`, so an empty set gives the base model's greedy text
     (``return_token_counts`` as there).
+
+    >>> from polneurons.testing import tiny_lora, tiny_tokenizer
+    >>> answers = patched_generate(tiny_lora(), tiny_tokenizer(), ["Guns", "Taxes"],
+    ...     {1: torch.tensor([0, 2])}, "mlp_output", max_new_tokens=3)
+    >>> len(answers), all(isinstance(a, str) for a in answers)
+    (2, True)
     """
     from peft import PeftModel
 

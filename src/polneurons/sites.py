@@ -41,11 +41,24 @@ _Edit = Callable[[int, torch.Tensor], torch.Tensor | None]
 
 
 class StopForward(Exception):
-    """Raised by a `NeuronSite.capture(stop_after=True)` hook once the last read site is kept."""
+    """Raised by a `NeuronSite.capture(stop_after=True)` hook once the last read site is kept.
+
+    >>> issubclass(StopForward, Exception)
+    True
+    """
 
 
 def forward_until(model: nn.Module, **inputs) -> None:
-    """Run ``model(**inputs)`` inside a stopping capture: it ends at the capture's last layer."""
+    """Run ``model(**inputs)`` inside a stopping capture: it ends at the capture's last layer.
+
+    >>> from polneurons.testing import tiny_model
+    >>> model = tiny_model("llama")
+    >>> ids = torch.tensor([[1, 5, 7, 9]])
+    >>> with NeuronSite(model, "mlp_output").capture({0: [3]}, stop_after=True) as kept:
+    ...     forward_until(model, input_ids=ids)
+    >>> list(kept), tuple(kept[0].shape)
+    ([0], (1, 4, 1))
+    """
     try:
         model(**inputs)
     except StopForward:
@@ -60,6 +73,11 @@ class NeuronSite:
         site: ``"mlp_output"`` or ``"mlp_intermediate"``.
         n_layers: number of decoder layers.
         width: coordinates per layer (hidden size or intermediate size).
+
+    >>> from polneurons.testing import tiny_model
+    >>> site = NeuronSite(tiny_model("llama"), "mlp_intermediate")
+    >>> site.n_layers, site.width
+    (2, 64)
     """
 
     def __init__(self, model: nn.Module, site: str):
@@ -69,7 +87,12 @@ class NeuronSite:
         self.width = site_width(model, site)
 
     def module(self, layer: int) -> nn.Module:
-        """The module hooked for ``layer``: the MLP (output) or the down projection (input)."""
+        """The module hooked for ``layer``: the MLP (output) or the down projection (input).
+
+        >>> from polneurons.testing import tiny_model
+        >>> type(NeuronSite(tiny_model("llama"), "mlp_output").module(1)).__name__
+        'LlamaMLP'
+        """
         if self.site == "mlp_output":
             return mlp_module(self.model, layer)
         return down_module(self.model, layer)
@@ -105,7 +128,12 @@ class NeuronSite:
         return module.register_forward_pre_hook(input_hook)
 
     def check_neurons(self, neurons: Mapping[int, torch.Tensor]) -> dict[int, torch.Tensor]:
-        """Validate a neuron set; return it with empty layers dropped and indices as LongTensors."""
+        """Validate a neuron set; return it with empty layers dropped and indices as LongTensors.
+
+        >>> from polneurons.testing import tiny_model
+        >>> NeuronSite(tiny_model("llama"), "mlp_output").check_neurons({0: [4, 2], 1: []})
+        {0: tensor([4, 2])}
+        """
         checked = {}
         for layer, indices in neurons.items():
             indices = torch.as_tensor(indices, dtype=torch.long).reshape(-1)
@@ -136,6 +164,13 @@ class NeuronSite:
         Yields a dict layer -> detached activation ``[batch, seq, width]`` of the latest forward.
         With ``callback``, each activation is passed to ``callback(layer, activation)`` instead
         and the dict stays empty (for streaming consumers that keep no tensors).
+
+        >>> from polneurons.testing import tiny_model
+        >>> model = tiny_model("llama")
+        >>> with NeuronSite(model, "mlp_output").record() as acts:
+        ...     _ = model(input_ids=torch.tensor([[1, 5, 7]]))
+        >>> sorted(acts), tuple(acts[1].shape)
+        ([0, 1], (1, 3, 32))
         """
         layers = range(self.n_layers) if layers is None else list(layers)
         recorded: dict[int, torch.Tensor] = {}
@@ -159,6 +194,13 @@ class NeuronSite:
         ``anchor``: the tuned values the loss holds to the base model's). With ``stop_after``, a
         forward ends right after the last listed layer's site (`StopForward`, caught here and in
         `forward_until`): nothing downstream is computed, for a pass that only reads the site.
+
+        >>> from polneurons.testing import tiny_model
+        >>> model = tiny_model("llama")
+        >>> with NeuronSite(model, "mlp_output").capture({1: [0, 2]}) as kept:
+        ...     _ = model(input_ids=torch.tensor([[1, 5, 7]]))
+        >>> tuple(kept[1].shape)
+        (1, 3, 2)
         """
         neurons = self.check_neurons(neurons)
         last = max(neurons) if neurons else None
@@ -185,6 +227,14 @@ class NeuronSite:
         ``source[l]`` must have the shape of the site activation of each forward in the block
         (``[batch, seq, width]``). It is read at forward time, so a caller may refill ``source``
         between forwards (as lockstep patching does). Other coordinates are left untouched.
+
+        >>> from polneurons.testing import tiny_model
+        >>> model = tiny_model("llama")
+        >>> site, zeros = NeuronSite(model, "mlp_output"), {0: torch.zeros(1, 3, 32)}
+        >>> with site.patch({0: [3]}, zeros), site.record([0]) as acts:
+        ...     _ = model(input_ids=torch.tensor([[1, 5, 7]]))
+        >>> float(acts[0][..., 3].abs().sum())
+        0.0
         """
         neurons = self.check_neurons(neurons)
         device_indices: dict[tuple[int, torch.device], torch.Tensor] = {}
@@ -212,6 +262,13 @@ class NeuronSite:
 
         Forward values are unchanged; in the backward pass no gradient flows into the listed
         coordinates (``act = where(mask, act.detach(), act)``).
+
+        >>> from polneurons.testing import tiny_model
+        >>> model = tiny_model("llama")
+        >>> with NeuronSite(model, "mlp_output").block_grad({0: [3]}):
+        ...     loss = model(input_ids=torch.tensor([[1, 5, 7]])).logits.sum()
+        >>> loss.requires_grad
+        True
         """
         neurons = self.check_neurons(neurons)
         device_masks: dict[tuple[int, torch.device], torch.Tensor] = {}
