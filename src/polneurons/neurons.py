@@ -23,6 +23,14 @@ NEURON_SET_FORMAT = "polneurons.neuronset/1"
 
 @dataclass(eq=False)
 class NeuronSet:
+    """A set of neurons of one site: parallel layer, index and score tensors, with the site's
+    shape (method.md: PNLAC).
+
+    >>> g = NeuronSet([0, 1, 1], [2, 0, 3], [0.5, 0.9, 0.7], "mlp_output", n_layers=2, width=4)
+    >>> len(g), g.site
+    (3, 'mlp_output')
+    """
+
     layers: torch.Tensor  # int64 [n]
     indices: torch.Tensor  # int64 [n], position at the site (< width)
     scores: torch.Tensor  # float32 [n]
@@ -53,48 +61,90 @@ class NeuronSet:
 
     @classmethod
     def from_mask(cls, mask: torch.Tensor, scores: torch.Tensor, site: str) -> NeuronSet:
-        """The neurons where `mask` [n_layers, width] is true, each with its entry in `scores`."""
+        """The neurons where `mask` [n_layers, width] is true, each with its entry in `scores`.
+
+        >>> mask = torch.tensor([[True, False], [False, True]])
+        >>> NeuronSet.from_mask(mask, torch.ones(2, 2), "mlp_output").flat
+        tensor([0, 3])
+        """
         layers, indices = mask.nonzero(as_tuple=True)
         n_layers, width = mask.shape
         return cls(layers, indices, scores[mask], site, n_layers, width)
 
     @classmethod
     def every(cls, site: str, n_layers: int, width: int) -> NeuronSet:
-        """Every coordinate of the site (the `all` patching condition), score 0."""
+        """Every coordinate of the site (the `all` patching condition), score 0.
+
+        >>> len(NeuronSet.every("mlp_output", n_layers=2, width=4))
+        8
+        """
         return cls.from_mask(
             torch.ones(n_layers, width, dtype=torch.bool), torch.zeros(n_layers, width), site
         )
 
     def complement(self) -> NeuronSet:
-        """Every coordinate of the site outside this set (score 0): with it, the whole site."""
+        """Every coordinate of the site outside this set (score 0): with it, the whole site.
+
+        >>> g = NeuronSet([0, 1, 1], [2, 0, 3], [0.5, 0.9, 0.7], "mlp_output", n_layers=2, width=4)
+        >>> g.complement().flat
+        tensor([0, 1, 3, 5, 6])
+        """
         return NeuronSet.from_mask(
             ~self.as_mask(), torch.zeros(self.n_layers, self.width), self.site
         )
 
     @property
     def flat(self) -> torch.Tensor:
-        """layer * width + index: one integer per neuron."""
+        """layer * width + index: one integer per neuron.
+
+        >>> g = NeuronSet([0, 1, 1], [2, 0, 3], [0.5, 0.9, 0.7], "mlp_output", n_layers=2, width=4)
+        >>> g.flat
+        tensor([2, 4, 7])
+        """
         return self.layers * self.width + self.indices
 
     def __len__(self) -> int:
         return len(self.layers)
 
     def by_layer(self) -> dict[int, torch.Tensor]:
-        """layer -> indices (ascending), for the layers that hold at least one neuron."""
+        """layer -> indices (ascending), for the layers that hold at least one neuron.
+
+        >>> g = NeuronSet([0, 1, 1], [2, 0, 3], [0.5, 0.9, 0.7], "mlp_output", n_layers=2, width=4)
+        >>> g.by_layer()
+        {0: tensor([2]), 1: tensor([0, 3])}
+        """
         return {
             int(layer): self.indices[self.layers == layer]
             for layer in self.layers.unique().tolist()
         }
 
     def per_layer_counts(self) -> torch.Tensor:
+        """Neurons per layer, [n_layers].
+
+        >>> g = NeuronSet([0, 1, 1], [2, 0, 3], [0.5, 0.9, 0.7], "mlp_output", n_layers=2, width=4)
+        >>> g.per_layer_counts()
+        tensor([1, 2])
+        """
         return torch.bincount(self.layers, minlength=self.n_layers)
 
     def as_mask(self) -> torch.Tensor:
+        """The set as a boolean mask [n_layers, width].
+
+        >>> g = NeuronSet([0, 1, 1], [2, 0, 3], [0.5, 0.9, 0.7], "mlp_output", n_layers=2, width=4)
+        >>> g.as_mask().sum().item()
+        3
+        """
         mask = torch.zeros(self.n_layers, self.width, dtype=torch.bool)
         mask[self.layers, self.indices] = True
         return mask
 
     def to_frame(self):
+        """One row per neuron: layer, index, score (a pandas DataFrame).
+
+        >>> g = NeuronSet([0, 1, 1], [2, 0, 3], [0.5, 0.9, 0.7], "mlp_output", n_layers=2, width=4)
+        >>> g.to_frame().columns.tolist()
+        ['layer', 'index', 'score']
+        """
         import pandas as pd
 
         return pd.DataFrame(
@@ -106,7 +156,14 @@ class NeuronSet:
         )
 
     def save(self, path) -> str:
-        """Write the set atomically to `path` (.pt) and its sha256 to `path`.sha256; returns it."""
+        """Write the set atomically to `path` (.pt) and its sha256 to `path`.sha256; returns it.
+
+        >>> g = NeuronSet([0, 1, 1], [2, 0, 3], [0.5, 0.9, 0.7], "mlp_output", n_layers=2, width=4)
+        >>> import tempfile, pathlib
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / 'g.pt'
+        >>> len(g.save(path))
+        64
+        """
         path = Path(path)
         digest = save_torch(
             {
@@ -125,7 +182,15 @@ class NeuronSet:
 
     @classmethod
     def load(cls, path) -> NeuronSet:
-        """Read a set written by save(), refusing it unless it matches its sha256 sidecar."""
+        """Read a set written by save(), refusing it unless it matches its sha256 sidecar.
+
+        >>> g = NeuronSet([0, 1, 1], [2, 0, 3], [0.5, 0.9, 0.7], "mlp_output", n_layers=2, width=4)
+        >>> import tempfile, pathlib
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / 'g.pt'
+        >>> _ = g.save(path)
+        >>> NeuronSet.load(path).flat.tolist()
+        [2, 4, 7]
+        """
         path = Path(path)
         fix = f"delete {path} and rerun the rule that makes it"
         try:
@@ -200,7 +265,13 @@ def localize(
     rank_within: str = "all",
 ) -> tuple[NeuronSet, dict[str, NeuronSet]]:
     """General neurons G and topic-specific neurons S_t from the contrasts r_t [n_layers, width],
-    N_t ranked as `rank_within` says (`top_k_percent`)."""
+    N_t ranked as `rank_within` says (`top_k_percent`).
+
+    >>> r = {"race": torch.tensor([[0.9, 0.1], [0.8, 0.2]]), "science": torch.tensor([[0.7, 0.3], [0.1, 0.6]])}
+    >>> general, specific = localize(r, k=50)
+    >>> general.flat.tolist(), specific["science"].flat.tolist()
+    ([0], [3])
+    """
     # method.md: PNLAC: G = intersection of the N_t, scored by the mean r_t; S_t = N_t \ G, scored by r_t
     if not r_by_topic:
         raise ValueError("localize needs at least one topic")
@@ -226,7 +297,12 @@ def _same_site(a: NeuronSet, b: NeuronSet) -> None:
 
 
 def jaccard(a: NeuronSet, b: NeuronSet) -> float:
-    """|a & b| / |a | b| over neuron coordinates; 1.0 for two empty sets."""
+    """|a & b| / |a | b| over neuron coordinates; 1.0 for two empty sets.
+
+    >>> g = NeuronSet([0, 1, 1], [2, 0, 3], [0.5, 0.9, 0.7], "mlp_output", n_layers=2, width=4)
+    >>> jaccard(g, g), jaccard(g, g.complement())
+    (1.0, 0.0)
+    """
     _same_site(a, b)
     shared = int(torch.isin(a.flat, b.flat).sum())
     union = len(a) + len(b) - shared
@@ -238,6 +314,9 @@ def draw_seed(seed: int, draw: int) -> int:
 
     Distinct for every (seed, draw) pair, so the draws of one config are independent and a
     draw does not reappear as another draw of a neighbouring seed.
+
+    >>> draw_seed(0, 0) != draw_seed(0, 1)
+    True
     """
     digest = hashlib.sha256(f"polneurons-random-control-{seed}-{draw}".encode()).digest()
     return int.from_bytes(digest[:8], "big") >> 1
@@ -253,6 +332,9 @@ def layer_quotas(counts: list[int], free: list[int]) -> tuple[list[int], list[in
     and stays as close to the treated set's depth profile as the exclusion allows (method.md: Activation patching, InhibitFT).
     Returns (quota, unmatched), one entry per layer; ConfigError if all layers together have
     fewer free neurons than `counts` asks.
+
+    >>> layer_quotas([3, 1], [2, 5])
+    ([2, 2], [1, 0])
     """
     if sum(free) < sum(counts):
         raise ConfigError(
@@ -283,6 +365,11 @@ def random_like(neuron_set: NeuronSet, seed: int, exclude: NeuronSet | None = No
 
     Where a layer has too few neurons outside `exclude`, all of them are taken and the rest
     spill to the nearest layers (`layer_quotas`); `control_report` counts them.
+
+    >>> g = NeuronSet([0, 1, 1], [2, 0, 3], [0.5, 0.9, 0.7], "mlp_output", n_layers=2, width=4)
+    >>> control = random_like(g, seed=0, exclude=g)
+    >>> len(control), jaccard(control, g)
+    (3, 0.0)
     """
     allowed = torch.ones(neuron_set.n_layers, neuron_set.width, dtype=torch.bool)
     if exclude is not None:
@@ -315,6 +402,10 @@ def control_report(treated: NeuronSet, control: NeuronSet) -> dict:
     has too few neurons outside the treated set); `spilled_in`: control neurons a layer holds
     beyond its treated count; `overlap`: neurons in both sets (0 for a control drawn by
     `random_like(treated, seed, exclude=treated)`).
+
+    >>> g = NeuronSet([0, 1, 1], [2, 0, 3], [0.5, 0.9, 0.7], "mlp_output", n_layers=2, width=4)
+    >>> control_report(g, random_like(g, seed=0, exclude=g))['unmatched_total']
+    0
     """
     _same_site(treated, control)
     want, got = treated.per_layer_counts(), control.per_layer_counts()
@@ -333,7 +424,12 @@ def control_report(treated: NeuronSet, control: NeuronSet) -> dict:
 def top_fraction(
     general: NeuronSet, n_percent: float, of: str = "general", total_neurons: int | None = None
 ) -> NeuronSet:
-    """F_n: the highest-scoring neurons of G, n% of |G| (of="general") or of all neurons (of="all")."""
+    """F_n: the highest-scoring neurons of G, n% of |G| (of="general") or of all neurons (of="all").
+
+    >>> g = NeuronSet([0, 1, 1], [2, 0, 3], [0.5, 0.9, 0.7], "mlp_output", n_layers=2, width=4)
+    >>> top_fraction(g, 50).flat.tolist()
+    [4]
+    """
     # method.md: InhibitFT: F_n = top n% of G by score; "n% of all neurons" is the config option of="all"
     if of == "general":
         base = len(general)
@@ -351,7 +447,12 @@ def top_fraction(
 
 
 def top_count(general: NeuronSet, count: int) -> NeuronSet:
-    """The `count` highest-scoring neurons of a set (ties in the order of `_rank`)."""
+    """The `count` highest-scoring neurons of a set (ties in the order of `_rank`).
+
+    >>> g = NeuronSet([0, 1, 1], [2, 0, 3], [0.5, 0.9, 0.7], "mlp_output", n_layers=2, width=4)
+    >>> top_count(g, 1).flat.tolist()
+    [4]
+    """
     if count > len(general):
         raise ConfigError(
             f"{count} neurons are needed but the set holds only {len(general)}",
@@ -387,6 +488,17 @@ def bootstrap_stability(
     Reports the share of the full-data G found again in each replicate's G (mean, 95% percentile
     CI; None when the full G is empty), the Jaccard index of the two, and the replicate G sizes.
     Holds n_topics x n_boot x n_layers x width float32 contrasts in memory.
+
+    >>> import pathlib, tempfile
+    >>> from polneurons.activations import dump_activations
+    >>> from polneurons.testing import tiny_lora, tiny_tokenizer
+    >>> model, tok, tmp = tiny_lora(), tiny_tokenizer(), pathlib.Path(tempfile.mkdtemp())
+    >>> dumps = {t: tmp / t for t in ("race", "science")}
+    >>> for t, folder in dumps.items():
+    ...     _ = dump_activations(model, tok, ["Guns", "Borders", "Taxes"], ["a", "b", "c"], folder)
+    >>> stability = bootstrap_stability(dumps, k=30, n_boot=5)
+    >>> stability["n_boot"], 0 <= stability["recovered_share_mean"] <= 1
+    (5, True)
     """
     from polneurons.activations import contrast_from_sums, contrast_sums, read_dump
 
@@ -440,7 +552,12 @@ def bootstrap_stability(
 
 
 def layer_histogram(neuron_set: NeuronSet):
-    """DataFrame with one row per layer (empty layers included): layer, count."""
+    """DataFrame with one row per layer (empty layers included): layer, count.
+
+    >>> g = NeuronSet([0, 1, 1], [2, 0, 3], [0.5, 0.9, 0.7], "mlp_output", n_layers=2, width=4)
+    >>> layer_histogram(g)['count'].tolist()
+    [1, 2]
+    """
     import pandas as pd
 
     counts = neuron_set.per_layer_counts()
@@ -448,7 +565,12 @@ def layer_histogram(neuron_set: NeuronSet):
 
 
 def summary(general: NeuronSet, specific: dict[str, NeuronSet]) -> dict:
-    """Set sizes and neurons per layer of G and each S_t (JSON-ready)."""
+    """Set sizes and neurons per layer of G and each S_t (JSON-ready).
+
+    >>> g = NeuronSet([0, 1, 1], [2, 0, 3], [0.5, 0.9, 0.7], "mlp_output", n_layers=2, width=4)
+    >>> summary(g, {"race": g.complement()})["general"]["size"]
+    3
+    """
 
     def describe(neuron_set: NeuronSet) -> dict:
         return {"size": len(neuron_set), "per_layer": neuron_set.per_layer_counts().tolist()}
