@@ -14,7 +14,7 @@ with rule_context(snakemake, seed=p.seed) as ctx:
     dumps = dict(zip(p.topics, snakemake.input.dumps, strict=True))
     check_dumps_of_adapter(dumps, adapter_sha256(Path(snakemake.input.adapter) / "adapter"))
     site = read_dump(dumps[p.topics[0]])[0]["site"]
-    recipe = {key: p.neurons[key] for key in ("tokens", "contrast", "rank_within")}
+    recipe = p.neurons  # config.localization_recipe
     tokens = {read_dump(path)[0].get("tokens") for path in dumps.values()}
     if tokens != {recipe["tokens"]}:
         raise ConfigError(

@@ -278,6 +278,20 @@ def readout_planned(config: dict) -> bool:
     return config["patching"]["enabled"] and config["data"]["readout_pairs"] > 0
 
 
+# the PNLAC recipe: what a localization reads of `neurons` (docs/method.md, "Contrast variants");
+# a change of it relocalizes without redoing the dumps
+LOCALIZATION_RECIPE = ("tokens", "contrast", "rank_within")
+
+
+def localization_recipe(config: dict) -> dict:
+    """{key: value} of the PNLAC recipe of a validated config (`LOCALIZATION_RECIPE`).
+
+    >>> localization_recipe({"neurons": {"tokens": "all", "contrast": "rms", "rank_within": "all"}})
+    {'tokens': 'all', 'contrast': 'rms', 'rank_within': 'all'}
+    """
+    return {key: config["neurons"][key] for key in LOCALIZATION_RECIPE}
+
+
 def data_settings(data: dict) -> dict:
     """The data keys that change a result: all but where the files come from (DATA_LOCATION_KEYS).
 

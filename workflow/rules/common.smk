@@ -2,7 +2,12 @@
 # already validated; what runs (every run of each role, each table's inputs) is planned by
 # polneurons.plan.Plan, and only turned into paths here.
 from polneurons.data import TOPICS, FILES
-from polneurons.config import data_settings, inhibitft_finetune, pool_sizes
+from polneurons.config import (
+    data_settings,
+    inhibitft_finetune,
+    localization_recipe,
+    pool_sizes,
+)
 from polneurons import runs
 from polneurons.plan import Plan
 from polneurons.runs import control_spec, inhibit_spec
@@ -27,9 +32,7 @@ DUMP_SETTINGS = {
     key: config["neurons"][key]
     for key in ("site", "batch_size", "shard_size", "raw_tokens", "tokens")
 }
-LOCALIZE_SETTINGS = {
-    key: config["neurons"][key] for key in ("tokens", "contrast", "rank_within")
-}
+LOCALIZE_SETTINGS = localization_recipe(config)
 
 
 wildcard_constraints:

@@ -191,8 +191,7 @@ rule claims_table:
         headline_n=IFT["n"][0],
         ts_kept_margin=config["scoring"]["ts_kept_margin"],
         recipe="/".join(
-            config["neurons"][key]
-            for key in ("tokens", "contrast", "rank_within", "localize_prompts")
+            [*LOCALIZE_SETTINGS.values(), config["neurons"]["localize_prompts"]]
         ),
     script:
         "../../scripts/claims_table.py"
