@@ -153,10 +153,8 @@ def loglik_cuts(
         ["model", "leaning", "source"]
     ):
         base = base_rows[base_rows["model"] == model].set_index(["topic", "pair"])["value"]
-        pooled = run.assign(
-            kind=[split_draw(split_replicate(c)[0])[0] for c in run["condition"]],
-            draw=[c for c in run["condition"]],
-        )
+        # kind: the condition without its draw and replicate, which it pools
+        pooled = run.assign(kind=[split_draw(split_replicate(c)[0])[0] for c in run["condition"]])
         topics = {
             topic: np.asarray(sorted(group["pair"].unique()))
             for topic, group in pooled.groupby("topic")
@@ -177,7 +175,7 @@ def loglik_cuts(
             cg = float(np.mean([point for point, _ in per_topic]))
             cg_boot = np.mean([boot for _, boot in per_topic], axis=0)
             figures[kind] = (ts, ts_boot, cg, cg_boot)
-            draws[kind] = arm["draw"].nunique()
+            draws[kind] = arm["condition"].nunique()  # the runs pooled: draws x replicates
         if control not in figures:
             continue
         ts_c, ts_c_boot, cg_c, cg_c_boot = figures[control]
