@@ -125,3 +125,29 @@ def test_the_ceiling_claim_reads_the_cross_topic_necessity_share(left, verdict):
         {"readout": shares, "readout_contrasts": contrasts}, ts_kept_margin=0.8
     )
     assert not without["claim"].str.startswith("3: ceiling").any()  # no InhibitFT, no ceiling
+
+
+def test_the_judge_free_cut_pools_training_replicates_and_its_ci_covers_their_disagreement():
+    """Two training replicates of each kind: the cut is their mean, and its CI (seeds resampled
+    with the pairs) is wider when the replicates disagree than when they agree."""
+
+    def cuts(second_ift_cg):
+        shifts = {"ft": (1.0, 0.6), "ft-t1": (1.0, 0.6)}
+        shifts |= {"ift-anchor-n5": (0.9, 0.3), "ift-anchor-n5-t1": (0.9, second_ift_cg)}
+        frame = loglik(shifts, noise=0.01)
+        table = loglik_cuts(frame, "ft", n_boot=400, seed=0, alpha=0.05)
+        return frame, table.set_index("condition").loc["ift-anchor-n5"]
+
+    frame, agree = cuts(0.3)
+    _, disagree = cuts(0.6)
+    cg_ft = shift(frame, "ft", OTHERS)  # both replicates' pairs averaged
+    assert agree["CG_ll_cut"] == pytest.approx(1 - shift(frame, "ift-anchor-n5", OTHERS) / cg_ft)
+    assert agree["pooled_runs"] == 2
+    width = {
+        name: row["CG_ll_cut_hi"] - row["CG_ll_cut_lo"]
+        for name, row in (("agree", agree), ("disagree", disagree))
+    }
+    assert width["disagree"] > 3 * width["agree"]
+    # the replicates cut 0.5 and 0.0: the CI reaches both
+    assert disagree["CG_ll_cut"] == pytest.approx(0.25, abs=0.05)
+    assert disagree["CG_ll_cut_lo"] < 0.05 and disagree["CG_ll_cut_hi"] > 0.45

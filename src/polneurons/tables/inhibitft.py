@@ -136,14 +136,17 @@ def loglik_cuts(
 
     with dS_ll(X) = S_ll(X) - S_ll(M0) per pair, TS_ll its mean on the source topic and CG_ll
     the mean over the other topics of each topic's mean (`tables.stance.loglik_shift`). Each
-    kind pools its random draws and training replicates (per-pair S_ll averaged). CIs: one
-    bootstrap over pairs stratified by topic, the same resampled pairs for every condition, so
-    each InhibitFT arm minus each of its controls (`runs.inhibitft_controls`: random, null) gets
-    a paired CI (`versus`, `difference`).
+    kind pools its random draws (per-pair S_ll averaged) and its training replicates (their
+    mean). CIs: one bootstrap over pairs stratified by topic, the same resampled pairs for every
+    condition, crossed with a resampling of the training replicates (`metrics.seed_weights`,
+    shared by every kind with as many replicates), so each InhibitFT arm minus each of its
+    controls (`runs.inhibitft_controls`: random, null) gets a paired CI (`versus`,
+    `difference`) that covers training noise.
 
     `frame`: `tables.stance.collect_loglik`'s rows (model, leaning, source, condition, topic,
     pair, value), base included.
     """
+    from polneurons.metrics import seed_weights
     from polneurons.runs import inhibitft_controls, split_draw
     from polneurons.tables.readout import PairResampler, percentile_ci
 
@@ -165,15 +168,32 @@ def loglik_cuts(
         resample = PairResampler(topics, n_boot, seed)
         figures, draws = {}, {}
         for kind, arm in pooled.groupby("kind"):
-            by_pair = arm.groupby(["topic", "pair"])["value"].mean()
-            shift = {
-                t: (by_pair.loc[t].reindex(ids) - base.loc[t].reindex(ids)).to_numpy(float)
-                for t, ids in topics.items()
-            }
-            ts, ts_boot = resample.means(shift, [source])
-            per_topic = [resample.means(shift, [t]) for t in others]
-            cg = float(np.mean([point for point, _ in per_topic]))
-            cg_boot = np.mean([boot for _, boot in per_topic], axis=0)
+            # per training replicate, its draws' per-pair S_ll averaged: TS_ll and CG_ll with
+            # their bootstrap over pairs; pooled, the replicates' mean, and in each bootstrap
+            # replicate their mean under resampled seed weights (paired across kinds)
+            replicate = [split_replicate(c)[1] or 0 for c in arm["condition"]]
+            per_seed = []
+            for _, seed_arm in arm.groupby(replicate):
+                by_pair = seed_arm.groupby(["topic", "pair"])["value"].mean()
+                shift = {
+                    t: (by_pair.loc[t].reindex(ids) - base.loc[t].reindex(ids)).to_numpy(float)
+                    for t, ids in topics.items()
+                }
+                per_topic = [resample.means(shift, [t]) for t in others]
+                per_seed.append(
+                    (
+                        *resample.means(shift, [source]),
+                        float(np.mean([point for point, _ in per_topic])),
+                        np.mean([boot for _, boot in per_topic], axis=0),
+                    )
+                )
+            weights = seed_weights(n_boot, len(per_seed), seed)  # [n_boot, seeds]
+            ts, ts_boot, cg, cg_boot = (
+                float(np.mean([f[0] for f in per_seed])),
+                (weights * np.stack([f[1] for f in per_seed], axis=1)).sum(1),
+                float(np.mean([f[2] for f in per_seed])),
+                (weights * np.stack([f[3] for f in per_seed], axis=1)).sum(1),
+            )
             figures[kind] = (ts, ts_boot, cg, cg_boot)
             draws[kind] = arm["condition"].nunique()  # the runs pooled: draws x replicates
         if control not in figures:
