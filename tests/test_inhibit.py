@@ -392,7 +392,7 @@ def test_the_anchor_logs_its_term_and_starts_from_zero(tokenizer, tmp_path):
 def test_a_random_anchor_never_anchors_a_neuron_of_f_n(tmp_path):
     from polneurons.neuron_store import inhibited_set, random_control, save_localization
     from polneurons.neurons import localize
-    from polneurons.runs import control_spec, inhibit_spec
+    from polneurons.specs import control_spec, inhibit_spec
 
     generator = torch.Generator().manual_seed(3)
     r = {t: torch.rand(2, HIDDEN, generator=generator) for t in ("a", "b")}

@@ -327,7 +327,7 @@ def test_the_all_and_complement_patch_sets_cover_the_site_and_complement_plus_g_
 
 def test_a_dose_is_the_top_share_of_g_and_its_random_control_avoids_all_of_g(tmp_path):
     from polneurons.neuron_store import patch_set, random_control, save_localization
-    from polneurons.runs import control_spec
+    from polneurons.specs import control_spec
 
     generator = torch.Generator().manual_seed(0)
     r = {t: torch.rand(4, 16, generator=generator) for t in ("a", "b")}

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from polneurons import runs
+from polneurons import runs, specs
 from polneurons.config import validate_config
 from polneurons.errors import ConfigError
 
@@ -120,19 +120,19 @@ def test_a_malformed_kind_is_refused_in_one_line(bad):
 
 def test_a_random_control_kind_names_its_draw_and_its_treated_set():
     ift = {"of": "general"}
-    assert runs.control_spec("patch-random-s0", ift, "mlp_output") == {
+    assert specs.control_spec("patch-random-s0", ift, "mlp_output") == {
         "treated": "general",
         "site": "mlp_output",
         "draw": 0,
     }
-    assert runs.control_spec("rnd-stopgrad-n7.5-s2", ift, "mlp_output") == {
+    assert specs.control_spec("rnd-stopgrad-n7.5-s2", ift, "mlp_output") == {
         "treated": "top",
         "n": 7.5,
         "of": "general",
         "site": "mlp_output",
         "draw": 2,
     }
-    assert runs.inhibit_spec("ift-freeze_rows-n5", ift, "mlp_output") == {
+    assert specs.inhibit_spec("ift-freeze_rows-n5", ift, "mlp_output") == {
         "strategy": "freeze_rows",
         "n": 5.0,
         "of": "general",
@@ -141,7 +141,7 @@ def test_a_random_control_kind_names_its_draw_and_its_treated_set():
     }
     for bad in ("rnd-freeze_rows-n5", "ift-freeze_rows-n5-s0", "patch-random", "patch-general"):
         with pytest.raises(ConfigError):
-            runs.control_spec(bad, ift, "mlp_output")
+            specs.control_spec(bad, ift, "mlp_output")
 
 
 def test_a_path_names_its_run():
@@ -264,7 +264,7 @@ def test_the_null_control_inhibits_g_nulls_f_n_and_is_paired_with_inhibitft():
     for kind in ("ift-freeze_rows-n5", "rnd-freeze_rows-n5-s0", "patch-general", "patch-dose30"):
         assert runs.parse_kind(kind).localized_on == "ft", kind
     assert runs.parse_kind("null").localized_on is None
-    spec = runs.inhibit_spec("nift-freeze_rows-n5", config["inhibitft"], "mlp_output")
+    spec = specs.inhibit_spec("nift-freeze_rows-n5", config["inhibitft"], "mlp_output")
     assert spec["n"] == 5 and not spec["random"]
     assert runs.inhibitft_controls("ift-freeze_rows-n5") == [
         "rnd-freeze_rows-n5",

@@ -25,16 +25,25 @@ class Plan:
     """What one validated configuration computes: its stage settings, the runs of each role and
     the tables each table reads (module docstring).
 
-    >>> from polneurons.config import validate_config
-    >>> plan = Plan(validate_config({"models": ["smollm2"],
-    ...     "source_topics": ["race", "science"],
-    ...     "inhibitft": {"strategies": ["anchor"], "n": [5], "restore": True},
-    ...     "controls": {"seeds": 2}}))
+    >>> plan = Plan.of({"models": ["smollm2"], "source_topics": ["race", "science"],
+    ...     "controls": {"seeds": 2}, "inhibitft": {"strategies": ["anchor"], "n": [5], "restore": True}})
     >>> plan.models, plan.patching, plan.inhibitft
     (['smollm2'], True, True)
     """
 
     config: dict  # validated (config.validate_config): every default filled
+
+    @classmethod
+    def of(cls, config: dict) -> Plan:
+        """The plan of a configuration given as written: validated (every default filled), or
+        ConfigError in one line.
+
+        >>> Plan.of({"source_topics": ["race"], "inhibitft": {"enabled": False}}).inhibitft
+        False
+        """
+        from polneurons.config import validate_config
+
+        return cls(validate_config(config))
 
     # ---------------------------------------------------------------- stage settings
 
@@ -42,11 +51,8 @@ class Plan:
     def models(self) -> list[str]:
         """The models run (`models`).
 
-        >>> from polneurons.config import validate_config
-        >>> plan = Plan(validate_config({"models": ["smollm2"],
-        ...     "source_topics": ["race", "science"],
-        ...     "inhibitft": {"strategies": ["anchor"], "n": [5], "restore": True},
-        ...     "controls": {"seeds": 2}}))
+        >>> plan = Plan.of({"models": ["smollm2"], "source_topics": ["race", "science"],
+        ...     "controls": {"seeds": 2}, "inhibitft": {"strategies": ["anchor"], "n": [5], "restore": True}})
         >>> plan.models
         ['smollm2']
         """
@@ -56,11 +62,8 @@ class Plan:
     def patching(self) -> bool:
         """Whether activation patching runs (`patching.enabled`).
 
-        >>> from polneurons.config import validate_config
-        >>> plan = Plan(validate_config({"models": ["smollm2"],
-        ...     "source_topics": ["race", "science"],
-        ...     "inhibitft": {"strategies": ["anchor"], "n": [5], "restore": True},
-        ...     "controls": {"seeds": 2}}))
+        >>> plan = Plan.of({"models": ["smollm2"], "source_topics": ["race", "science"],
+        ...     "controls": {"seeds": 2}, "inhibitft": {"strategies": ["anchor"], "n": [5], "restore": True}})
         >>> plan.patching
         True
         """
@@ -70,11 +73,8 @@ class Plan:
     def inhibitft(self) -> bool:
         """Whether InhibitFT runs (`inhibitft.enabled`).
 
-        >>> from polneurons.config import validate_config
-        >>> plan = Plan(validate_config({"models": ["smollm2"],
-        ...     "source_topics": ["race", "science"],
-        ...     "inhibitft": {"strategies": ["anchor"], "n": [5], "restore": True},
-        ...     "controls": {"seeds": 2}}))
+        >>> plan = Plan.of({"models": ["smollm2"], "source_topics": ["race", "science"],
+        ...     "controls": {"seeds": 2}, "inhibitft": {"strategies": ["anchor"], "n": [5], "restore": True}})
         >>> plan.inhibitft
         True
         """
@@ -84,11 +84,8 @@ class Plan:
     def patch_sources(self) -> list[str]:
         """The source topics whose vanilla runs are patched (patching.source_topics; null: all).
 
-        >>> from polneurons.config import validate_config
-        >>> plan = Plan(validate_config({"models": ["smollm2"],
-        ...     "source_topics": ["race", "science"],
-        ...     "inhibitft": {"strategies": ["anchor"], "n": [5], "restore": True},
-        ...     "controls": {"seeds": 2}}))
+        >>> plan = Plan.of({"models": ["smollm2"], "source_topics": ["race", "science"],
+        ...     "controls": {"seeds": 2}, "inhibitft": {"strategies": ["anchor"], "n": [5], "restore": True}})
         >>> plan.patch_sources
         ['race', 'science']
         """
@@ -98,11 +95,8 @@ class Plan:
     def inhibitft_sources(self) -> list[str]:
         """The source topics InhibitFT runs on (inhibitft.source_topics; null: all).
 
-        >>> from polneurons.config import validate_config
-        >>> plan = Plan(validate_config({"models": ["smollm2"],
-        ...     "source_topics": ["race", "science"],
-        ...     "inhibitft": {"strategies": ["anchor"], "n": [5], "restore": True},
-        ...     "controls": {"seeds": 2}}))
+        >>> plan = Plan.of({"models": ["smollm2"], "source_topics": ["race", "science"],
+        ...     "controls": {"seeds": 2}, "inhibitft": {"strategies": ["anchor"], "n": [5], "restore": True}})
         >>> plan.inhibitft_sources
         ['race', 'science']
         """
@@ -113,11 +107,8 @@ class Plan:
         """The leanings whose fine-tunes are localized, and so patched and inhibited
         (neurons.leanings; null: all). The others are fine-tuned and rated only (claim 1).
 
-        >>> from polneurons.config import validate_config
-        >>> plan = Plan(validate_config({"models": ["smollm2"],
-        ...     "source_topics": ["race", "science"],
-        ...     "inhibitft": {"strategies": ["anchor"], "n": [5], "restore": True},
-        ...     "controls": {"seeds": 2}}))
+        >>> plan = Plan.of({"models": ["smollm2"], "source_topics": ["race", "science"],
+        ...     "controls": {"seeds": 2}, "inhibitft": {"strategies": ["anchor"], "n": [5], "restore": True}})
         >>> plan.localized_leanings
         ['right']
         """
@@ -127,11 +118,8 @@ class Plan:
     def control_kind(self) -> str:
         """The vanilla run InhibitFT is compared with: ftctl when inhibitft.finetune overrides.
 
-        >>> from polneurons.config import validate_config
-        >>> plan = Plan(validate_config({"models": ["smollm2"],
-        ...     "source_topics": ["race", "science"],
-        ...     "inhibitft": {"strategies": ["anchor"], "n": [5], "restore": True},
-        ...     "controls": {"seeds": 2}}))
+        >>> plan = Plan.of({"models": ["smollm2"], "source_topics": ["race", "science"],
+        ...     "controls": {"seeds": 2}, "inhibitft": {"strategies": ["anchor"], "n": [5], "restore": True}})
         >>> plan.control_kind
         'ft'
         """
@@ -142,11 +130,8 @@ class Plan:
         """The null fine-tune's kinds (null_finetune): trained and localized like ft, in the
         localized leanings (its training data, neutral answers, has no leaning).
 
-        >>> from polneurons.config import validate_config
-        >>> plan = Plan(validate_config({"models": ["smollm2"],
-        ...     "source_topics": ["race", "science"],
-        ...     "inhibitft": {"strategies": ["anchor"], "n": [5], "restore": True},
-        ...     "controls": {"seeds": 2}}))
+        >>> plan = Plan.of({"models": ["smollm2"], "source_topics": ["race", "science"],
+        ...     "controls": {"seeds": 2}, "inhibitft": {"strategies": ["anchor"], "n": [5], "restore": True}})
         >>> plan.null_kinds
         []
         """
@@ -156,11 +141,8 @@ class Plan:
     def inhibitft_kinds(self) -> list[str]:
         """InhibitFT's arms and controls per (model, leaning, source), in every replicate.
 
-        >>> from polneurons.config import validate_config
-        >>> plan = Plan(validate_config({"models": ["smollm2"],
-        ...     "source_topics": ["race", "science"],
-        ...     "inhibitft": {"strategies": ["anchor"], "n": [5], "restore": True},
-        ...     "controls": {"seeds": 2}}))
+        >>> plan = Plan.of({"models": ["smollm2"], "source_topics": ["race", "science"],
+        ...     "controls": {"seeds": 2}, "inhibitft": {"strategies": ["anchor"], "n": [5], "restore": True}})
         >>> plan.inhibitft_kinds
         ['ift-anchor-n5', 'rnd-anchor-n5-s0', 'rnd-anchor-n5-s1']
         """
@@ -170,11 +152,8 @@ class Plan:
     def restore_kinds(self) -> list[str]:
         """The training-free mitigation per (model, leaning, InhibitFT source): restore-n<n>.
 
-        >>> from polneurons.config import validate_config
-        >>> plan = Plan(validate_config({"models": ["smollm2"],
-        ...     "source_topics": ["race", "science"],
-        ...     "inhibitft": {"strategies": ["anchor"], "n": [5], "restore": True},
-        ...     "controls": {"seeds": 2}}))
+        >>> plan = Plan.of({"models": ["smollm2"], "source_topics": ["race", "science"],
+        ...     "controls": {"seeds": 2}, "inhibitft": {"strategies": ["anchor"], "n": [5], "restore": True}})
         >>> plan.restore_kinds
         ['restore-n5']
         """
@@ -184,11 +163,8 @@ class Plan:
     def patch_kinds(self) -> list[str]:
         """Every patching kind per (model, leaning, source), each draw of a random set apart.
 
-        >>> from polneurons.config import validate_config
-        >>> plan = Plan(validate_config({"models": ["smollm2"],
-        ...     "source_topics": ["race", "science"],
-        ...     "inhibitft": {"strategies": ["anchor"], "n": [5], "restore": True},
-        ...     "controls": {"seeds": 2}}))
+        >>> plan = Plan.of({"models": ["smollm2"], "source_topics": ["race", "science"],
+        ...     "controls": {"seeds": 2}, "inhibitft": {"strategies": ["anchor"], "n": [5], "restore": True}})
         >>> plan.patch_kinds[:4]
         ['patch-general', 'patch-specific', 'patch-random-s0', 'patch-random-s1']
         """
@@ -199,11 +175,8 @@ class Plan:
         """The specificity runs (S_t patched on the other topics): the patching table reads
         them apart from the conditions rated on their own topic.
 
-        >>> from polneurons.config import validate_config
-        >>> plan = Plan(validate_config({"models": ["smollm2"],
-        ...     "source_topics": ["race", "science"],
-        ...     "inhibitft": {"strategies": ["anchor"], "n": [5], "restore": True},
-        ...     "controls": {"seeds": 2}}))
+        >>> plan = Plan.of({"models": ["smollm2"], "source_topics": ["race", "science"],
+        ...     "controls": {"seeds": 2}, "inhibitft": {"strategies": ["anchor"], "n": [5], "restore": True}})
         >>> plan.crossed_kinds
         []
         """
@@ -213,11 +186,8 @@ class Plan:
     def patched_kinds(self) -> list[str]:
         """The patching kinds rated like any condition (all but the specificity runs).
 
-        >>> from polneurons.config import validate_config
-        >>> plan = Plan(validate_config({"models": ["smollm2"],
-        ...     "source_topics": ["race", "science"],
-        ...     "inhibitft": {"strategies": ["anchor"], "n": [5], "restore": True},
-        ...     "controls": {"seeds": 2}}))
+        >>> plan = Plan.of({"models": ["smollm2"], "source_topics": ["race", "science"],
+        ...     "controls": {"seeds": 2}, "inhibitft": {"strategies": ["anchor"], "n": [5], "restore": True}})
         >>> len(plan.patched_kinds) == len(plan.patch_kinds)
         True
         """
@@ -227,11 +197,8 @@ class Plan:
     def readout(self) -> bool:
         """Whether the teacher-forced readout runs (config.readout_planned).
 
-        >>> from polneurons.config import validate_config
-        >>> plan = Plan(validate_config({"models": ["smollm2"],
-        ...     "source_topics": ["race", "science"],
-        ...     "inhibitft": {"strategies": ["anchor"], "n": [5], "restore": True},
-        ...     "controls": {"seeds": 2}}))
+        >>> plan = Plan.of({"models": ["smollm2"], "source_topics": ["race", "science"],
+        ...     "controls": {"seeds": 2}, "inhibitft": {"strategies": ["anchor"], "n": [5], "restore": True}})
         >>> plan.readout
         True
         """
@@ -245,11 +212,8 @@ class Plan:
         n% of G, as patch-dose<n> at every n of inhibitft.n, with its random draws, when
         InhibitFT runs on n% of G.
 
-        >>> from polneurons.config import validate_config
-        >>> plan = Plan(validate_config({"models": ["smollm2"],
-        ...     "source_topics": ["race", "science"],
-        ...     "inhibitft": {"strategies": ["anchor"], "n": [5], "restore": True},
-        ...     "controls": {"seeds": 2}}))
+        >>> plan = Plan.of({"models": ["smollm2"], "source_topics": ["race", "science"],
+        ...     "controls": {"seeds": 2}, "inhibitft": {"strategies": ["anchor"], "n": [5], "restore": True}})
         >>> plan.ceiling_kinds
         ['patch-dose5', 'patch-dose5-random-s0', 'patch-dose5-random-s1']
         """
@@ -265,11 +229,8 @@ class Plan:
         topic (the specificity runs' S_t on other topics are not read out), and InhibitFT's
         ceiling sets (`ceiling_kinds`).
 
-        >>> from polneurons.config import validate_config
-        >>> plan = Plan(validate_config({"models": ["smollm2"],
-        ...     "source_topics": ["race", "science"],
-        ...     "inhibitft": {"strategies": ["anchor"], "n": [5], "restore": True},
-        ...     "controls": {"seeds": 2}}))
+        >>> plan = Plan.of({"models": ["smollm2"], "source_topics": ["race", "science"],
+        ...     "controls": {"seeds": 2}, "inhibitft": {"strategies": ["anchor"], "n": [5], "restore": True}})
         >>> plan.readout_kinds[-3:]
         ['patch-dose5', 'patch-dose5-random-s0', 'patch-dose5-random-s1']
         """
@@ -282,11 +243,8 @@ class Plan:
         """Whether the readout also scores each S_t on the other topics' pairs (the specificity
         runs' counterpart: with the readout and condition crossed).
 
-        >>> from polneurons.config import validate_config
-        >>> plan = Plan(validate_config({"models": ["smollm2"],
-        ...     "source_topics": ["race", "science"],
-        ...     "inhibitft": {"strategies": ["anchor"], "n": [5], "restore": True},
-        ...     "controls": {"seeds": 2}}))
+        >>> plan = Plan.of({"models": ["smollm2"], "source_topics": ["race", "science"],
+        ...     "controls": {"seeds": 2}, "inhibitft": {"strategies": ["anchor"], "n": [5], "restore": True}})
         >>> plan.crossed_readout
         False
         """
@@ -295,11 +253,8 @@ class Plan:
     def replicates(self, kinds) -> list[str]:
         """These trained kinds in every training replicate (training_seeds).
 
-        >>> from polneurons.config import validate_config
-        >>> plan = Plan(validate_config({"models": ["smollm2"],
-        ...     "source_topics": ["race", "science"],
-        ...     "inhibitft": {"strategies": ["anchor"], "n": [5], "restore": True},
-        ...     "controls": {"seeds": 2}}))
+        >>> plan = Plan.of({"models": ["smollm2"], "source_topics": ["race", "science"],
+        ...     "controls": {"seeds": 2}, "inhibitft": {"strategies": ["anchor"], "n": [5], "restore": True}})
         >>> plan.replicates(["ft"])
         ['ft']
         """
@@ -312,11 +267,8 @@ class Plan:
         if `localized`) and sources (default source_topics), then ``<model>/base`` of every
         model if `base`.
 
-        >>> from polneurons.config import validate_config
-        >>> plan = Plan(validate_config({"models": ["smollm2"],
-        ...     "source_topics": ["race", "science"],
-        ...     "inhibitft": {"strategies": ["anchor"], "n": [5], "restore": True},
-        ...     "controls": {"seeds": 2}}))
+        >>> plan = Plan.of({"models": ["smollm2"], "source_topics": ["race", "science"],
+        ...     "controls": {"seeds": 2}, "inhibitft": {"strategies": ["anchor"], "n": [5], "restore": True}})
         >>> plan.runs(["ft"], ["race"], base=True)
         ['smollm2/right/race/ft', 'smollm2/base']
         """
@@ -331,11 +283,8 @@ class Plan:
     def vanilla(self) -> list[str]:
         """Every vanilla fine-tune, in every training replicate.
 
-        >>> from polneurons.config import validate_config
-        >>> plan = Plan(validate_config({"models": ["smollm2"],
-        ...     "source_topics": ["race", "science"],
-        ...     "inhibitft": {"strategies": ["anchor"], "n": [5], "restore": True},
-        ...     "controls": {"seeds": 2}}))
+        >>> plan = Plan.of({"models": ["smollm2"], "source_topics": ["race", "science"],
+        ...     "controls": {"seeds": 2}, "inhibitft": {"strategies": ["anchor"], "n": [5], "restore": True}})
         >>> plan.vanilla()
         ['smollm2/right/race/ft', 'smollm2/right/science/ft']
         """
@@ -345,11 +294,8 @@ class Plan:
         """InhibitFT's vanilla control and these InhibitFT kinds (default: all of them) on
         InhibitFT's sources, and the base model.
 
-        >>> from polneurons.config import validate_config
-        >>> plan = Plan(validate_config({"models": ["smollm2"],
-        ...     "source_topics": ["race", "science"],
-        ...     "inhibitft": {"strategies": ["anchor"], "n": [5], "restore": True},
-        ...     "controls": {"seeds": 2}}))
+        >>> plan = Plan.of({"models": ["smollm2"], "source_topics": ["race", "science"],
+        ...     "controls": {"seeds": 2}, "inhibitft": {"strategies": ["anchor"], "n": [5], "restore": True}})
         >>> plan.inhibitft_runs(["ift-anchor-n5"], base=False)
         ['smollm2/right/race/ft', 'smollm2/right/race/ift-anchor-n5', 'smollm2/right/science/ft', 'smollm2/right/science/ift-anchor-n5']
         """
@@ -362,11 +308,8 @@ class Plan:
     def restore_runs(self) -> list[str]:
         """The restore runs (InhibitFT's vanilla control, F_n restored to M0 at inference).
 
-        >>> from polneurons.config import validate_config
-        >>> plan = Plan(validate_config({"models": ["smollm2"],
-        ...     "source_topics": ["race", "science"],
-        ...     "inhibitft": {"strategies": ["anchor"], "n": [5], "restore": True},
-        ...     "controls": {"seeds": 2}}))
+        >>> plan = Plan.of({"models": ["smollm2"], "source_topics": ["race", "science"],
+        ...     "controls": {"seeds": 2}, "inhibitft": {"strategies": ["anchor"], "n": [5], "restore": True}})
         >>> plan.restore_runs()
         ['smollm2/right/race/restore-n5', 'smollm2/right/science/restore-n5']
         """
@@ -375,11 +318,8 @@ class Plan:
     def patched(self) -> list[str]:
         """Every patched run (the specificity runs included) on the patched sources.
 
-        >>> from polneurons.config import validate_config
-        >>> plan = Plan(validate_config({"models": ["smollm2"],
-        ...     "source_topics": ["race", "science"],
-        ...     "inhibitft": {"strategies": ["anchor"], "n": [5], "restore": True},
-        ...     "controls": {"seeds": 2}}))
+        >>> plan = Plan.of({"models": ["smollm2"], "source_topics": ["race", "science"],
+        ...     "controls": {"seeds": 2}, "inhibitft": {"strategies": ["anchor"], "n": [5], "restore": True}})
         >>> plan.patched()[:2]
         ['smollm2/right/race/patch-general', 'smollm2/right/race/patch-specific']
         """
@@ -391,11 +331,8 @@ class Plan:
         """Every run the workflow generates and judges, once: vanilla (and the null fine-tune,
         claim 1's control), patched, InhibitFT, base.
 
-        >>> from polneurons.config import validate_config
-        >>> plan = Plan(validate_config({"models": ["smollm2"],
-        ...     "source_topics": ["race", "science"],
-        ...     "inhibitft": {"strategies": ["anchor"], "n": [5], "restore": True},
-        ...     "controls": {"seeds": 2}}))
+        >>> plan = Plan.of({"models": ["smollm2"], "source_topics": ["race", "science"],
+        ...     "controls": {"seeds": 2}, "inhibitft": {"strategies": ["anchor"], "n": [5], "restore": True}})
         >>> len(plan.judged()), plan.judged()[:2]
         (19, ['smollm2/right/race/ft', 'smollm2/right/science/ft'])
         """
@@ -408,11 +345,8 @@ class Plan:
     def trained(self) -> list[str]:
         """Every trained run, once: vanilla and null fine-tunes, InhibitFT's control and arms.
 
-        >>> from polneurons.config import validate_config
-        >>> plan = Plan(validate_config({"models": ["smollm2"],
-        ...     "source_topics": ["race", "science"],
-        ...     "inhibitft": {"strategies": ["anchor"], "n": [5], "restore": True},
-        ...     "controls": {"seeds": 2}}))
+        >>> plan = Plan.of({"models": ["smollm2"], "source_topics": ["race", "science"],
+        ...     "controls": {"seeds": 2}, "inhibitft": {"strategies": ["anchor"], "n": [5], "restore": True}})
         >>> plan.trained()[:3]
         ['smollm2/right/race/ft', 'smollm2/right/science/ft', 'smollm2/right/race/ift-anchor-n5']
         """
@@ -425,11 +359,8 @@ class Plan:
         """The runs neurons are localized on (ft; the null fine-tune's with its kinds), in the
         localized leanings.
 
-        >>> from polneurons.config import validate_config
-        >>> plan = Plan(validate_config({"models": ["smollm2"],
-        ...     "source_topics": ["race", "science"],
-        ...     "inhibitft": {"strategies": ["anchor"], "n": [5], "restore": True},
-        ...     "controls": {"seeds": 2}}))
+        >>> plan = Plan.of({"models": ["smollm2"], "source_topics": ["race", "science"],
+        ...     "controls": {"seeds": 2}, "inhibitft": {"strategies": ["anchor"], "n": [5], "restore": True}})
         >>> plan.localized()
         ['smollm2/right/race/ft', 'smollm2/right/science/ft']
         """
@@ -439,11 +370,8 @@ class Plan:
         """The runs holding a drawn random set among these kinds: one per draw, whatever its
         training replicates (the replicates of a draw use the draw's one set).
 
-        >>> from polneurons.config import validate_config
-        >>> plan = Plan(validate_config({"models": ["smollm2"],
-        ...     "source_topics": ["race", "science"],
-        ...     "inhibitft": {"strategies": ["anchor"], "n": [5], "restore": True},
-        ...     "controls": {"seeds": 2}}))
+        >>> plan = Plan.of({"models": ["smollm2"], "source_topics": ["race", "science"],
+        ...     "controls": {"seeds": 2}, "inhibitft": {"strategies": ["anchor"], "n": [5], "restore": True}})
         >>> plan.control_draws(["patch-random-s0", "patch-random-s1"], ["race"])
         ['smollm2/right/race/patch-random-s0', 'smollm2/right/race/patch-random-s1']
         """
@@ -454,11 +382,8 @@ class Plan:
     def inhibition_effect_runs(self) -> list[tuple[str, str, str, str]]:
         """(model, leaning, source, kind) of every InhibitFT and random-inhibition run.
 
-        >>> from polneurons.config import validate_config
-        >>> plan = Plan(validate_config({"models": ["smollm2"],
-        ...     "source_topics": ["race", "science"],
-        ...     "inhibitft": {"strategies": ["anchor"], "n": [5], "restore": True},
-        ...     "controls": {"seeds": 2}}))
+        >>> plan = Plan.of({"models": ["smollm2"], "source_topics": ["race", "science"],
+        ...     "controls": {"seeds": 2}, "inhibitft": {"strategies": ["anchor"], "n": [5], "restore": True}})
         >>> plan.inhibition_effect_runs()[0]
         ('smollm2', 'right', 'race', 'ift-anchor-n5')
         """
@@ -476,11 +401,8 @@ class Plan:
         """The stance tables' runs: every vanilla replicate, the null fine-tune (with
         null_finetune: CG without politics, claim 1's control) and the base model.
 
-        >>> from polneurons.config import validate_config
-        >>> plan = Plan(validate_config({"models": ["smollm2"],
-        ...     "source_topics": ["race", "science"],
-        ...     "inhibitft": {"strategies": ["anchor"], "n": [5], "restore": True},
-        ...     "controls": {"seeds": 2}}))
+        >>> plan = Plan.of({"models": ["smollm2"], "source_topics": ["race", "science"],
+        ...     "controls": {"seeds": 2}, "inhibitft": {"strategies": ["anchor"], "n": [5], "restore": True}})
         >>> plan.stance_runs()
         ['smollm2/right/race/ft', 'smollm2/right/science/ft', 'smollm2/base']
         """
@@ -491,11 +413,8 @@ class Plan:
         """The patching table's runs: vanilla, every patched condition rated on its own topic,
         and the base model, on the patched sources.
 
-        >>> from polneurons.config import validate_config
-        >>> plan = Plan(validate_config({"models": ["smollm2"],
-        ...     "source_topics": ["race", "science"],
-        ...     "inhibitft": {"strategies": ["anchor"], "n": [5], "restore": True},
-        ...     "controls": {"seeds": 2}}))
+        >>> plan = Plan.of({"models": ["smollm2"], "source_topics": ["race", "science"],
+        ...     "controls": {"seeds": 2}, "inhibitft": {"strategies": ["anchor"], "n": [5], "restore": True}})
         >>> plan.patching_runs()[:3]
         ['smollm2/right/race/ft', 'smollm2/right/race/patch-general', 'smollm2/right/race/patch-specific']
         """
@@ -504,11 +423,8 @@ class Plan:
     def readout_runs(self) -> list[str]:
         """The fine-tuned runs read out (one job per topic: every set, both directions).
 
-        >>> from polneurons.config import validate_config
-        >>> plan = Plan(validate_config({"models": ["smollm2"],
-        ...     "source_topics": ["race", "science"],
-        ...     "inhibitft": {"strategies": ["anchor"], "n": [5], "restore": True},
-        ...     "controls": {"seeds": 2}}))
+        >>> plan = Plan.of({"models": ["smollm2"], "source_topics": ["race", "science"],
+        ...     "controls": {"seeds": 2}, "inhibitft": {"strategies": ["anchor"], "n": [5], "restore": True}})
         >>> plan.readout_runs()
         ['smollm2/right/race/ft', 'smollm2/right/science/ft']
         """
@@ -517,11 +433,8 @@ class Plan:
     def readout_files(self) -> list[str]:
         """The readout's per-topic files (`<run>/readout/<topic>.csv`) of every run read out.
 
-        >>> from polneurons.config import validate_config
-        >>> plan = Plan(validate_config({"models": ["smollm2"],
-        ...     "source_topics": ["race", "science"],
-        ...     "inhibitft": {"strategies": ["anchor"], "n": [5], "restore": True},
-        ...     "controls": {"seeds": 2}}))
+        >>> plan = Plan.of({"models": ["smollm2"], "source_topics": ["race", "science"],
+        ...     "controls": {"seeds": 2}, "inhibitft": {"strategies": ["anchor"], "n": [5], "restore": True}})
         >>> plan.readout_files()[0]
         'smollm2/right/race/ft/readout/crime_and_gun.csv'
         """
@@ -531,11 +444,8 @@ class Plan:
     def crossed_runs(self) -> list[str]:
         """The specificity runs (S_t patched on the other topics), on the patched sources.
 
-        >>> from polneurons.config import validate_config
-        >>> plan = Plan(validate_config({"models": ["smollm2"],
-        ...     "source_topics": ["race", "science"],
-        ...     "inhibitft": {"strategies": ["anchor"], "n": [5], "restore": True},
-        ...     "controls": {"seeds": 2}}))
+        >>> plan = Plan.of({"models": ["smollm2"], "source_topics": ["race", "science"],
+        ...     "controls": {"seeds": 2}, "inhibitft": {"strategies": ["anchor"], "n": [5], "restore": True}})
         >>> plan.crossed_runs()
         []
         """
@@ -544,11 +454,8 @@ class Plan:
     def inhibitft_arms(self) -> list[str]:
         """InhibitFT's own arms (not its controls), in every replicate.
 
-        >>> from polneurons.config import validate_config
-        >>> plan = Plan(validate_config({"models": ["smollm2"],
-        ...     "source_topics": ["race", "science"],
-        ...     "inhibitft": {"strategies": ["anchor"], "n": [5], "restore": True},
-        ...     "controls": {"seeds": 2}}))
+        >>> plan = Plan.of({"models": ["smollm2"], "source_topics": ["race", "science"],
+        ...     "controls": {"seeds": 2}, "inhibitft": {"strategies": ["anchor"], "n": [5], "restore": True}})
         >>> plan.inhibitft_arms()
         ['ift-anchor-n5']
         """
@@ -557,11 +464,8 @@ class Plan:
     def tables_made(self) -> set[str]:
         """The claim-readable tables this configuration makes (names of claims.TABLE_FILES).
 
-        >>> from polneurons.config import validate_config
-        >>> plan = Plan(validate_config({"models": ["smollm2"],
-        ...     "source_topics": ["race", "science"],
-        ...     "inhibitft": {"strategies": ["anchor"], "n": [5], "restore": True},
-        ...     "controls": {"seeds": 2}}))
+        >>> plan = Plan.of({"models": ["smollm2"], "source_topics": ["race", "science"],
+        ...     "controls": {"seeds": 2}, "inhibitft": {"strategies": ["anchor"], "n": [5], "restore": True}})
         >>> sorted(plan.tables_made())[:4]
         ['contrasts', 'inhibitft', 'inhibitft_ll', 'neuron_sets']
         """
@@ -584,11 +488,8 @@ class Plan:
         """{name: table file} of the tables the claims table reads: those the registered claims
         (tables.claims.CLAIMS) read, of the claims whose tables are all made.
 
-        >>> from polneurons.config import validate_config
-        >>> plan = Plan(validate_config({"models": ["smollm2"],
-        ...     "source_topics": ["race", "science"],
-        ...     "inhibitft": {"strategies": ["anchor"], "n": [5], "restore": True},
-        ...     "controls": {"seeds": 2}}))
+        >>> plan = Plan.of({"models": ["smollm2"], "source_topics": ["race", "science"],
+        ...     "controls": {"seeds": 2}, "inhibitft": {"strategies": ["anchor"], "n": [5], "restore": True}})
         >>> plan.claim_tables()["tscg"]
         'ts_cg.csv'
         """

@@ -445,11 +445,10 @@ def restore_kinds(config: dict) -> list[str]:
     """The training-free mitigation's kinds per (model, leaning, InhibitFT source): one per n
     of inhibitft.n that inhibitft.restore names (true: every n).
 
-    >>> config = {"leanings": ["right"], "source_topics": ["race"], "training_seeds": 2,
-    ...     "controls": {"seeds": 2}, "null_finetune": False,
-    ...     "patching": {"enabled": True, "conditions": ["general", "random"], "dose": [30]},
-    ...     "inhibitft": {"enabled": True, "strategies": ["anchor"], "n": [5], "restore": [5],
-    ...     "random_control": True, "null_control": False, "finetune": {}}}
+    >>> from polneurons.config import validate_config
+    >>> config = validate_config({"training_seeds": 2, "controls": {"seeds": 2}, "patching":
+    ...     {"conditions": ["general", "random"], "dose": [30]}, "inhibitft": {"strategies":
+    ...     ["anchor"], "n": [5], "restore": True}})
     >>> restore_kinds(config)
     ['restore-n5']
     """
@@ -532,11 +531,10 @@ def inhibitft_kinds(config: dict) -> list[str]:
     """The kinds InhibitFT adds per (model, leaning, source): inhibited runs and random draws,
     each in every training replicate.
 
-    >>> config = {"leanings": ["right"], "source_topics": ["race"], "training_seeds": 2,
-    ...     "controls": {"seeds": 2}, "null_finetune": False,
-    ...     "patching": {"enabled": True, "conditions": ["general", "random"], "dose": [30]},
-    ...     "inhibitft": {"enabled": True, "strategies": ["anchor"], "n": [5], "restore": [5],
-    ...     "random_control": True, "null_control": False, "finetune": {}}}
+    >>> from polneurons.config import validate_config
+    >>> config = validate_config({"training_seeds": 2, "controls": {"seeds": 2}, "patching":
+    ...     {"conditions": ["general", "random"], "dose": [30]}, "inhibitft": {"strategies":
+    ...     ["anchor"], "n": [5], "restore": True}})
     >>> inhibitft_kinds(config)[:3]
     ['ift-anchor-n5', 'ift-anchor-n5-t1', 'rnd-anchor-n5-s0']
     """
@@ -557,11 +555,10 @@ def inhibitft_kinds(config: dict) -> list[str]:
 def patch_kinds(config: dict) -> list[str]:
     """The kinds patching adds per (model, leaning, source), one per draw of the random set.
 
-    >>> config = {"leanings": ["right"], "source_topics": ["race"], "training_seeds": 2,
-    ...     "controls": {"seeds": 2}, "null_finetune": False,
-    ...     "patching": {"enabled": True, "conditions": ["general", "random"], "dose": [30]},
-    ...     "inhibitft": {"enabled": True, "strategies": ["anchor"], "n": [5], "restore": [5],
-    ...     "random_control": True, "null_control": False, "finetune": {}}}
+    >>> from polneurons.config import validate_config
+    >>> config = validate_config({"training_seeds": 2, "controls": {"seeds": 2}, "patching":
+    ...     {"conditions": ["general", "random"], "dose": [30]}, "inhibitft": {"strategies":
+    ...     ["anchor"], "n": [5], "restore": True}})
     >>> patch_kinds(config)
     ['patch-general', 'patch-random-s0', 'patch-random-s1', 'patch-dose30', 'patch-dose30-random-s0', 'patch-dose30-random-s1']
     """
@@ -611,55 +608,3 @@ def run_pattern(config: dict, kinds: str = KIND) -> str:
     """
     leanings, sources = alternatives(config["leanings"]), alternatives(config["source_topics"])
     return rf"{BASE}|({leanings})/({sources})/({kinds})"
-
-
-def inhibit_spec(kind: str, inhibitft: dict, site: str) -> dict:
-    """What an InhibitFT kind (ift-<strategy>-n<n>, nift-<strategy>-n<n>,
-    rnd-<strategy>-n<n>-s<draw>) inhibits; nift takes its F_n from G_null, which the rule
-    passes as its `inhibited_from` input (`Kind.localized_on`), not as a field here.
-
-    >>> inhibit_spec("rnd-anchor-n5-s1", {"of": "general", "anchor_weight": 10}, "mlp_output")
-    {'strategy': 'anchor', 'n': 5.0, 'of': 'general', 'random': True, 'site': 'mlp_output', 'anchor_weight': 10, 'draw': 1}
-    """
-    parsed = parse_kind(kind)
-    if parsed.family not in ("ift", "nift", "rnd"):
-        raise ConfigError(
-            f"{kind!r} is not an InhibitFT run kind",
-            "use ift-<strategy>-n<n>, nift-<strategy>-n<n> or rnd-<strategy>-n<n>-s<draw>",
-        )
-    spec = {
-        "strategy": parsed.strategy,
-        "n": parsed.n,
-        "of": inhibitft["of"],
-        "random": parsed.family == "rnd",
-        "site": site,
-    }
-    if parsed.strategy == "anchor":  # its lambda (a param only of the runs it changes)
-        spec["anchor_weight"] = inhibitft["anchor_weight"]
-    return spec if parsed.draw is None else {**spec, "draw": parsed.draw}
-
-
-def control_spec(kind: str, inhibitft: dict, site: str) -> dict:
-    """What a random-control kind stands in for: patch-random-s<k> -> G, rnd-...-s<k> -> F_n.
-
-    >>> control_spec("patch-random-s0", {}, "mlp_output")
-    {'treated': 'general', 'site': 'mlp_output', 'draw': 0}
-    """
-    parsed = parse_kind(kind)
-    if not parsed.is_control:
-        raise ConfigError(
-            f"{kind!r} is not a random control",
-            "use patch-random-s<k> or rnd-<strategy>-n<n>-s<k>",
-        )
-    if parsed.family == "patch" and parsed.n is not None:  # outside G, like the top n% of G
-        dose = {"treated": "top", "n": parsed.n, "of": "general", "exclude": "general"}
-        return {**dose, "site": site, "draw": parsed.draw}
-    if parsed.family == "patch":
-        return {"treated": "general", "site": site, "draw": parsed.draw}
-    return {
-        "treated": "top",
-        "n": parsed.n,
-        "of": inhibitft["of"],
-        "site": site,
-        "draw": parsed.draw,
-    }

@@ -10,7 +10,7 @@ from polneurons.config import (
 )
 from polneurons import runs
 from polneurons.plan import Plan
-from polneurons.runs import control_spec, inhibit_spec
+from polneurons.specs import control_spec, inhibit_spec
 
 PLAN = Plan(config)
 RES = config["results"]
