@@ -677,3 +677,25 @@ def test_a_table_is_read_back_as_written_the_null_run_kind_included(tmp_path):
         True,
     ]
     assert pd.read_csv(tmp_path / "t.csv")["condition"].isna().any()  # pandas' default would not
+
+
+def test_the_stance_heatmap_draws_a_row_per_leaning_and_source(tmp_path, monkeypatch):
+    from polneurons import plots
+
+    delta = pd.DataFrame(
+        [
+            {"model": "m", "leaning": lean, "source": "a", "test_set": t, "dS": sign * 0.3}
+            for lean, sign in (("left", -1), ("right", 1))
+            for t in ("a", "b")
+        ]
+    )
+    grids = []
+    monkeypatch.setattr(
+        "seaborn.heatmap", lambda grid, **kw: grids.append(grid) or kw["ax"]
+    )  # what would be drawn
+    plots.stance_heatmap(delta, ["a", "b"], str(tmp_path / "h.png"), str(tmp_path / "h.pdf"))
+    assert list(grids[0].index) == ["left: a", "right: a"]
+    assert grids[0].loc["left: a", "b"] == pytest.approx(-0.3)
+    one = delta[delta["leaning"] == "right"]
+    plots.stance_heatmap(one, ["a", "b"], str(tmp_path / "o.png"), str(tmp_path / "o.pdf"))
+    assert list(grids[1].index) == ["a"]  # one leaning: the source alone, as before

@@ -21,8 +21,12 @@ def _save(fig, png: str, pdf: str) -> None:
 
 
 def stance_heatmap(delta: pd.DataFrame, test_sets: list[str], png: str, pdf: str) -> None:
-    """dS(s -> t): source topic x test set, one panel per model (columns model, source, test_set, dS)."""
+    """dS(s -> t): source topic x test set, one panel per model (columns model, source, test_set,
+    dS; with several leanings, column leaning: a row per leaning and source)."""
     import seaborn as sns
+
+    if "leaning" in delta and delta["leaning"].nunique() > 1:
+        delta = delta.assign(source=delta["leaning"] + ": " + delta["source"])
 
     models = list(dict.fromkeys(delta["model"]))
     fig, axes = plt.subplots(
