@@ -370,40 +370,34 @@ def general_readout_beyond_controls(tables, settings) -> list[dict]:
     return rows
 
 
+def _specificity_row(r, readout: str, unit: str = "shift") -> dict:
+    """One claims row of a specificity table (`tables.patching.specificity`, the judge's, or
+    `tables.readout.specificity_readout`)."""
+    why = r.get("why_undefined")
+    return _claim(
+        f"2: S_t of {r['topic']} moves {r['topic']} more than the other topics",
+        r,
+        (r["on_t"], r["on_t_lo"], r["on_t_hi"]),
+        control="S_t on the other topics",
+        control_value=r["on_others"],
+        diff=(r["difference"], r["difference_lo"], r["difference_hi"]),
+        rule=f"holds if the paired CI of the {unit} on t minus the mean shift on the other "
+        "topics lies above 0",
+        verdict=r["verdict"],
+        why=why if isinstance(why, str) else "",
+        readout=readout,
+    )
+
+
 @claim("specificity")
 def specificity(tables, settings) -> list[dict]:
-    return [
-        _claim(
-            f"2: S_t of {r['topic']} moves {r['topic']} more than the other topics",
-            r,
-            (r["on_t"], r["on_t_lo"], r["on_t_hi"]),
-            control="S_t on the other topics",
-            control_value=r["on_others"],
-            diff=(r["difference"], r["difference_lo"], r["difference_hi"]),
-            rule="holds if the paired CI of the shift on t minus the mean shift on the "
-            "other topics lies above 0",
-            verdict=r["verdict"],
-        )
-        for _, r in tables["specificity"].iterrows()
-    ]
+    return [_specificity_row(r, JUDGE) for _, r in tables["specificity"].iterrows()]
 
 
 @claim("specificity_ll")
 def specificity_readout(tables, settings) -> list[dict]:
     return [
-        _claim(
-            f"2: S_t of {r['topic']} moves {r['topic']} more than the other topics",
-            r,
-            (r["on_t"], r["on_t_lo"], r["on_t_hi"]),
-            control="S_t on the other topics",
-            control_value=r["on_others"],
-            diff=(r["difference"], r["difference_lo"], r["difference_hi"]),
-            rule="holds if the paired CI of the S_ll shift on t minus the mean shift on the "
-            "other topics lies above 0",
-            verdict=r["verdict"],
-            why=r["why_undefined"] if isinstance(r["why_undefined"], str) else "",
-            readout=TEACHER_FORCED.format(direction=r["direction"]),
-        )
+        _specificity_row(r, TEACHER_FORCED.format(direction=r["direction"]), "S_ll shift")
         for _, r in tables["specificity_ll"].iterrows()
     ]
 
