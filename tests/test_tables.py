@@ -213,7 +213,7 @@ MARGIN = 0.8  # scoring.ts_kept_margin of the tests
     ],
 )
 def test_ts_kept_is_a_non_inferiority_rule_that_can_hold_fail_or_not_show(lo, hi, verdict):
-    assert claims.non_inferiority_verdict(lo, hi, MARGIN) == verdict
+    assert common.non_inferiority_verdict(lo, hi, MARGIN) == verdict
     run = dict(model="m", leaning="right", source="a", condition="ift-freeze_rows-n5")
     inhibitft = pd.DataFrame(
         [{**run, "relative": 0.1, "relative_lo": 0.0, "relative_hi": 0.2, "ts_kept": 1.0,
@@ -239,7 +239,7 @@ def test_ts_kept_is_a_non_inferiority_rule_that_can_hold_fail_or_not_show(lo, hi
     ],
 )
 def test_cg_follows_the_leaning_only_when_both_fine_tunes_move_their_own_way(left, right, verdict):
-    assert claims.leaning_sign_verdict(left, right) == verdict
+    assert common.leaning_sign_verdict(left, right) == verdict
     run = dict(model="m", source="a", condition="ft", TS=0.5)
     tscg = pd.DataFrame(
         [
@@ -699,3 +699,58 @@ def test_the_stance_heatmap_draws_a_row_per_leaning_and_source(tmp_path, monkeyp
     one = delta[delta["leaning"] == "right"]
     plots.stance_heatmap(one, ["a", "b"], str(tmp_path / "o.png"), str(tmp_path / "o.pdf"))
     assert list(grids[1].index) == ["a"]  # one leaning: the source alone, as before
+
+
+def _loglik_frame(cg_by_leaning: dict, ts: float = 0.5, pairs: int = 12, seed: int = 0):
+    """collect_loglik's rows: the base model and one vanilla fine-tune per leaning, its S_ll
+    M0's plus ts on the source topic and the leaning's cg on the others, with small noise."""
+    rng = np.random.default_rng(seed)
+    topics = ("a", "b", "c")
+    base = {(t, i): rng.normal(0, 1) for t in topics for i in range(pairs)}
+    rows = [
+        dict(model="m", leaning=None, source=None, condition="base", topic=t, pair=i, value=v)
+        for (t, i), v in base.items()
+    ]
+    for leaning, cg in cg_by_leaning.items():
+        sign = -1 if leaning == "left" else 1
+        rows += [
+            dict(model="m", leaning=leaning, source="a", condition="ft", topic=t, pair=i,
+                 value=v + (sign * ts if t == "a" else cg) + rng.normal(0, 0.05))
+            for (t, i), v in base.items()
+        ]  # fmt: skip
+    return pd.DataFrame(rows), topics
+
+
+def test_the_judge_free_ts_and_cg_have_cis_from_a_bootstrap_over_pairs():
+    frame, topics = _loglik_frame({"right": 0.3})
+    table = stance.loglik_shift(frame, topics, n_boot=300, seed=0, alpha=0.05)
+    rows = table[table["leaning"] == "right"].set_index("topic")
+    # CG_ll: the mean over the other topics of each topic's mean shift
+    assert rows.loc["CG_ll", "dS_ll"] == pytest.approx(rows.loc[["b", "c"], "dS_ll"].mean())
+    for name, value in (("TS_ll", 0.5), ("CG_ll", 0.3)):
+        point, lo, hi = rows.loc[name, ["dS_ll", "dS_ll_lo", "dS_ll_hi"]]
+        assert lo < point < hi and hi - lo < 0.2 and point == pytest.approx(value, abs=0.1)
+
+
+@pytest.mark.parametrize(
+    "cg, verdicts",
+    [
+        ({"left": -0.3, "right": 0.3}, {"left": "holds", "right": "holds", "both": "holds"}),
+        ({"left": 0.3, "right": 0.3}, {"left": "reversed", "right": "holds", "both": "not shown"}),
+        (
+            {"left": 0.0, "right": -0.3},
+            {"left": "not shown", "right": "reversed", "both": "not shown"},
+        ),
+    ],
+)
+def test_claim_1_is_read_without_a_judge_in_each_leaning_and_across_them(cg, verdicts):
+    frame, topics = _loglik_frame(cg)
+    loglik = stance.loglik_shift(frame, topics, n_boot=300, seed=0, alpha=0.05)
+    table = claims.claims_table({"tscg_ll": loglik}, ts_kept_margin=MARGIN)
+    assert (table["readout"] == "teacher-forced").all()
+    shift = table[table["claim"].str.startswith("1: fine-tuning on one topic")]
+    assert dict(zip(shift["leaning"], shift["verdict"], strict=True)) == {
+        k: v for k, v in verdicts.items() if k != "both"
+    }
+    both = table[table["claim"].str.contains("follows the fine-tune's leaning")]
+    assert both["verdict"].item() == verdicts["both"] and "CG_ll" in both["rule"].item()

@@ -469,7 +469,7 @@ class Plan:
         >>> sorted(plan.tables_made())[:4]
         ['contrasts', 'inhibitft', 'inhibitft_ll', 'neuron_sets']
         """
-        made = {"tscg", "neuron_sets"}
+        made = {"tscg", "tscg_ll", "neuron_sets"}
         if self.null_kinds:  # the null fine-tune: CG against CG_null, G's depth against G_null's
             made |= {"tscg_null", "null_overlap"}
         if self.patching:

@@ -13,7 +13,12 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from polneurons.tables.common import interval_verdict
+from polneurons.tables.common import (
+    depth_against_null_verdict,
+    interval_verdict,
+    leaning_sign_verdict,
+    non_inferiority_verdict,
+)
 
 CLAIM_COLUMNS = [
     "claim", "readout", "model", "leaning", "source", "measured", "measured_lo", "measured_hi",
@@ -26,6 +31,7 @@ CLAIM_COLUMNS = [
 # teacher-forced S_ll of held-out pairs under an intervention (method.md: Teacher-forced readout).
 JUDGE = "judge"
 TEACHER_FORCED = "teacher-forced, {direction}"
+TEACHER_FORCED_LL = "teacher-forced"  # S_ll of the run itself on the log-likelihood pairs
 
 
 def _claim(
@@ -79,6 +85,7 @@ TABLE_FILES = {
     "versus": "inhibitft_vs_random.csv",
     "inhibitft_ll": "inhibitft_loglik_cuts.csv",
     "specificity_ll": "specificity_readout.csv",
+    "tscg_ll": "loglik_shift.csv",
     "readout": "readout.csv",
     "readout_contrasts": "readout_contrasts.csv",
 }
@@ -131,25 +138,11 @@ def cross_topic_shift(tables, settings) -> list[dict]:
     return rows
 
 
-def leaning_sign_verdict(left: tuple, right: tuple) -> str:
-    """Whether CG follows the leaning: `holds` when the left fine-tune's CI of CG lies below 0
-    and the right one's above, `reversed` when both lie on the other side, `not shown`
-    otherwise, `undefined` when either CI is missing."""
-    verdicts = (interval_verdict(*left, "below 0"), interval_verdict(*right, "above 0"))
-    if "undefined" in verdicts:
-        return "undefined"
-    if verdicts == ("holds", "holds"):
-        return "holds"
-    return "reversed" if verdicts == ("reversed", "reversed") else "not shown"
-
-
-@claim("tscg")
-def cross_topic_follows_leaning(tables, settings) -> list[dict]:
-    """With both leanings fine-tuned on a source: the left fine-tune's CG is negative and the
-    right one's positive (CG measures the fine-tune, not a drift every fine-tune makes)."""
-    vanilla = _vanilla(tables["tscg"])
+def _leaning_rows(cg: pd.DataFrame, name: str, readout: str) -> list[dict]:
+    """Claim 1's leaning check per (model, source) with both leanings: `cg` has per (model,
+    leaning, source) the columns value, lo, hi of the CG it reads (`name`)."""
     rows = []
-    for _, cell in vanilla.groupby(["model", "source"], sort=False):
+    for _, cell in cg.groupby(["model", "source"], sort=False):
         by_leaning = {r["leaning"]: r for _, r in cell.iterrows()}
         if not {"left", "right"} <= set(by_leaning):
             continue
@@ -159,17 +152,67 @@ def cross_topic_follows_leaning(tables, settings) -> list[dict]:
                 "1: the shift follows the fine-tune's leaning (CG of the left fine-tune below 0, "
                 "of the right one above)",
                 {**right, "leaning": "right vs left"},
-                (right["CG"], right["CG_lo"], right["CG_hi"]),
-                control="the left fine-tune's CG",
-                control_value=left["CG"],
-                rule="holds if the CI of the left fine-tune's CG lies below 0 and the right "
+                (right["value"], right["lo"], right["hi"]),
+                control=f"the left fine-tune's {name}",
+                control_value=left["value"],
+                rule=f"holds if the CI of the left fine-tune's {name} lies below 0 and the right "
                 "one's above 0",
-                verdict=leaning_sign_verdict(
-                    (left["CG_lo"], left["CG_hi"]), (right["CG_lo"], right["CG_hi"])
-                ),
+                verdict=leaning_sign_verdict((left["lo"], left["hi"]), (right["lo"], right["hi"])),
+                readout=readout,
             )
         )
     return rows
+
+
+@claim("tscg")
+def cross_topic_follows_leaning(tables, settings) -> list[dict]:
+    """With both leanings fine-tuned on a source: the left fine-tune's CG is negative and the
+    right one's positive (CG measures the fine-tune, not a drift every fine-tune makes)."""
+    cg = _vanilla(tables["tscg"]).rename(columns={"CG": "value", "CG_lo": "lo", "CG_hi": "hi"})
+    return _leaning_rows(cg, "CG", JUDGE)
+
+
+def _vanilla_ll(loglik: pd.DataFrame) -> pd.DataFrame:
+    """Per vanilla fine-tune (each training replicate its own row), TS_ll and CG_ll of the
+    judge-free stance table (`tables.stance.loglik_shift`) side by side."""
+    from polneurons.runs import split_replicate
+
+    keys = ["model", "leaning", "source", "condition"]
+    vanilla = loglik[[split_replicate(str(c))[0] == "ft" for c in loglik["condition"]]]
+    wide = {}
+    for name in ("TS_ll", "CG_ll"):
+        part = vanilla[vanilla["topic"] == name].set_index(keys)
+        wide |= {
+            name: part["dS_ll"],
+            f"{name}_lo": part["dS_ll_lo"],
+            f"{name}_hi": part["dS_ll_hi"],
+        }
+    return pd.DataFrame(wide).reset_index()
+
+
+@claim("tscg_ll")
+def cross_topic_shift_ll(tables, settings) -> list[dict]:
+    """Claim 1 without a judge: CG_ll, the cross-topic shift of the log-likelihood stance on
+    held-out pairs, and whether it follows the leaning."""
+    vanilla = _vanilla_ll(tables["tscg_ll"])
+    rows = []
+    for _, r in vanilla.iterrows():
+        direction = "above 0" if r["TS_ll"] >= 0 else "below 0"
+        replicate = "" if r["condition"] == "ft" else f" ({r['condition']})"
+        rows.append(
+            _claim(
+                f"1: fine-tuning on one topic shifts the others (CG){replicate}",
+                r,
+                (r["CG_ll"], r["CG_ll_lo"], r["CG_ll_hi"]),
+                rule="holds if the CI of CG_ll (held-out pairs, no judge) excludes 0 on the side "
+                "of TS_ll",
+                verdict=interval_verdict(r["CG_ll_lo"], r["CG_ll_hi"], direction),
+                readout=TEACHER_FORCED_LL,
+            )
+        )
+    first = vanilla[vanilla["condition"].isin(["ft", "ft-t0"])]
+    cg = first.rename(columns={"CG_ll": "value", "CG_ll_lo": "lo", "CG_ll_hi": "hi"})
+    return rows + _leaning_rows(cg, "CG_ll", TEACHER_FORCED_LL)
 
 
 @claim("tscg_null")
@@ -212,22 +255,6 @@ def general_depth(tables, settings) -> list[dict]:
             )
         )
     return rows
-
-
-def depth_against_null_verdict(q25_g, q25_null, n_layers) -> str:
-    """`holds` if G lies deep (lower-quartile layer >= n_layers / 3) and G_null does not,
-    `fails` if G does not lie deep, `not shown` if both do (the depth is where fine-tuning as
-    such acts), `undefined` without both quartiles.
-
-    >>> [depth_against_null_verdict(g, n, 30) for g, n in ((20, 5), (5, 5), (20, 20))]
-    ['holds', 'fails', 'not shown']
-    """
-    if pd.isna(q25_g) or pd.isna(q25_null):
-        return "undefined"
-    third = n_layers / 3
-    if q25_g < third:
-        return "fails"
-    return "holds" if q25_null < third else "not shown"
 
 
 @claim("null_overlap")
@@ -471,9 +498,6 @@ def inhibitft_cuts_cg(tables, settings) -> list[dict]:
     return rows
 
 
-TEACHER_FORCED_LL = "teacher-forced"  # S_ll of the run itself on the log-likelihood pairs
-
-
 @claim("inhibitft_ll")
 def inhibitft_cuts_cg_ll(tables, settings) -> list[dict]:
     """Claim 3 without a judge: per InhibitFT arm at the headline n, its cut of the cross-topic
@@ -561,20 +585,6 @@ def inhibitft_ceiling(tables, settings) -> list[dict]:
             )
         )
     return rows
-
-
-def non_inferiority_verdict(lo, hi, margin: float) -> str:
-    """`holds` if the CI [lo, hi] lies at or above `margin`, `fails` if it lies below it, `not
-    shown` if it holds the margin (a CI too wide to tell), `undefined` without a CI.
-
-    >>> [non_inferiority_verdict(*ci, 0.8) for ci in ((0.85, 1.1), (0.5, 0.7), (0.6, 1.2))]
-    ['holds', 'fails', 'not shown']
-    """
-    if pd.isna(lo) or pd.isna(hi):
-        return "undefined"
-    if lo >= margin:
-        return "holds"
-    return "fails" if hi < margin else "not shown"
 
 
 def claims_table(

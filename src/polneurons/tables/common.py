@@ -272,3 +272,45 @@ def interval_verdict(lo, hi, favourable: str = "above 0") -> str:
     sign = 1 if favourable == "above 0" else -1
     low, high = sorted((sign * lo, sign * hi))
     return "holds" if low > 0 else "reversed" if high < 0 else "not shown"
+
+
+def leaning_sign_verdict(left: tuple, right: tuple) -> str:
+    """Whether CG follows the leaning: `holds` when the left fine-tune's CI of CG lies below 0
+    and the right one's above, `reversed` when both lie on the other side, `not shown`
+    otherwise, `undefined` when either CI is missing."""
+    verdicts = (interval_verdict(*left, "below 0"), interval_verdict(*right, "above 0"))
+    if "undefined" in verdicts:
+        return "undefined"
+    if verdicts == ("holds", "holds"):
+        return "holds"
+    return "reversed" if verdicts == ("reversed", "reversed") else "not shown"
+
+
+def depth_against_null_verdict(q25_g, q25_null, n_layers) -> str:
+    """`holds` if G lies deep (lower-quartile layer >= n_layers / 3) and G_null does not,
+    `fails` if G does not lie deep, `not shown` if both do (the depth is where fine-tuning as
+    such acts), `undefined` without both quartiles.
+
+    >>> [depth_against_null_verdict(g, n, 30) for g, n in ((20, 5), (5, 5), (20, 20))]
+    ['holds', 'fails', 'not shown']
+    """
+    if pd.isna(q25_g) or pd.isna(q25_null):
+        return "undefined"
+    third = n_layers / 3
+    if q25_g < third:
+        return "fails"
+    return "holds" if q25_null < third else "not shown"
+
+
+def non_inferiority_verdict(lo, hi, margin: float) -> str:
+    """`holds` if the CI [lo, hi] lies at or above `margin`, `fails` if it lies below it, `not
+    shown` if it holds the margin (a CI too wide to tell), `undefined` without a CI.
+
+    >>> [non_inferiority_verdict(*ci, 0.8) for ci in ((0.85, 1.1), (0.5, 0.7), (0.6, 1.2))]
+    ['holds', 'fails', 'not shown']
+    """
+    if pd.isna(lo) or pd.isna(hi):
+        return "undefined"
+    if lo >= margin:
+        return "holds"
+    return "fails" if hi < margin else "not shown"

@@ -24,8 +24,11 @@ def collect_loglik(paths) -> pd.DataFrame:
 
 def loglik_shift(frame: pd.DataFrame, topics, n_boot: int, seed: int, alpha: float) -> pd.DataFrame:
     """dS_ll per (model, leaning, source, condition, topic) against the base model, paired over
-    the same held-out pairs, with a bootstrap CI; plus rows TS_ll (topic = source) and CG_ll."""
+    the same held-out pairs, with a bootstrap CI; plus rows TS_ll (topic = source) and CG_ll
+    (the mean over the other topics of each topic's mean), whose CIs come from one bootstrap
+    over pairs stratified by topic (`tables.readout.PairResampler`)."""
     from polneurons.metrics import bootstrap_ci
+    from polneurons.tables.readout import PairResampler, percentile_ci
 
     base = (
         frame[frame["condition"] == "base"]
@@ -57,9 +60,15 @@ def loglik_shift(frame: pd.DataFrame, topics, n_boot: int, seed: int, alpha: flo
                 )
             )
         others = [t for t in topics if t != source and t in diffs]
-        ts = diffs[source].mean() if source in diffs else np.nan
-        cg = np.mean([diffs[t].mean() for t in others]) if others else np.nan
-        rows += [dict(**key, topic="TS_ll", dS_ll=ts), dict(**key, topic="CG_ll", dS_ll=cg)]
+        pairs = {t: arm.loc[arm["topic"] == t, "pair"].to_numpy() for t in diffs}
+        resample = PairResampler(pairs, n_boot, seed)
+        ts, ts_boot = resample.means(diffs, [source]) if source in diffs else (np.nan, None)
+        per_topic = [resample.means(diffs, [t]) for t in others]
+        cg = float(np.mean([point for point, _ in per_topic])) if others else np.nan
+        cg_boot = np.mean([boot for _, boot in per_topic], axis=0) if others else None
+        for name, point, boot in (("TS_ll", ts, ts_boot), ("CG_ll", cg, cg_boot)):
+            lo, hi = percentile_ci(point, boot, alpha) if boot is not None else (np.nan, np.nan)
+            rows.append(dict(**key, topic=name, dS_ll=point, dS_ll_lo=lo, dS_ll_hi=hi))
     return pd.DataFrame(rows)
 
 
