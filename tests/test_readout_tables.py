@@ -254,3 +254,14 @@ def test_s_t_specificity_is_read_out_in_both_directions_and_can_fail(
     rows = claims.claims_table({"specificity_ll": table}, ts_kept_margin=0.8)
     assert set(rows["readout"]) == {"teacher-forced, sufficiency", "teacher-forced, necessity"}
     assert (rows["verdict"] == verdict).all()
+
+
+def test_a_ci_that_misses_its_point_draws_no_negative_error_bar(tmp_path):
+    """A percentile CI of a ratio can lie beside its point: the figure still draws."""
+    curve = pd.DataFrame(
+        [{**RUN, "readout": "judge", "arm": "G", "dose": 100.0, "neurons": 5, "share": 0.5,
+          "share_lo": 0.6, "share_hi": 0.9, "condition": "patch-general"}]
+    )  # fmt: skip
+    png, pdf = tmp_path / "d.png", tmp_path / "d.pdf"
+    dose_response(curve, str(png), str(pdf), value="share")
+    assert png.read_bytes()[:4] == b"\x89PNG"

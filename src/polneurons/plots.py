@@ -20,6 +20,13 @@ def _save(fig, png: str, pdf: str) -> None:
     plt.close(fig)
 
 
+def _yerr(value, lo, hi) -> np.ndarray:
+    """Error bar lengths below and above each point from its CI: none where the CI is
+    undefined, and none below 0 (a percentile CI, of a ratio above all, may miss its point)."""
+    err = np.array([np.asarray(value) - np.asarray(lo), np.asarray(hi) - np.asarray(value)])
+    return np.clip(np.nan_to_num(err.astype(float)), 0, None)
+
+
 def stance_heatmap(delta: pd.DataFrame, test_sets: list[str], png: str, pdf: str) -> None:
     """dS(s -> t): source topic x test set, one panel per model (columns model, source, test_set,
     dS; with several leanings, column leaning: a row per leaning and source)."""
@@ -85,8 +92,9 @@ def patching_bars(scores: pd.DataFrame, conditions: list[str], png: str, pdf: st
         for i, cond in enumerate(conditions):
             c = sub[sub["condition"] == cond].set_index("test_set").reindex(test_sets)
             x = np.arange(len(test_sets)) + i * width
-            err = np.array([c["S"] - c["S_lo"], c["S_hi"] - c["S"]])
-            ax.bar(x, c["S"], width, yerr=np.nan_to_num(err), capsize=2, label=cond)
+            ax.bar(
+                x, c["S"], width, yerr=_yerr(c["S"], c["S_lo"], c["S_hi"]), capsize=2, label=cond
+            )
         ax.set_xticks(
             np.arange(len(test_sets)) + 0.4 - width / 2, test_sets, rotation=30, ha="right"
         )
@@ -113,9 +121,7 @@ def ablation(curve: pd.DataFrame, png: str, pdf: str) -> None:
                 ax.errorbar(
                     group["n"],
                     group["value"],
-                    yerr=np.nan_to_num(
-                        [group["value"] - group["lo"], group["hi"] - group["value"]]
-                    ),
+                    yerr=_yerr(group["value"], group["lo"], group["hi"]),
                     marker="o",
                     capsize=3,
                     label=cond,
@@ -149,11 +155,10 @@ def dose_response(curve: pd.DataFrame, png: str, pdf: str, value: str = "recover
                     ax.axhline(group[value].iloc[0], ls="--", color="black", label=arm)
                     continue
                 group = group.sort_values("neurons")
-                err = [group[value] - group[f"{value}_lo"], group[f"{value}_hi"] - group[value]]
                 ax.errorbar(
                     group["neurons"],
                     group[value],
-                    yerr=np.nan_to_num(err),
+                    yerr=_yerr(group[value], group[f"{value}_lo"], group[f"{value}_hi"]),
                     marker="o",
                     capsize=3,
                     label=arm,

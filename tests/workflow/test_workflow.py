@@ -166,13 +166,13 @@ def test_random_controls_are_pooled_over_draws_and_never_touch_the_treated_set(r
 def extended_kinds(work) -> dict:
     """The run kinds the extended run's config makes, at its (first) InhibitFT n and dose."""
     config = run_config(work)
-    n = config["inhibitft"]["n"][0]
+    n, strategy = config["inhibitft"]["n"][0], config["inhibitft"]["strategies"][0]
     return dict(
         config=config,
         n=n,
-        ift=runs.inhibit_kind("freeze_rows", n),
-        rnd=runs.inhibit_kind("freeze_rows", n, draw=0),
-        nift=runs.inhibit_kind("freeze_rows", n, null=True),
+        ift=runs.inhibit_kind(strategy, n),
+        rnd=runs.inhibit_kind(strategy, n, draw=0),
+        nift=runs.inhibit_kind(strategy, n, null=True),
         dose=float(config["patching"]["dose"][0]),
     )
 
@@ -192,7 +192,8 @@ def test_training_replicates_train_apart_and_pool_in_the_tables(extended_run):  
     # a replicate draws no random set of its own and localizes no neurons
     assert not (run / f"{rnd}-t1" / "control").exists()
     assert not (run / "ft-t1" / "neurons").exists()
-    tscg = read_table(tables / "ts_cg.csv").set_index("condition")
+    tscg = read_table(tables / "ts_cg.csv")
+    tscg = tscg[tscg["leaning"] == "right"].set_index("condition")  # the localized leaning
     assert set(tscg.index) == {"ft", "null"}  # the null fine-tune: claim 1's control
     assert tscg.loc["ft", "seeds"] == 2 and "CG_sd" in tscg.columns
     main = pd.read_csv(tables / "inhibitft_main.csv")
