@@ -97,13 +97,17 @@ def _contrast_batch(
     with switch.disabled(), neuron_site.record() as base:
         model(**forward)
 
+    # two float32 buffers the size of one layer's activations, reused by every layer: the
+    # recorded tensors are never written (M_s's is still used by the forward, M0's below)
+    shape = (*input_ids.shape, width)
+    reference = torch.empty(shape, device=input_ids.device)
+    diff = torch.empty(shape, device=input_ids.device)
+
     def contrast(layer: int, act: torch.Tensor) -> None:
-        # out of place but for `diff`: in float32 .float() is the recorded tensor itself, which
-        # the forward still uses (M_s's output) and the last-token fields read below
-        reference = base[layer].float()
-        diff = act - reference  # a new float32 tensor (reference is float32)
+        reference.copy_(base[layer])
+        torch.sub(act, reference, out=diff)
         sq_diff_sum[:, layer] = torch.bmm(weights, diff.square_()).squeeze(1)
-        sq_base_sum[:, layer] = torch.bmm(weights, reference.square()).squeeze(1)
+        sq_base_sum[:, layer] = torch.bmm(weights, reference.square_()).squeeze(1)
         last_ms[:, layer] = act[rows, last]
         if raw_tokens:
             raw_ms[layer] = act.half()
