@@ -7,8 +7,8 @@ what a config cannot say is an assumption, named in the output: the tokens of a 
 an IdeoINST answer (`ASSUMED_TOKENS`), and the throughput (the model-FLOPs utilisation of an
 H100's bf16 peak, `ASSUMED_MFU`, unless a GPU check measured it). A GPU check's report gives
 one `MFU (<workload>): x` line per workload it timed; each job runs at the MFU of its own
-workload (`Job.workload`), and a workload the check did not time at the smallest one measured. FLOPs are 2 x parameters per
-token a forward pass reads or writes, 6 x per trained token (a LoRA step costs less: this is a
+workload (`Job.workload`), and a workload the check did not time at the smallest one measured.
+FLOPs are 2 x parameters per token a forward pass reads or writes, 6 x per trained token (a LoRA step costs less: this is a
 bound; 8 x with InhibitFT's anchor, whose step adds a forward of M0), and a lockstep patched
 generation (patching, and restore) runs two models.
 
@@ -263,7 +263,7 @@ def cost_table(config: dict, throughput: Throughput) -> list[dict]:
                 pflops=flops / 1e15,
                 weights_gb=2 * group[0].params_b,
                 gpu_hours=seconds / 3600,
-                mfu=", ".join(dict.fromkeys(f"{m:.2f} {source}" for m, source in mfus).keys()),
+                mfu=", ".join(dict.fromkeys(f"{m:.2f} {source}" for m, source in mfus)),
             )
         )
     return rows

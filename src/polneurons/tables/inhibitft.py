@@ -179,14 +179,7 @@ def loglik_cuts(
                     t: (by_pair.loc[t].reindex(ids) - base.loc[t].reindex(ids)).to_numpy(float)
                     for t, ids in topics.items()
                 }
-                per_topic = [resample.means(shift, [t]) for t in others]
-                per_seed.append(
-                    (
-                        *resample.means(shift, [source]),
-                        float(np.mean([point for point, _ in per_topic])),
-                        np.mean([boot for _, boot in per_topic], axis=0),
-                    )
-                )
+                per_seed.append(resample.source_and_cross(shift, source, others))
             weights = seed_weights(n_boot, len(per_seed), seed)  # [n_boot, seeds]
             ts, ts_boot, cg, cg_boot = (
                 float(np.mean([f[0] for f in per_seed])),

@@ -91,6 +91,17 @@ class PairResampler:
         boot = sum(self.counts[t] @ values[t] for t in names) / total
         return float(point), boot
 
+    def source_and_cross(self, values: dict[str, np.ndarray], source: str, others: list[str]):
+        """(TS, its bootstrap, CG, its bootstrap) of per-pair shifts: their mean on the source
+        topic, and the mean over the `others` of each topic's mean (`tables.stance.loglik_shift`);
+        NaN and None for a side without topics."""
+        ts, ts_boot = self.means(values, [source]) if source in self.topics else (np.nan, None)
+        if not others:
+            return ts, ts_boot, np.nan, None
+        per_topic = [self.means(values, [t]) for t in others]
+        cg = float(np.mean([point for point, _ in per_topic]))
+        return ts, ts_boot, cg, np.mean([boot for _, boot in per_topic], axis=0)
+
 
 def _per_pair(run: pd.DataFrame, condition: str, direction: str, topics) -> dict[str, np.ndarray]:
     rows = run[(run["condition"] == condition) & (run["direction"].fillna("") == direction)]

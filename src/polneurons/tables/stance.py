@@ -62,10 +62,7 @@ def loglik_shift(frame: pd.DataFrame, topics, n_boot: int, seed: int, alpha: flo
         others = [t for t in topics if t != source and t in diffs]
         pairs = {t: arm.loc[arm["topic"] == t, "pair"].to_numpy() for t in diffs}
         resample = PairResampler(pairs, n_boot, seed)
-        ts, ts_boot = resample.means(diffs, [source]) if source in diffs else (np.nan, None)
-        per_topic = [resample.means(diffs, [t]) for t in others]
-        cg = float(np.mean([point for point, _ in per_topic])) if others else np.nan
-        cg_boot = np.mean([boot for _, boot in per_topic], axis=0) if others else None
+        ts, ts_boot, cg, cg_boot = resample.source_and_cross(diffs, source, others)
         for name, point, boot in (("TS_ll", ts, ts_boot), ("CG_ll", cg, cg_boot)):
             lo, hi = percentile_ci(point, boot, alpha) if boot is not None else (np.nan, np.nan)
             rows.append(dict(**key, topic=name, dS_ll=point, dS_ll_lo=lo, dS_ll_hi=hi))
