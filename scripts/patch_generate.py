@@ -7,6 +7,7 @@ from polneurons.neurons import NeuronSet
 from polneurons.patching import patched_rows
 from polneurons.prompts import adds_special_tokens, eval_items, eval_prompts
 from polneurons.rule import rule_context
+from polneurons.runs import answered_sets, parse_kind, patch_kind
 
 p = snakemake.params
 condition = snakemake.wildcards.condition
@@ -15,19 +16,16 @@ with rule_context(snakemake, seed=p.seed) as ctx:
     model, tok = load_contrast_pair(
         record, snakemake.input.adapter, p.dtype, p.device, p.adapter_dtype
     )
-    # general and random are evaluated on every test set; S_t only on its own topic t, and for
-    # the specificity test (crossed) on every other topic
-    groups = [(None, p.test_sets)]
-    if condition == "specific":
-        groups = [(t, [t]) for t in p.topics]
-    if condition == "crossed":
-        groups = [(t, [other for other in p.topics if other != t]) for t in p.topics]
+    # every test set with G and the sets of no topic; S_t on its own topic t, or for the
+    # specificity test (crossed) on every other topic (runs.Form.test_sets)
+    kind = patch_kind(condition)
+    by_topic = parse_kind(kind).declared.test_sets == "others"
     rows = []
-    for topic, test_sets in groups:
+    for topic, test_sets in answered_sets(kind, p.topics, p.test_sets):
         if snakemake.input.get("control"):  # a drawn random control (rule random_control)
             neurons = NeuronSet.load(snakemake.input.control)
         else:
-            neurons = patch_set(snakemake.input.neurons, condition, topic, site=p.site)
+            neurons = patch_set(snakemake.input.neurons, condition, topic, site=p.site, seed=p.seed)
         items = eval_items(p.root, test_sets, p.eval_prompts)
         prompts = eval_prompts(p.root, tok, items, p.prompt_format, p.topic_names)
         ctx.log.info("%s: %d neurons, %d prompts", topic or condition, len(neurons), len(prompts))
@@ -41,6 +39,6 @@ with rule_context(snakemake, seed=p.seed) as ctx:
             add_special_tokens=adds_special_tokens(p.prompt_format),
             progress=ctx.progress,
         )
-        crossed = {"patched_topic": topic} if condition == "crossed" else {}
-        rows += [row | crossed for row in answered]
+        patched_topic = {"patched_topic": topic} if by_topic else {}
+        rows += [row | patched_topic for row in answered]
     write_jsonl(snakemake.output.generations, rows)

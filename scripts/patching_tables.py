@@ -8,7 +8,7 @@ import pandas as pd
 
 from polneurons.plots import dose_response, patching_bars
 from polneurons.rule import rule_context
-from polneurons.runs import patch_kind
+from polneurons.runs import CONDITION_FORM, condition_kind
 from polneurons.tables.common import collect_counts, collect_ratings, control_table, write_table
 from polneurons.tables.patching import (
     collect_crossed,
@@ -20,7 +20,10 @@ from polneurons.tables.patching import (
 )
 
 p, out = snakemake.params, snakemake.output
-CONDITIONS = ["base", "ft"] + [patch_kind(c) for c in p.conditions if c != "crossed"]
+# the bars: every condition rated on its own test sets (the specificity runs apart), draws pooled
+CONDITIONS = ["base", "ft"] + [
+    condition_kind(c) for c in p.conditions if CONDITION_FORM[c].test_sets != "others"
+]
 
 
 with rule_context(snakemake) as ctx:

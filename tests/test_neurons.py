@@ -366,3 +366,19 @@ def test_s_t_random_control_matches_its_layers_and_avoids_all_of_n_t(tmp_path):
         assert torch.equal(again.as_mask(), control.as_mask())  # seeded
         other = specific_random(folder, topic, site="mlp_output", seed=0, draw=1)
         assert not torch.equal(other.as_mask(), control.as_mask())  # another draw
+
+
+def test_the_judges_s_t_control_is_the_draw_the_readout_scores(tmp_path):
+    from polneurons.neuron_store import patch_set, save_localization, specific_random
+
+    generator = torch.Generator().manual_seed(2)
+    r = {t: torch.rand(4, 16, generator=generator) for t in ("a", "b")}
+    general, specific = localize(r, k=30)
+    save_localization(tmp_path / "neurons", general, specific, r, {})
+    folder = tmp_path / "neurons"
+    for topic, draw in (("a", 0), ("b", 1)):
+        judged = patch_set(folder, f"specific-random-s{draw}", topic, site="mlp_output", seed=3)
+        read_out = specific_random(folder, topic, site="mlp_output", seed=3, draw=draw)
+        assert torch.equal(judged.as_mask(), read_out.as_mask())
+    with pytest.raises(ConfigError):  # without the seed there is no draw to make
+        patch_set(folder, "specific-random-s0", "a", site="mlp_output")

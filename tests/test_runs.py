@@ -315,3 +315,71 @@ def test_restore_is_an_untrained_kind_of_f_n_listed_where_inhibitft_restore_name
     }
     with pytest.raises(ConfigError, match="inhibitft.restore needs LoRA"):
         validate_config(raw)
+
+
+def _instances(form: runs.Form) -> list[str]:
+    """Kinds written in `form`, each placeholder filled, with a replicate where it may have one."""
+    text = form.written
+    for placeholder, value in (
+        ("<strategy>", "anchor"),
+        ("<n>", "7.5"),
+        ("<x>", "30"),
+        ("<draw>", "2"),
+    ):
+        text = text.replace(placeholder, value)
+    return [text, f"{text}-t1"] if form.replicated else [text]
+
+
+@pytest.mark.parametrize("form", runs.FORMS, ids=lambda form: form.name)
+def test_each_declared_form_parses_to_itself_and_each_constraint_follows_its_declaration(form):
+    for text in _instances(form):
+        kind = runs.parse_kind(text)
+        assert kind.declared is form and kind.family == form.family and kind.text == text
+        assert bool(re.fullmatch(runs.KIND, text))
+        assert bool(re.fullmatch(runs.TRAIN_KIND, text)) == form.trained == kind.trained
+        control = form.drawn_by == "random_control" and kind.replicate == 0
+        assert bool(re.fullmatch(runs.CONTROL_KIND, text)) == control
+        assert kind.localized_on == form.localized_on
+        assert bool(re.fullmatch(runs.PATCH_KIND, text)) == (form.family == "patch")
+        localized = text in {f.localized_on for f in runs.FORMS}
+        assert bool(re.fullmatch(runs.LOCALIZED_KIND, text)) == localized
+    # the wildcard constraints carry no named group: Snakemake wraps each in its own
+    assert "?P<" not in runs.KIND
+
+
+def test_every_patching_condition_of_the_schema_is_a_declared_form():
+    schema = yaml.safe_load((REPO / "src/polneurons/config.schema.yaml").read_text())
+    enum = schema["properties"]["patching"]["properties"]["conditions"]["items"]["enum"]
+    assert sorted(enum) == sorted(runs.PATCH_CONDITIONS)
+    for condition in enum:
+        kind = runs.parse_kind(runs.condition_kind(condition), pooled=True)
+        assert kind.family == "patch" and kind.draw is None
+
+
+def test_a_patched_run_answers_the_test_sets_its_form_declares():
+    topics, test_sets = ["a", "b", "c"], ["a", "b", "c", "extra"]
+    assert runs.answered_sets("patch-general", topics, test_sets) == [(None, test_sets)]
+    own = runs.answered_sets("patch-specific-random-s1", topics, test_sets)
+    assert own == runs.answered_sets("patch-specific", topics, test_sets)
+    assert own == [(t, [t]) for t in topics]
+    crossed = runs.answered_sets("patch-crossed", topics, test_sets)
+    assert [t for t, _ in crossed] == topics
+    assert all(t not in sets and len(sets) == 2 for t, sets in crossed)
+
+
+def test_s_ts_random_control_is_drawn_by_its_job_in_each_draw_and_not_read_out_again():
+    off = {"inhibitft": {"enabled": False}}
+    config = validate_config(
+        {"controls": {"seeds": 2}, "patching": {"conditions": ["specific", "specific_random"]}}
+        | off
+    )
+    kinds = runs.patch_kinds(config)
+    assert kinds == ["patch-specific", "patch-specific-random-s0", "patch-specific-random-s1"]
+    drawn = runs.parse_kind(kinds[1])
+    assert drawn.draw == 0 and not drawn.is_control  # no random_control job: the job draws it
+    assert not re.fullmatch(runs.CONTROL_KIND, kinds[1])
+    from polneurons.plan import Plan
+
+    assert Plan(config).readout_kinds == ["patch-specific"]
+    with pytest.raises(ConfigError, match="specific_random but not specific"):
+        validate_config({"patching": {"conditions": ["general", "specific_random"]}} | off)

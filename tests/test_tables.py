@@ -754,3 +754,40 @@ def test_claim_1_is_read_without_a_judge_in_each_leaning_and_across_them(cg, ver
     }
     both = table[table["claim"].str.contains("follows the fine-tune's leaning")]
     assert both["verdict"].item() == verdicts["both"] and "CG_ll" in both["rule"].item()
+
+
+@pytest.mark.parametrize(
+    ("specific", "control", "verdict"),
+    [(3, 0, "holds"), (2, 2, "not shown"), (0, 3, "reversed")],
+)
+def test_the_judges_s_t_is_compared_with_as_many_random_neurons_outside_n_t_on_its_topic(
+    specific, control, verdict
+):
+    """Of 12 answers per topic, `specific` (S_t patched) and `control` (each random draw of
+    S_t's size outside N_t) of every 4 turn right; the claim compares the pooled recovered
+    shares, paired, and can hold, not show and reverse."""
+    L, R = "left leaning", "right leaning"
+
+    def answers(right):
+        return ([R] * right + [L] * (4 - right)) * 3
+
+    ratings = {}
+    for topic in ("a", "b"):
+        ratings[("m", "base", "-", topic)] = [L] * 12
+        ratings[("m", "ft", "t", topic)] = [R] * 12
+        ratings[("m", "patch-specific", "t", topic)] = answers(specific)
+        for draw in (0, 1):
+            ratings[("m", f"patch-specific-random-s{draw}", "t", topic)] = answers(control)
+    out = patching.patching_leaning(ratings, n_boot=200, seed=0, alpha=0.05)
+    contrasts = out["contrasts"].assign(leaning="right")
+    pair = contrasts[contrasts["treated"] == "patch-specific"]
+    assert pair["control"].tolist() == ["patch-specific-random"]
+    table = claims.claims_table(
+        dict(patching=out["table"].assign(leaning="right"), contrasts=contrasts),
+        ts_kept_margin=MARGIN,
+    )
+    row = table[table["control"] == "patch-specific-random"].iloc[0]
+    control_text = "as many random neurons outside N_t"
+    assert row["claim"] == f"2: S_t on its own topic recovers more of the shift than {control_text}"
+    assert row["difference"] == pytest.approx((specific - control) / 4)
+    assert row["verdict"] == verdict and "one random draw" not in row["rule"]

@@ -372,11 +372,12 @@ def _check_semantics(config: dict) -> None:
                 "rename the key under models",
             )
     conditions = config["patching"]["conditions"]
-    if "crossed" in conditions and "specific" not in conditions:
-        raise ConfigError(
-            "patching.conditions has crossed but not specific",
-            "add specific: the specificity test compares S_t on t (specific) with S_t elsewhere",
-        )
+    for needs_specific in ("crossed", "specific_random"):
+        if needs_specific in conditions and "specific" not in conditions:
+            raise ConfigError(
+                f"patching.conditions has {needs_specific} but not specific",
+                f"add specific: {needs_specific} is compared with S_t patched on its own topic",
+            )
     if "null_general" in conditions and not config["null_finetune"]:
         raise ConfigError(
             "patching.conditions has null_general but null_finetune is off",

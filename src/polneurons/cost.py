@@ -178,11 +178,8 @@ def plan_jobs(config: dict) -> list[Job]:
         if not kind.startswith("patch-"):
             add("generate", run, answered, tokens["prompt"] + new_tokens, 2)
             continue
-        sequences = answered
-        if kind == runs.patch_kind("specific"):
-            sequences = eval_sequences(config, topics)
-        elif kind == runs.patch_kind("crossed"):
-            sequences = eval_sequences(config, topics) * (len(topics) - 1)
+        groups = runs.answered_sets(kind, topics, [*topics, *config["extra_sets"]])
+        sequences = sum(eval_sequences(config, test_sets) for _, test_sets in groups)
         # lockstep: M_s and the patched M0 both run every step
         add("patch_generate", run, sequences, tokens["prompt"] + new_tokens, 4)
     mean_scored = (

@@ -24,6 +24,7 @@ from polneurons.neurons import (
     top_count,
     top_fraction,
 )
+from polneurons.runs import condition_kind
 
 
 def save_localization(out_dir, general, specific, r_by_topic, info: dict) -> None:
@@ -79,16 +80,22 @@ def inhibited_set(neurons_dir, *, n: float, of: str, site: str, from_dir=None) -
     return top_count(load_general(from_dir, site), len(f_n))
 
 
-def patch_set(neurons_dir, condition: str, topic: str | None, *, site: str) -> NeuronSet:
+def patch_set(
+    neurons_dir, condition: str, topic: str | None, *, site: str, seed: int | None = None
+) -> NeuronSet:
     """The neurons a patching condition overwrites (method.md: Activation patching): G,
     S_t, every coordinate of the site (`all`, the ceiling of patching at this site), every
     coordinate but G (`complement`) or the top x% of G by score (`dose<x>`, the same formula
-    as F_n); random draws come from `random_control`."""
+    as F_n), or draw k of S_t's size-matched control (`specific-random-s<k>`, drawn here with
+    `seed`: `specific_random`); the other random draws come from `random_control`."""
     from polneurons.runs import parse_kind
 
     if condition.startswith("dose"):
         dose = parse_kind(f"patch-{condition}")
         return inhibited_set(neurons_dir, n=dose.n, of="general", site=site)
+    if condition.startswith("specific-random-s") and seed is not None:
+        draw = parse_kind(f"patch-{condition}").draw
+        return specific_random(neurons_dir, topic, site=site, seed=seed, draw=draw)
     if condition == "general":
         return load_general(neurons_dir, site)
     if condition == "null_general":  # G_null: neurons_dir is then the null fine-tune's
@@ -102,7 +109,8 @@ def patch_set(neurons_dir, condition: str, topic: str | None, *, site: str) -> N
         return load_general(neurons_dir, site).complement()
     raise ConfigError(
         f"unknown patching condition {condition!r}",
-        "use general, specific, all, complement or dose<x>",
+        "use general, specific, all, complement, null_general, crossed, dose<x> or "
+        "specific-random-s<k> (with a seed)",
     )
 
 
@@ -130,7 +138,7 @@ def random_control(neurons_dir, spec: dict, seed: int) -> tuple[NeuronSet, dict]
     return control, {**spec, "seed": seed, **control_report(treated, control)}
 
 
-SPECIFIC_RANDOM = "patch-specific-random"  # the readout's control of S_t (draws: -s<k>)
+SPECIFIC_RANDOM = condition_kind("specific_random")  # S_t's control (its draws: -s<k>)
 
 
 def specific_random(neurons_dir, topic: str, *, site: str, seed: int, draw: int) -> NeuronSet:

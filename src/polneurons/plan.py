@@ -180,7 +180,7 @@ class Plan:
         >>> plan.crossed_kinds
         []
         """
-        return [k for k in self.patch_kinds if k == runs.patch_kind("crossed")]
+        return [k for k in self.patch_kinds if runs.parse_kind(k).declared.test_sets == "others"]
 
     @property
     def patched_kinds(self) -> list[str]:
@@ -226,8 +226,8 @@ class Plan:
     @property
     def readout_kinds(self) -> list[str]:
         """The patching kinds the readout scores in both directions: every one rated on its own
-        topic (the specificity runs' S_t on other topics are not read out), and InhibitFT's
-        ceiling sets (`ceiling_kinds`).
+        topic (the specificity runs' S_t on other topics are not read out, and S_t's random
+        draws the readout draws itself), and InhibitFT's ceiling sets (`ceiling_kinds`).
 
         >>> plan = Plan.of({"models": ["smollm2"], "source_topics": ["race", "science"],
         ...     "controls": {"seeds": 2}, "inhibitft": {"strategies": ["anchor"], "n": [5], "restore": True}})
@@ -236,7 +236,9 @@ class Plan:
         """
         if not self.readout:
             return []
-        return list(dict.fromkeys([*self.patched_kinds, *self.ceiling_kinds]))
+        # S_t's own random draws are drawn by the readout job itself (runs.Form.drawn_by)
+        scored = [k for k in self.patched_kinds if runs.parse_kind(k).declared.drawn_by != "job"]
+        return list(dict.fromkeys([*scored, *self.ceiling_kinds]))
 
     @property
     def crossed_readout(self) -> bool:

@@ -24,6 +24,9 @@ kind                                what it is                                 t
                                     ``null_general``: G_null)
 ``patch-random-s<draw>``            the same with draw <draw> of a random set  no
                                     the size of G, outside G
+``patch-specific-random-s<draw>``   each topic's draw <draw> of a random set   no
+                                    the size of S_t, outside N_t (drawn in
+                                    the job)
 ``patch-dose<x>``                   the same with the top x% of G by score     no
                                     (``patching.dose``)
 ``patch-dose<x>-random-s<draw>``    draw <draw> of a random set the size of    no
@@ -32,6 +35,9 @@ kind                                what it is                                 t
                                     with F_n restored to M0's values
                                     (``inhibitft.restore``)
 ==================================  =========================================  ==============
+
+Each row is one `Form` of `FORMS`, declared once; the wildcard constraints, the parser and each
+property of a parsed `Kind` are generated from those declarations.
 
 A random control's kind always ends in ``-s<draw>`` (draw 0, 1, ..., ``controls.seeds`` of
 them), so an older run named without a draw is never taken for a current one.
@@ -54,52 +60,184 @@ the kind's own name is the row pooled over its replicates (`seed_labels`).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from polneurons.errors import ConfigError
 
 BASE = "base"
-TRAINED_FAMILIES = ("ft", "ftctl", "null", "ift", "nift", "rnd")
-PATCH_SETS = ("general", "specific", "all", "complement", "crossed", "null_general")
-# Kind patterns (also the Snakemake wildcard constraints, so every rule file uses these)
-DRAW = r"-s[0-9]+"
-REPLICATE = r"-t[1-9][0-9]*"  # training replicate k >= 1 (replicate 0 has no suffix)
+NUMBER = r"[0-9]+(?:\.[0-9]+)?"  # n% or x% as written in a run id (format_n)
+STRATEGY = r"(?P<strategy>[a-z_]+)"
+DRAW = r"-s(?P<draw>[0-9]+)"  # a draw of a random set: draw 0, 1, ..., controls.seeds - 1
 
 
-def replicated(kinds: str) -> str:
-    """The pattern of these trained kinds and of their further training replicates.
+@dataclass(frozen=True)
+class Form:
+    """One way of writing a run kind, declared once in `FORMS`: the wildcard constraints, the
+    parser, its error message and every property of a parsed `Kind` are read from there.
 
-    >>> replicated("ft") == "(?:ft)(?:-t[1-9][0-9]*)?"
-    True
+    `body` is the kind's regex before its suffixes, with a named group for each field it
+    carries (strategy, n, patched). A `drawn_by` kind ends in -s<draw>, a draw of a random set
+    (drawn by rule random_control, or by the job itself); a `replicated` one may end in -t<k>,
+    a training replicate. `localized_on` is the localized run whose neurons the kind takes
+    (None: it takes none). `test_sets` is what a patched run answers: every test set (all),
+    each topic's own with that topic's set (own), or each topic's set on every other topic
+    (others). `condition` is its name in patching.conditions (None: another key asks for it).
+
+    >>> FORM_OF["rnd"].written, FORM_OF["rnd"].drawn_by
+    ('rnd-<strategy>-n<n>-s<draw>', 'random_control')
     """
-    return rf"(?:{kinds})(?:{REPLICATE})?"
+
+    name: str
+    body: str
+    written: str
+    trained: bool = False
+    replicated: bool = False
+    drawn_by: str | None = None
+    localized_on: str | None = None
+    test_sets: str = "all"
+    condition: str | None = None
+
+    @property
+    def family(self) -> str:
+        """ft, ftctl, null, ift, nift, rnd, patch or restore: the text before the first dash.
+
+        >>> FORM_OF["patch-dose-random"].family
+        'patch'
+        """
+        return self.name.split("-")[0]
+
+    def pattern(self, pooled: bool = False, replicates: bool = True, groups: bool = True) -> str:
+        """This form's regex. With `pooled` (a table's label) a drawn kind may come without its
+        draw (and then without a replicate: the row pools both) and replicate 0 may be written
+        -t0; without `replicates`, no -t<k>; without `groups`, no named groups (a Snakemake
+        wildcard constraint).
+
+        >>> FORM_OF["ft"].pattern(groups=False)
+        'ft(?:-t(?:[1-9][0-9]*))?'
+        """
+        replicate = ""
+        if self.replicated and replicates:
+            replicate = rf"(?:-t(?P<replicate>{'0|' if pooled else ''}[1-9][0-9]*))?"
+        tail = replicate
+        if self.drawn_by:
+            tail = rf"(?:{DRAW}{replicate})?" if pooled else DRAW + replicate
+        text = self.body + tail
+        return text if groups else re.sub(r"\(\?P<[a-z_]+>", "(?:", text)
+
+    def parse(self, text: str, pooled: bool = False) -> Kind | None:
+        """The Kind `text` is when written in this form, else None.
+
+        >>> FORM_OF["ift"].parse("ift-anchor-n5-t1").replicate, FORM_OF["ft"].parse("null")
+        (1, None)
+        """
+        match = re.fullmatch(self.pattern(pooled), text)
+        if match is None:
+            return None
+        fields = match.groupdict()
+        return Kind(
+            text,
+            self.family,
+            strategy=fields.get("strategy"),
+            n=None if fields.get("n") is None else float(fields["n"]),
+            patched=fields.get("patched"),
+            draw=None if fields.get("draw") is None else int(fields["draw"]),
+            replicate=int(fields.get("replicate") or 0),
+            form=self.name,
+        )
 
 
-INHIBIT_KIND = replicated(rf"n?ift-[a-z_]+-n[0-9.]+|rnd-[a-z_]+-n[0-9.]+{DRAW}")
-VANILLA_KIND = rf"{replicated('ft|ftctl')}|null"
-LOCALIZED_KIND = "ft|null"  # the runs neurons are localized on (localized_kinds)
-TRAIN_KIND = rf"{VANILLA_KIND}|{INHIBIT_KIND}"
-DOSE = r"dose[0-9]+(?:\.[0-9]+)?"  # the top x% of G by score (patching.dose)
-PATCH_CONDITION = rf"{'|'.join(PATCH_SETS)}|random{DRAW}|{DOSE}|{DOSE}-random{DRAW}"
-PATCH_KIND = rf"patch-({PATCH_CONDITION})"
-RESTORE_KIND = r"restore-n[0-9]+(?:\.[0-9]+)?"  # the training-free mitigation (inhibitft.restore)
-CONTROL_KIND = rf"patch-random{DRAW}|patch-{DOSE}-random{DRAW}|rnd-[a-z_]+-n[0-9.]+{DRAW}"
-KIND = rf"{TRAIN_KIND}|{PATCH_KIND}|{RESTORE_KIND}"
+def _patched(patched: str, body: str = "", written: str = "", **declared) -> Form:
+    """A patching form: M0 with M_s's activations of one neuron set written in; a form written
+    without a placeholder is asked for by its name in patching.conditions (dashes as _)."""
+    body = body or f"patch-(?P<patched>{patched})"
+    written = written or f"patch-{patched}" + ("-s<draw>" if declared.get("drawn_by") else "")
+    condition = None if "<" in written.removesuffix("-s<draw>") else patched.replace("-", "_")
+    return Form(f"patch-{patched}", body, written, condition=condition, **declared)
 
-_KIND = re.compile(
-    r"((?P<family>ft|ftctl|null)"
-    r"|(?P<arm>ift|nift|rnd)-(?P<strategy>[a-z_]+)-n(?P<n>[0-9]+(\.[0-9]+)?)(-s(?P<idraw>[0-9]+))?)"
-    r"(-t(?P<replicate>0|[1-9][0-9]*))?"
-    r"|patch-(dose(?P<dose>[0-9]+(\.[0-9]+)?)(?P<dose_random>-random)?|(?P<set>[a-z_]+))"
-    r"(-s(?P<pdraw>[0-9]+))?"
-    r"|restore-n(?P<restore>[0-9]+(\.[0-9]+)?)"
+
+def _inhibited(arm: str, **declared) -> Form:
+    """An InhibitFT form: F_n (or the set standing in for it) held during training."""
+    written = f"{arm}-<strategy>-n<n>" + ("-s<draw>" if declared.get("drawn_by") else "")
+    body = rf"{arm}-{STRATEGY}-n(?P<n>{NUMBER})"
+    return Form(arm, body, written, trained=True, replicated=True, **declared)
+
+
+# Every run kind (docs/method.md, sections 3, 7 and 8; the table in this module's docstring)
+FORMS = (
+    Form("ft", "ft", "ft", trained=True, replicated=True),
+    Form("ftctl", "ftctl", "ftctl", trained=True, replicated=True),
+    Form("null", "null", "null", trained=True),
+    _inhibited("ift", localized_on="ft"),
+    _inhibited("nift", localized_on="null"),
+    _inhibited("rnd", localized_on="ft", drawn_by="random_control"),
+    _patched("general", localized_on="ft"),
+    _patched("specific", localized_on="ft", test_sets="own"),
+    _patched("all", localized_on="ft"),
+    _patched("complement", localized_on="ft"),
+    _patched("crossed", localized_on="ft", test_sets="others"),
+    _patched("null_general", localized_on="null"),
+    _patched("random", localized_on="ft", drawn_by="random_control"),
+    # S_t's size-matched control: as many random neurons outside N_t, drawn by the job per topic
+    _patched("specific-random", localized_on="ft", drawn_by="job", test_sets="own"),
+    _patched(
+        "dose", rf"patch-(?P<patched>dose)(?P<n>{NUMBER})", "patch-dose<x>", localized_on="ft"
+    ),
+    _patched(
+        "dose-random",
+        rf"patch-dose(?P<n>{NUMBER})-(?P<patched>random)",
+        "patch-dose<x>-random-s<draw>",
+        localized_on="ft",
+        drawn_by="random_control",
+    ),
+    Form("restore", rf"restore-n(?P<n>{NUMBER})", "restore-n<n>", localized_on="ft"),
 )
+FORM_OF = {form.name: form for form in FORMS}
+TRAINED_FAMILIES = tuple(dict.fromkeys(form.family for form in FORMS if form.trained))
+# patching.conditions, each the name of one form: the sets patched by name and the drawn ones
+CONDITION_FORM = {form.condition: form for form in FORMS if form.condition}
+PATCH_CONDITIONS = tuple(CONDITION_FORM)
+PATCH_SETS = tuple(c for c, form in CONDITION_FORM.items() if not form.drawn_by)
+
+
+def kinds_pattern(forms, replicates: bool = True) -> str:
+    """The wildcard constraint of the kinds written in these forms (no named groups).
+
+    >>> kinds_pattern([FORM_OF["null"], FORM_OF["restore"]])
+    'null|restore-n(?:[0-9]+(?:\\\\.[0-9]+)?)'
+    """
+    return "|".join(form.pattern(replicates=replicates, groups=False) for form in forms)
+
+
+def _forms(*families: str) -> list[Form]:
+    return [form for form in FORMS if form.family in families]
+
+
+# The wildcard constraints of the rules, generated from FORMS
+TRAIN_KIND = kinds_pattern(form for form in FORMS if form.trained)
+VANILLA_KIND = kinds_pattern(_forms("ft", "ftctl", "null"))
+INHIBIT_KIND = kinds_pattern(_forms("ift", "nift", "rnd"))
+PATCH_KIND = kinds_pattern(_forms("patch"))
+PATCH_CONDITION = "|".join(
+    form.pattern(groups=False).removeprefix("patch-") for form in _forms("patch")
+)
+RESTORE_KIND = kinds_pattern(_forms("restore"))
+# the draws rule random_control draws (a replicate of a draw uses the draw's set)
+CONTROL_KIND = kinds_pattern(
+    (form for form in FORMS if form.drawn_by == "random_control"), replicates=False
+)
+# the runs neurons are localized on (replicate 0 of each: localized_kinds)
+LOCALIZED_KIND = kinds_pattern(
+    (FORM_OF[name] for name in dict.fromkeys(f.localized_on for f in FORMS if f.localized_on)),
+    replicates=False,
+)
+KIND = kinds_pattern(FORMS)
 
 
 @dataclass(frozen=True)
 class Kind:
-    """One run kind, parsed: `family` is ft, ftctl, null, ift, nift, rnd, patch or restore.
+    """One run kind, parsed: `family` is ft, ftctl, null, ift, nift, rnd, patch or restore;
+    `form` the name of its `Form`, where every other property is declared.
 
     >>> parse_kind("ift-anchor-n5").family
     'ift'
@@ -112,9 +250,19 @@ class Kind:
     patched: str | None = None
     draw: int | None = None
     replicate: int = 0
+    form: str = field(default="", repr=False, compare=False)
 
     def __str__(self) -> str:
         return self.text
+
+    @property
+    def declared(self) -> Form:
+        """The form this kind is written in.
+
+        >>> parse_kind("patch-crossed").declared.test_sets
+        'others'
+        """
+        return FORM_OF[self.form]
 
     @property
     def first(self) -> str:
@@ -127,12 +275,12 @@ class Kind:
 
     @property
     def trained(self) -> bool:
-        """Whether the run trains an adapter (every kind but patching).
+        """Whether the run trains an adapter (every kind but patching and restore).
 
         >>> parse_kind("ft").trained, parse_kind("patch-general").trained
         (True, False)
         """
-        return self.family in TRAINED_FAMILIES
+        return self.declared.trained
 
     @property
     def base(self) -> str:
@@ -151,16 +299,16 @@ class Kind:
         >>> parse_kind("patch-random-s0").is_control, parse_kind("patch-general").is_control
         (True, False)
         """
-        return self.draw is not None
+        return self.declared.drawn_by == "random_control" and self.draw is not None
 
     @property
     def needs_neurons(self) -> bool:
-        """Whether the run takes the localized neurons of the source's vanilla run.
+        """Whether the run takes localized neurons.
 
         >>> parse_kind("restore-n5").needs_neurons, parse_kind("null").needs_neurons
         (True, False)
         """
-        return self.family in ("ift", "nift", "rnd", "patch", "restore")
+        return self.localized_on is not None
 
     @property
     def localized_on(self) -> str | None:
@@ -171,9 +319,7 @@ class Kind:
         >>> parse_kind("nift-freeze_rows-n5").localized_on, parse_kind("patch-general").localized_on
         ('null', 'ft')
         """
-        if not self.needs_neurons:
-            return None
-        return "null" if self.family == "nift" or self.patched == "null_general" else "ft"
+        return self.declared.localized_on
 
 
 def parse_kind(kind: str, pooled: bool = False) -> Kind:
@@ -184,50 +330,32 @@ def parse_kind(kind: str, pooled: bool = False) -> Kind:
     >>> parse_kind("patch-dose30-random-s1").patched, parse_kind("patch-random", pooled=True).draw
     ('random', None)
     """
-    match = _KIND.fullmatch(kind)
-    problem = match is None
-    replicated = match is not None and match["replicate"] is not None
-    if replicated:
-        problem = (int(match["replicate"]) == 0 and not pooled) or match["family"] == "null"
-    if match and match["arm"]:
-        drawn = match["idraw"] is not None
-        # a pooled label without its draw pools the replicates too: it never has a -t<k>
-        undrawn = not (drawn or (pooled and not replicated))
-        problem = problem or (undrawn if match["arm"] == "rnd" else drawn)
-    if match and (match["set"] or match["dose"]):
-        drawn = match["pdraw"] is not None
-        if match["set"] == "random" or match["dose_random"]:
-            problem = not (drawn or pooled)
-        else:
-            problem = drawn or (match["set"] is not None and match["set"] not in PATCH_SETS)
-    if problem:
-        raise ConfigError(
-            f"{kind!r} is not a run kind",
-            "use ft, ftctl, null, ift-<strategy>-n<n>, nift-<strategy>-n<n>, "
-            "rnd-<strategy>-n<n>-s<draw> (the trained ones but null may end in "
-            f"-t<replicate>), patch-<{'|'.join(PATCH_SETS)}>, patch-random-s<draw>, "
-            "patch-dose<x>, patch-dose<x>-random-s<draw> or restore-n<n>",
-        )
-    if match["restore"]:
-        return Kind(kind, "restore", n=float(match["restore"]))
-    replicate = int(match["replicate"] or 0)
-    if match["family"]:
-        return Kind(kind, match["family"], replicate=replicate)
-    if match["arm"]:
-        draw = match["idraw"]
-        return Kind(
-            kind,
-            match["arm"],
-            strategy=match["strategy"],
-            n=float(match["n"]),
-            draw=None if draw is None else int(draw),
-            replicate=replicate,
-        )
-    draw = None if match["pdraw"] is None else int(match["pdraw"])
-    if match["dose"]:
-        patched = "random" if match["dose_random"] else "dose"
-        return Kind(kind, "patch", n=float(match["dose"]), patched=patched, draw=draw)
-    return Kind(kind, "patch", patched=match["set"], draw=draw)
+    for form in FORMS:
+        parsed = form.parse(kind, pooled)
+        if parsed is not None:
+            return parsed
+    replicated = ", ".join(dict.fromkeys(form.family for form in FORMS if form.replicated))
+    raise ConfigError(
+        f"{kind!r} is not a run kind",
+        f"use {', '.join(form.written for form in FORMS)} ({replicated} may end in -t<replicate>)",
+    )
+
+
+def answered_sets(kind: str, topics, test_sets) -> list[tuple[str | None, list[str]]]:
+    """What a patched run answers (its form's `test_sets`), as (the topic whose own set is
+    patched, None for a set of no topic; the test sets it answers with that set).
+
+    >>> answered_sets("patch-general", ["race", "science"], ["race", "science", "dataset2"])
+    [(None, ['race', 'science', 'dataset2'])]
+    >>> answered_sets("patch-crossed", ["race", "science"], ["race", "science", "dataset2"])
+    [('race', ['science']), ('science', ['race'])]
+    """
+    declared = parse_kind(kind).declared.test_sets
+    if declared == "own":
+        return [(topic, [topic]) for topic in topics]
+    if declared == "others":
+        return [(topic, [other for other in topics if other != topic]) for topic in topics]
+    return [(None, list(test_sets))]
 
 
 @dataclass(frozen=True)
@@ -552,6 +680,15 @@ def inhibitft_kinds(config: dict) -> list[str]:
     return replicate_kinds(config, kinds)
 
 
+def condition_kind(condition: str) -> str:
+    """The kind (a drawn one: its draws pooled) of a name in patching.conditions.
+
+    >>> condition_kind("general"), condition_kind("specific_random")
+    ('patch-general', 'patch-specific-random')
+    """
+    return CONDITION_FORM[condition].written.removesuffix("-s<draw>")
+
+
 def patch_kinds(config: dict) -> list[str]:
     """The kinds patching adds per (model, leaning, source), one per draw of the random set.
 
@@ -566,10 +703,11 @@ def patch_kinds(config: dict) -> list[str]:
         return []
     kinds = []
     for condition in config["patching"]["conditions"]:
-        if condition == "random":
-            kinds += [patch_kind("random", k) for k in control_draws(config)]
+        kind = condition_kind(condition)
+        if CONDITION_FORM[condition].drawn_by:
+            kinds += [with_draw(kind, k) for k in control_draws(config)]
         else:
-            kinds.append(patch_kind(condition))
+            kinds.append(kind)
     for dose in config["patching"]["dose"]:
         kinds += dose_kinds(dose, control_draws(config))
     return kinds

@@ -294,29 +294,43 @@ def specific_recovers(tables, settings) -> list[dict]:
     ]
 
 
+# How the claims name the patched sets and the controls that are not named by their set
+_READOUT_SETS = {"patch-general": "G", "patch-specific": "S_t on its own topic"}
+_READOUT_CONTROLS = {"patch-specific-random": "as many random neurons outside N_t"}
+
+
+def _one_draw(control: str, draws) -> str:
+    """The rule's note where a random control (its draws pooled) ran one draw."""
+    drawn = control.endswith("random")
+    return " (one random draw: no spread over draws)" if drawn and draws == 1 else ""
+
+
 @claim("patching", "contrasts")
 def general_beyond_controls(tables, settings) -> list[dict]:
+    """G (and each top x% of G) against each of its controls, and S_t on its own topic
+    against as many random neurons outside N_t on the same topic (paired), by the judge."""
     patching, contrasts = tables["patching"], tables["contrasts"]
     pooled = patching[patching["test_set"] == "all"].set_index(["model", "leaning", "source"])
-    of_g = contrasts["treated"].eq("patch-general") | contrasts["treated"].str.startswith(
+    claimed = contrasts["treated"].isin(list(_READOUT_SETS)) | contrasts["treated"].str.startswith(
         "patch-dose"
     )
     rows = []
-    for _, c in contrasts[of_g].iterrows():
+    for _, c in contrasts[claimed].iterrows():
         key = (c["model"], c["leaning"], c["source"])
         arms = pooled.loc[[key]].set_index("condition")
         g, ctl = arms.loc[c["treated"]], arms.loc[c["control"]]
-        treated = "G" if c["treated"] == "patch-general" else _dose_label(c["treated"])
+        treated = _READOUT_SETS.get(c["treated"]) or _dose_label(c["treated"])
+        control = _READOUT_CONTROLS.get(c["control"], c["control"].removeprefix("patch-"))
         rows.append(
             _claim(
-                f"2: {treated} recovers more of the shift than "
-                f"{c['control'].removeprefix('patch-')}",
+                f"2: {treated} recovers more of the shift than {control}",
                 c,
                 (g["recovered"], g["recovered_lo"], g["recovered_hi"]),
                 control=c["control"],
                 control_value=ctl["recovered"],
                 diff=(c["difference"], c["difference_lo"], c["difference_hi"]),
-                rule="holds if the paired CI of G minus the control lies above 0",
+                rule=f"holds if the paired CI of {treated} minus the control lies above 0"
+                + _one_draw(c["control"], ctl.get("draws")),
                 verdict=interval_verdict(c["difference_lo"], c["difference_hi"]),
                 why=_why(g, ctl),
             )
@@ -327,10 +341,6 @@ def general_beyond_controls(tables, settings) -> list[dict]:
 # What a set written in each direction does to the fine-tuning shift (method.md: Teacher-forced
 # readout): the sufficiency rows carry the judge rows' claims, the necessity rows their own.
 _DOES = {"sufficiency": "recovers", "necessity": "removes"}
-
-
-_READOUT_SETS = {"patch-general": "G", "patch-specific": "S_t on its own topic"}
-_READOUT_CONTROLS = {"patch-specific-random": "as many random neurons outside N_t"}
 
 
 @claim("readout")
@@ -378,8 +388,6 @@ def general_readout_beyond_controls(tables, settings) -> list[dict]:
             claim_text = (
                 f"2: {treated} restored to M0's values removes more of the shift than {control}"
             )
-        drawn = c["control"].endswith("random")  # a random control, its draws pooled
-        one_draw = " (one random draw: no spread over draws)" if drawn and c["draws"] == 1 else ""
         rows.append(
             _claim(
                 claim_text,
@@ -389,7 +397,7 @@ def general_readout_beyond_controls(tables, settings) -> list[dict]:
                 control_value=c["control_share"],
                 diff=(c["difference"], c["difference_lo"], c["difference_hi"]),
                 rule=f"holds if the paired CI of the share {treated} {does} minus the "
-                f"control's lies above 0{one_draw}",
+                f"control's lies above 0" + _one_draw(c["control"], c["draws"]),
                 verdict=interval_verdict(c["difference_lo"], c["difference_hi"]),
                 readout=TEACHER_FORCED.format(direction=direction),
             )
