@@ -10,8 +10,7 @@ p = snakemake.params
 seed = training_seed(p.seed, snakemake.wildcards.kind)
 with rule_context(snakemake, seed=seed) as ctx:
     from polneurons.finetune import finetune
-    from polneurons.neuron_store import inhibited_set
-    from polneurons.neurons import NeuronSet
+    from polneurons.specs import InhibitSpec
 
     record = read_record(snakemake.input.model)
     model, tok = load_base(record, p.dtype, p.device)
@@ -26,20 +25,14 @@ with rule_context(snakemake, seed=seed) as ctx:
     ctx.log.info("%d training examples for %s/%s (%s)", len(examples), lean, src, examples_from)
     inhibit = None
     if p.inhibit:
-        if p.inhibit["random"]:  # a drawn random control (rule random_control)
-            neurons = NeuronSet.load(snakemake.input.control)
-        else:
-            spec = {key: p.inhibit[key] for key in ("n", "of", "site")}
-            # F_n of G; the null control: as many neurons, the top of G_null
-            from_dir = snakemake.input.inhibited_from
-            neurons = inhibited_set(snakemake.input.neurons, **spec, from_dir=from_dir)
-        ctx.log.info("inhibiting %d neurons (%s)", len(neurons), p.inhibit)
-        inhibit = {
-            "strategy": p.inhibit["strategy"],
-            "site": p.inhibit["site"],
-            "neurons": neurons.by_layer(),
-            "anchor_weight": p.inhibit.get("anchor_weight"),
-        }
+        spec = InhibitSpec.from_param(p.inhibit)
+        neurons = spec.neurons(
+            snakemake.input.get("neurons"),
+            control=snakemake.input.get("control"),
+            inhibited_from=snakemake.input.get("inhibited_from"),
+        )
+        ctx.log.info("inhibiting %d neurons (%s)", len(neurons), spec)
+        inhibit = spec.training(neurons)
     result = finetune(
         model,
         tok,
