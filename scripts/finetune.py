@@ -1,9 +1,9 @@
 """finetune / inhibitft: train one (model, leaning, source topic) run, vanilla or inhibited."""
 
+from polneurons.kinds import training_seed
 from polneurons.models import load_base, read_record
 from polneurons.prompts import adds_special_tokens, null_train_examples, train_examples
 from polneurons.rule import rule_context
-from polneurons.runs import training_seed
 
 p = snakemake.params
 # replicate k of a run trains with seed + k on the examples drawn with seed (method.md: Training seeds)

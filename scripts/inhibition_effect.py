@@ -7,10 +7,10 @@ from pathlib import Path
 import pandas as pd
 
 from polneurons.activations import topic_contrast
+from polneurons.kinds import parse_kind
 from polneurons.neuron_store import inhibited_set, load_general
 from polneurons.neurons import NeuronSet
 from polneurons.rule import rule_context
-from polneurons.runs import parse_kind
 from polneurons.tables.common import write_table
 from polneurons.tables.inhibitft import inhibition_effect
 

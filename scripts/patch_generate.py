@@ -1,13 +1,13 @@
 """patch_generate: lockstep generation, M_s's activations on a neuron set patched into M0 (method.md: Activation patching)."""
 
 from polneurons.io import write_jsonl
+from polneurons.kinds import answered_sets, parse_kind, patch_kind
 from polneurons.models import load_contrast_pair, read_record
 from polneurons.neuron_store import patch_set
 from polneurons.neurons import NeuronSet
 from polneurons.patching import patched_rows
 from polneurons.prompts import adds_special_tokens, eval_items, eval_prompts
 from polneurons.rule import rule_context
-from polneurons.runs import answered_sets, parse_kind, patch_kind
 
 p = snakemake.params
 condition = snakemake.wildcards.condition
@@ -17,7 +17,7 @@ with rule_context(snakemake, seed=p.seed) as ctx:
         record, snakemake.input.adapter, p.dtype, p.device, p.adapter_dtype
     )
     # every test set with G and the sets of no topic; S_t on its own topic t, or for the
-    # specificity test (crossed) on every other topic (runs.Form.test_sets)
+    # specificity test (crossed) on every other topic (kinds.Form.test_sets)
     kind = patch_kind(condition)
     by_topic = parse_kind(kind).declared.test_sets == "others"
     rows = []

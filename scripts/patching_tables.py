@@ -6,9 +6,9 @@ a second table lists, per draw and layer, the neurons it could not match in thei
 
 import pandas as pd
 
+from polneurons.kinds import CONDITION_FORM, condition_kind
 from polneurons.plots import dose_response, patching_bars
 from polneurons.rule import rule_context
-from polneurons.runs import CONDITION_FORM, condition_kind
 from polneurons.tables.common import collect_counts, collect_ratings, control_table, write_table
 from polneurons.tables.patching import (
     collect_crossed,

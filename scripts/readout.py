@@ -6,13 +6,13 @@ condition crossed, also S_t of every other topic t on this topic's pairs (`patch
 import pandas as pd
 
 from polneurons.io import atomic_path
+from polneurons.kinds import parse_kind, readout_control_input, with_draw
 from polneurons.models import load_contrast_pair, read_record
 from polneurons.neuron_store import SPECIFIC_RANDOM, patch_set, specific_random
 from polneurons.neurons import NeuronSet
 from polneurons.prompts import adds_special_tokens, render, topic_pools
 from polneurons.readout import BASE, TUNED, intervened_stance
 from polneurons.rule import rule_context
-from polneurons.runs import parse_kind, readout_control_input, with_draw
 from polneurons.tables.readout import crossed_set_name, split_crossed
 
 p = snakemake.params

@@ -147,7 +147,7 @@ def test_every_library_modules_examples_hold(name):
 
 
 # the user-facing modules whose every public function and method shows a `>>>` example
-EXAMPLED_MODULES = ("runs", "specs", "sites", "patching", "plan", "neurons")
+EXAMPLED_MODULES = ("runs", "kinds", "specs", "sites", "patching", "plan", "neurons")
 
 
 @pytest.mark.parametrize("name", EXAMPLED_MODULES)

@@ -11,8 +11,8 @@ import yaml
 from shipped_configs import merged, shipped_stacks
 from workflow_helpers import TINY_CONFIG
 
+from polneurons import kinds, runs
 from polneurons import plan as plan_module
-from polneurons import runs
 from polneurons.config import ConfigError, validate_config
 from polneurons.plan import Plan
 
@@ -173,7 +173,7 @@ def test_the_readout_reads_inhibitfts_ceiling_with_its_random_draws(config):
     ift = config["inhibitft"]
     expected = []
     if plan.readout and ift["enabled"] and ift["of"] == "general":
-        expected = [k for n in ift["n"] for k in runs.dose_kinds(n, runs.control_draws(config))]
+        expected = [k for n in ift["n"] for k in kinds.dose_kinds(n, runs.control_draws(config))]
     assert plan.ceiling_kinds == (expected if ift["enabled"] and ift["of"] == "general" else [])
     assert set(expected) <= set(plan.readout_kinds)
     assert len(plan.readout_kinds) == len(set(plan.readout_kinds))

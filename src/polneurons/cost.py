@@ -26,7 +26,7 @@ from pathlib import Path
 
 import yaml
 
-from polneurons import runs
+from polneurons import kinds
 from polneurons.data import EVAL_SET_SIZES, NEUTRAL_OUTSIDE_EVAL, PAIRS_OUTSIDE_EVAL
 from polneurons.plan import Plan
 
@@ -127,7 +127,7 @@ def training_sequences(settings: dict, examples: int) -> int:
 
 
 def _family(run_id: str) -> str:
-    return runs.parse_kind(run_id.rsplit("/", 1)[1]).family
+    return kinds.parse_kind(run_id.rsplit("/", 1)[1]).family
 
 
 def _moved_runs(plan: Plan) -> list[str]:
@@ -135,7 +135,7 @@ def _moved_runs(plan: Plan) -> list[str]:
     each InhibitFT run and its vanilla control (the same replicate)."""
     moved = []
     for model, lean, src, kind in plan.inhibition_effect_runs():
-        vanilla = runs.with_replicate(plan.control_kind, runs.parse_kind(kind).replicate)
+        vanilla = kinds.with_replicate(plan.control_kind, kinds.parse_kind(kind).replicate)
         moved += [f"{model}/{lean}/{src}/{kind}", f"{model}/{lean}/{src}/{vanilla}"]
     return list(dict.fromkeys(moved))
 
@@ -159,7 +159,7 @@ def plan_jobs(config: dict) -> list[Job]:
         b = params_b or config["model_registry"][model]["params_b"]
         n = sequences * per_sequence
         kind = run_id.rsplit("/", 1)[1]
-        label = workload(rule, runs.parse_kind(kind).strategy if rule == "inhibitft" else None)
+        label = workload(rule, kinds.parse_kind(kind).strategy if rule == "inhibitft" else None)
         jobs.append(Job(rule, model, b, sequences, n, flops_per_token * b * 1e9 * n, label))
 
     for run in plan.trained():
@@ -168,7 +168,7 @@ def plan_jobs(config: dict) -> list[Job]:
         settings = config["finetune"] if family in ("ft", "null") else inhibitft_finetune(config)
         sequences = training_sequences(settings, training_examples(config, source))
         per_sequence = min(settings["max_length"], tokens["prompt"] + tokens["answer"])
-        kind = runs.parse_kind(run.rsplit("/", 1)[1])
+        kind = kinds.parse_kind(run.rsplit("/", 1)[1])
         add(rule, run, sequences, per_sequence, training_flops_factor(kind.strategy))
     for run in plan.judged():
         kind = run.rsplit("/", 1)[1]
@@ -178,7 +178,7 @@ def plan_jobs(config: dict) -> list[Job]:
         if not kind.startswith("patch-"):
             add("generate", run, answered, tokens["prompt"] + new_tokens, 2)
             continue
-        groups = runs.answered_sets(kind, topics, [*topics, *config["extra_sets"]])
+        groups = kinds.answered_sets(kind, topics, [*topics, *config["extra_sets"]])
         sequences = sum(eval_sequences(config, test_sets) for _, test_sets in groups)
         # lockstep: M_s and the patched M0 both run every step
         add("patch_generate", run, sequences, tokens["prompt"] + new_tokens, 4)
@@ -195,7 +195,7 @@ def plan_jobs(config: dict) -> list[Job]:
             # M0 and M_s once, then every set (S_t's own random draws and, with crossed, the
             # other topics' S_t included) in both directions
             sets = len(plan.readout_kinds)
-            if runs.patch_kind("specific") in plan.readout_kinds:
+            if kinds.patch_kind("specific") in plan.readout_kinds:
                 sets += config["controls"]["seeds"]
             if plan.crossed_readout:
                 sets += len(topics) - 1

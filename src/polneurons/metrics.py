@@ -203,13 +203,13 @@ def bootstrap_scores(
 
 def condition_members(frame: pd.DataFrame, split) -> tuple[pd.Series, pd.Series]:
     """(the pooled condition of each row, which rows are members of a pool) under `split`
-    (runs.split_draw or runs.split_replicate)."""
+    (kinds.split_draw or kinds.split_replicate)."""
     parts = frame["condition"].map(split)
     return parts.map(lambda part: part[0]), parts.map(lambda part: part[1] is not None)
 
 
 def _drawn(frame: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
-    from polneurons.runs import split_draw
+    from polneurons.kinds import split_draw
 
     return condition_members(frame, split_draw)
 
@@ -246,7 +246,7 @@ def _spread(frame: pd.DataFrame, keys: Sequence[str], split) -> pd.DataFrame:
 def draw_spread(frame: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
     """The spread over the draws of each random control: per <kind> and `keys`, the standard
     deviation (ddof 1; NaN for one draw) of every other numeric column, as <column>_sd."""
-    from polneurons.runs import split_draw
+    from polneurons.kinds import split_draw
 
     return _spread(frame, keys, split_draw)
 
@@ -254,7 +254,7 @@ def draw_spread(frame: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
 def seed_spread(frame: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
     """The spread over the training replicates (<kind>-t<k>) of each kind: per <kind> and
     `keys`, the standard deviation (ddof 1) of every other numeric column, as <column>_sd."""
-    from polneurons.runs import split_replicate
+    from polneurons.kinds import split_replicate
 
     return _spread(frame, keys, split_replicate)
 
@@ -269,7 +269,7 @@ def seed_weights(n_boot: int, n_seeds: int, seed: int) -> np.ndarray:
 
 
 def pool_replicates(frame: pd.DataFrame, keys: Sequence[str], seed: int | None = None):
-    """The training replicates of each kind (conditions <kind>-t<k>, runs.seed_labels) as one
+    """The training replicates of each kind (conditions <kind>-t<k>, kinds.seed_labels) as one
     row under <kind> (method.md: Training seeds); `seeds` is their number (absent when no
     condition has replicates, so a single-seed table is unchanged).
 
@@ -279,7 +279,7 @@ def pool_replicates(frame: pd.DataFrame, keys: Sequence[str], seed: int | None =
     replicates as well as the prompts, so the CI covers training noise (a crossed bootstrap
     over seeds and prompts). A value that is NaN in one replicate is NaN pooled.
     """
-    from polneurons.runs import split_replicate
+    from polneurons.kinds import split_replicate
 
     parts = frame["condition"].map(split_replicate)
     member = parts.map(lambda part: part[1] is not None)
@@ -505,7 +505,7 @@ def generalization_with_ci(
     """From per-prompt ratings {(model, condition, source, test_set): [rating, ...]}:
     {"scores", "delta", "tscg", "mitigation"} tables, each value with _lo/_hi bootstrap CI columns
     ("mitigation" only when x_conditions are given), and "versus_random": each InhibitFT arm's
-    reductions minus those of each of its controls that ran (`runs.inhibitft_controls`: the
+    reductions minus those of each of its controls that ran (`kinds.inhibitft_controls`: the
     random control and the null control, same strategy and n), CIs from the paired bootstrap
     (the same resampled prompts for both). With `controls` ((treated, control) conditions,
     e.g. ("ft", "null")), "tscg_versus": treated's TS and CG minus control's, paired CIs.
@@ -514,12 +514,12 @@ def generalization_with_ci(
     mean over draws (`draws` of them; its CI over prompts), and <value>_sd, the spread over
     draws (pool_draws, draw_spread). The other tables keep one row per draw.
 
-    Training replicates (conditions <kind>-t<k>, runs.seed_labels) are pooled in "delta",
+    Training replicates (conditions <kind>-t<k>, kinds.seed_labels) are pooled in "delta",
     "tscg" and "mitigation" into one row under <kind> (pool_replicates): the mean over
     replicates, `seeds` of them, its CI from resampling replicates and prompts together, and
     in "delta" and "tscg" <value>_sd, the spread over replicates. "scores" keeps one row per
     replicate; an x_condition may be named with or without its replicate."""
-    from polneurons.runs import inhibitft_controls, split_draw, split_replicate
+    from polneurons.kinds import inhibitft_controls, split_draw, split_replicate
 
     x_trained = [x for x in dict.fromkeys(split_replicate(x)[0] for x in x_conditions)]
     x_trained = [x for x in x_trained if x != ft_condition]

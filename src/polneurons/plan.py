@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from polneurons import runs
+from polneurons.kinds import dose_kinds, parse_kind
 from polneurons.runs import BASE
 
 
@@ -180,7 +181,7 @@ class Plan:
         >>> plan.crossed_kinds
         []
         """
-        return [k for k in self.patch_kinds if runs.parse_kind(k).declared.test_sets == "others"]
+        return [k for k in self.patch_kinds if parse_kind(k).declared.test_sets == "others"]
 
     @property
     def patched_kinds(self) -> list[str]:
@@ -221,7 +222,7 @@ class Plan:
         if not (ift["enabled"] and ift["of"] == "general"):
             return []
         draws = runs.control_draws(self.config)
-        return [kind for n in ift["n"] for kind in runs.dose_kinds(n, draws)]
+        return [kind for n in ift["n"] for kind in dose_kinds(n, draws)]
 
     @property
     def readout_kinds(self) -> list[str]:
@@ -236,8 +237,8 @@ class Plan:
         """
         if not self.readout:
             return []
-        # S_t's own random draws are drawn by the readout job itself (runs.Form.drawn_by)
-        scored = [k for k in self.patched_kinds if runs.parse_kind(k).declared.drawn_by != "job"]
+        # S_t's own random draws are drawn by the readout job itself (kinds.Form.drawn_by)
+        scored = [k for k in self.patched_kinds if parse_kind(k).declared.drawn_by != "job"]
         return list(dict.fromkeys([*scored, *self.ceiling_kinds]))
 
     @property
@@ -377,7 +378,7 @@ class Plan:
         >>> plan.control_draws(["patch-random-s0", "patch-random-s1"], ["race"])
         ['smollm2/right/race/patch-random-s0', 'smollm2/right/race/patch-random-s1']
         """
-        drawn = [runs.parse_kind(k) for k in kinds]
+        drawn = [parse_kind(k) for k in kinds]
         firsts = list(dict.fromkeys(k.first for k in drawn if k.is_control))
         return self.runs(firsts, sources, localized=True)
 
@@ -461,7 +462,7 @@ class Plan:
         >>> plan.inhibitft_arms()
         ['ift-anchor-n5']
         """
-        return [k for k in self.inhibitft_kinds if runs.parse_kind(k).family == "ift"]
+        return [k for k in self.inhibitft_kinds if parse_kind(k).family == "ift"]
 
     def tables_made(self) -> set[str]:
         """The claim-readable tables this configuration makes (names of claims.TABLE_FILES).

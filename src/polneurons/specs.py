@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from polneurons.errors import ConfigError
-from polneurons.runs import parse_kind
+from polneurons.kinds import parse_kind
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from workflow_helpers import (  # noqa: F401
     tiny_model_dir,
 )
 
-from polneurons import runs
+from polneurons import kinds, runs
 from polneurons.config import validate_config
 from polneurons.neuron_store import inhibited_set
 from polneurons.tables.common import read_table
@@ -176,9 +176,9 @@ def extended_kinds(work) -> dict:
     return dict(
         config=config,
         n=n,
-        ift=runs.inhibit_kind(strategy, n),
-        rnd=runs.inhibit_kind(strategy, n, draw=0),
-        nift=runs.inhibit_kind(strategy, n, null=True),
+        ift=kinds.inhibit_kind(strategy, n),
+        rnd=kinds.inhibit_kind(strategy, n, draw=0),
+        nift=kinds.inhibit_kind(strategy, n, null=True),
         dose=float(config["patching"]["dose"][0]),
     )
 
@@ -188,9 +188,9 @@ def extended_kinds(work) -> dict:
 def test_training_replicates_train_apart_and_pool_in_the_tables(extended_run):  # noqa: F811
     results, tables = extended_run.results, extended_run.results / "tables"
     run = results / "tiny" / "right" / "crime_and_gun"
-    kinds = extended_kinds(extended_run)
-    ift, rnd = kinds["ift"], kinds["rnd"]
-    assert kinds["config"]["training_seeds"] == 2
+    extended = extended_kinds(extended_run)
+    ift, rnd = extended["ift"], extended["rnd"]
+    assert extended["config"]["training_seeds"] == 2
     adapter = "adapter/adapter_model.safetensors"
     for kind in ("ft", ift, rnd):
         first, second = run / kind / "train" / adapter, run / f"{kind}-t1" / "train" / adapter
@@ -217,8 +217,8 @@ def test_training_replicates_train_apart_and_pool_in_the_tables(extended_run):  
 def test_the_controls_beyond_the_paper_each_reach_a_table_and_a_claim(extended_run):  # noqa: F811
     results, tables = extended_run.results, extended_run.results / "tables"
     run = results / "tiny" / "right" / "crime_and_gun"
-    kinds = extended_kinds(extended_run)
-    config, nift, dose = kinds["config"], kinds["nift"], kinds["dose"]
+    extended = extended_kinds(extended_run)
+    config, nift, dose = extended["config"], extended["nift"], extended["dose"]
     # dose: the top x% of G against random draws outside all of G
     table = pd.read_csv(tables / "dose_response.csv")
     assert {"G", "random", "G_null"} <= set(table["arm"])
@@ -252,7 +252,7 @@ def test_the_controls_beyond_the_paper_each_reach_a_table_and_a_claim(extended_r
     # the null control: InhibitFT on F_n of G_null, trained in each replicate, paired with InhibitFT
     assert (run / nift / "train").is_dir() and (run / f"{nift}-t1" / "train").is_dir()
     inhibited = json.loads((run / nift / "train" / "train_log.json").read_text())["inhibit"]
-    spec = dict(n=kinds["n"], of="general", site=inhibited["site"])
+    spec = dict(n=extended["n"], of="general", site=inhibited["site"])
     f_n = inhibited_set(run / "ft" / "neurons", **spec)
     f_null = inhibited_set(run / "ft" / "neurons", **spec, from_dir=run / "null" / "neurons")
     assert len(f_null) == len(f_n) > 0  # as many neurons as F_n, the top of G_null
@@ -261,14 +261,14 @@ def test_the_controls_beyond_the_paper_each_reach_a_table_and_a_claim(extended_r
     main = pd.read_csv(tables / "inhibitft_main.csv")
     assert (main.loc[main["condition"] == nift, "seeds"] == 2).all()
     versus = pd.read_csv(tables / "inhibitft_vs_random.csv")
-    assert set(versus["control"]) == {runs.split_draw(kinds["rnd"])[0], nift}
+    assert set(versus["control"]) == {kinds.split_draw(extended["rnd"])[0], nift}
     cuts = read_table(tables / "inhibitft_loglik_cuts.csv")  # claim 3 without a judge
-    assert set(cuts.loc[cuts["condition"] == kinds["ift"], "versus"]) == set(versus["control"])
+    assert set(cuts.loc[cuts["condition"] == extended["ift"], "versus"]) == set(versus["control"])
     effect = pd.read_csv(tables / "inhibition_effect.csv").set_index(["condition", "set"])
     assert effect.loc[(nift, "inhibited"), "n_neurons"] == len(f_null)
     claims = pd.read_csv(tables / "claims.csv")["claim"]
     other = next(t for t in config["topics"] if t != "crime_and_gun")
-    top_claim = f"top {runs.format_n(dose)}% of G"
+    top_claim = f"top {kinds.format_n(dose)}% of G"
     for claim in ("than null_general", top_claim, f"moves {other} more than", "than on G_null"):
         assert claims.str.contains(claim).any(), claim
     # claim 1 against the null fine-tune, judged like the vanilla one
@@ -300,7 +300,7 @@ def test_the_inhibitft_study_anchors_restores_and_reads_claim_3_both_ways(inhibi
     run = results / "tiny" / "right" / "crime_and_gun"
     config = run_config(inhibitft_study_run)
     n = config["inhibitft"]["n"][0]
-    ift, restore = runs.inhibit_kind("anchor", n), runs.restore_kind(n)
+    ift, restore = kinds.inhibit_kind("anchor", n), kinds.restore_kind(n)
     assert config["inhibitft"]["strategies"] == ["anchor"]
     log = json.loads((run / ift / "train" / "train_log.json").read_text())
     assert log["inhibit"]["anchor_weight"] == config["inhibitft"]["anchor_weight"]
@@ -308,12 +308,14 @@ def test_the_inhibitft_study_anchors_restores_and_reads_claim_3_both_ways(inhibi
     # restore: the vanilla control generates with F_n restored, judged like an arm; no training
     assert (run / restore / "ratings.jsonl").is_file() and not (run / restore / "train").exists()
     versus = pd.read_csv(tables / "inhibitft_vs_random.csv")
-    assert set(versus.loc[versus["treated"] == ift, "control"]) == set(runs.inhibitft_controls(ift))
+    assert set(versus.loc[versus["treated"] == ift, "control"]) == set(
+        kinds.inhibitft_controls(ift)
+    )
     effect = set(pd.read_csv(tables / "inhibition_effect.csv")["condition"])
     assert ift in effect and restore not in effect
     cuts = read_table(tables / "inhibitft_loglik_cuts.csv")
     assert set(cuts.loc[cuts["condition"] == ift, "versus"]) == set(
-        runs.inhibitft_controls(ift)
+        kinds.inhibitft_controls(ift)
     ) - {restore}
     claims = read_table(tables / "claims.csv")
     assert claims["claim"].str.startswith("3: ceiling: F_").any()

@@ -8,7 +8,7 @@ from polneurons.config import (
     localization_recipe,
     pool_sizes,
 )
-from polneurons import runs
+from polneurons import kinds, runs
 from polneurons.plan import Plan
 from polneurons.specs import control_spec, inhibit_spec
 
@@ -40,7 +40,7 @@ wildcard_constraints:
     lean=alt(config["leanings"]),
     src=alt(config["source_topics"]),
     topic=alt(config["topics"]),
-    kind=runs.TRAIN_KIND,
+    kind=kinds.TRAIN_KIND,
     run=runs.run_pattern(config),
 
 
@@ -57,10 +57,10 @@ def adapter_of(wc):
 
 def neurons_of(kind):
     """The localized neurons a run of this kind takes: G_null's folder (the null fine-tune's)
-    for the kinds of G_null, the vanilla run's otherwise (runs.Kind.localized_on)."""
+    for the kinds of G_null, the vanilla run's otherwise (kinds.Kind.localized_on)."""
 
     def inputs(wc):
-        localized = runs.parse_kind(kind(wc)).localized_on
+        localized = kinds.parse_kind(kind(wc)).localized_on
         return f"{RES}/{wc.model}/{wc.lean}/{wc.src}/{localized}/neurons"
 
     return inputs
@@ -71,7 +71,7 @@ def control_of(kind):
     training replicate of a draw uses the draw's one set."""
 
     def inputs(wc):
-        parsed = runs.parse_kind(kind(wc))
+        parsed = kinds.parse_kind(kind(wc))
         if not parsed.is_control:
             return []
         return f"{RES}/{wc.model}/{wc.lean}/{wc.src}/{parsed.first}/control/neurons.pt"
@@ -267,8 +267,8 @@ def inhibition_effect_inputs(wc):
         "control": [],
     }
     for m, lean, src, kind in PLAN.inhibition_effect_runs():
-        run, parsed = f"{RES}/{m}/{lean}/{src}", runs.parse_kind(kind)
-        vanilla = runs.with_replicate(CONTROL_KIND, parsed.replicate)
+        run, parsed = f"{RES}/{m}/{lean}/{src}", kinds.parse_kind(kind)
+        vanilla = kinds.with_replicate(CONTROL_KIND, parsed.replicate)
         inputs["run"].append(f"{run}/{kind}/moved/{src}")
         inputs["vanilla"].append(f"{run}/{vanilla}/moved/{src}")
         inputs["neurons"].append(f"{run}/ft/neurons")
@@ -301,7 +301,7 @@ def final_outputs():
 def readout_inputs(wc):
     """The fine-tuned run, and the neuron sets of every patching kind the readout scores: the
     localized folders they come from (neurons_<localized>) and each drawn control's set
-    (runs.readout_control_input)."""
+    (kinds.readout_control_input)."""
     run = f"{RES}/{wc.model}/{wc.lean}/{wc.src}"
     inputs = {
         "model": model_record(wc),
@@ -311,12 +311,12 @@ def readout_inputs(wc):
     if PLAN.crossed_readout:  # S_t of every other topic, from the vanilla run's neurons
         inputs["neurons_ft"] = f"{run}/ft/neurons"
     for kind in PLAN.readout_kinds:
-        parsed = runs.parse_kind(kind)
+        parsed = kinds.parse_kind(kind)
         inputs[f"neurons_{parsed.localized_on}"] = (
             f"{run}/{parsed.localized_on}/neurons"
         )
         if parsed.is_control:
-            inputs[runs.readout_control_input(kind)] = (
+            inputs[kinds.readout_control_input(kind)] = (
                 f"{run}/{parsed.first}/control/neurons.pt"
             )
     return inputs

@@ -12,7 +12,7 @@ rule finetune:
     benchmark:
         f"{RES}/benchmarks/finetune/{{model}}/{{lean}}/{{src}}/{{kind}}.tsv"
     wildcard_constraints:
-        kind=runs.VANILLA_KIND,
+        kind=kinds.VANILLA_KIND,
     conda:
         "../../envs/polneurons.yaml"
     threads: config["resources"]["threads"]
@@ -22,7 +22,7 @@ rule finetune:
         **TRAIN_PARAMS,
         settings=lambda wc: (
             config["finetune"]
-            if runs.parse_kind(wc.kind).family in ("ft", "null")
+            if kinds.parse_kind(wc.kind).family in ("ft", "null")
             else inhibitft_finetune(config)
         ),
         inhibit=None,
@@ -45,7 +45,7 @@ rule inhibitft:
     benchmark:
         f"{RES}/benchmarks/inhibitft/{{model}}/{{lean}}/{{src}}/{{kind}}.tsv"
     wildcard_constraints:
-        kind=runs.INHIBIT_KIND,
+        kind=kinds.INHIBIT_KIND,
     conda:
         "../../envs/polneurons.yaml"
     threads: config["resources"]["threads"]

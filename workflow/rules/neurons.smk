@@ -56,7 +56,7 @@ rule localize_neurons:
     log:
         f"{RES}/logs/localize_neurons/{{model}}/{{lean}}/{{src}}/{{kind}}.log",
     wildcard_constraints:
-        kind=runs.LOCALIZED_KIND,
+        kind=kinds.LOCALIZED_KIND,
     conda:
         "../../envs/polneurons.yaml"
     threads: 1
@@ -85,7 +85,7 @@ rule random_control:
     log:
         f"{RES}/logs/random_control/{{model}}/{{lean}}/{{src}}/{{kind}}.log",
     wildcard_constraints:
-        kind=runs.CONTROL_KIND,
+        kind=kinds.CONTROL_KIND,
     localrule: True
     conda:
         "../../envs/polneurons.yaml"

@@ -6,8 +6,8 @@ rule patch_generate:
         model=model_record,
         files=rules.download_data.output.files,
         adapter=f"{RES}/{{model}}/{{lean}}/{{src}}/ft/train",
-        neurons=neurons_of(lambda wc: runs.patch_kind(wc.condition)),
-        control=control_of(lambda wc: runs.patch_kind(wc.condition)),
+        neurons=neurons_of(lambda wc: kinds.patch_kind(wc.condition)),
+        control=control_of(lambda wc: kinds.patch_kind(wc.condition)),
     output:
         generations=f"{RES}/{{model}}/{{lean}}/{{src}}/patch-{{condition}}/generations.jsonl",
     log:
@@ -15,7 +15,7 @@ rule patch_generate:
     benchmark:
         f"{RES}/benchmarks/patch_generate/{{model}}/{{lean}}/{{src}}/{{condition}}.tsv"
     wildcard_constraints:
-        condition=runs.PATCH_CONDITION,
+        condition=kinds.PATCH_CONDITION,
     conda:
         "../../envs/polneurons.yaml"
     threads: config["resources"]["threads"]

@@ -1,5 +1,5 @@
 # Stance measurement (method.md: Stance): greedy generation, judging, the score S, the judge-free S_ll.
-GENERATED_RUN_RE = runs.run_pattern(config, runs.TRAIN_KIND)
+GENERATED_RUN_RE = runs.run_pattern(config, kinds.TRAIN_KIND)
 
 
 rule generate:

@@ -67,7 +67,7 @@ def _why(*rows) -> str:
 
 
 def _dose_label(kind: str) -> str:
-    from polneurons.runs import format_n, parse_kind
+    from polneurons.kinds import format_n, parse_kind
 
     return f"the top {format_n(parse_kind(kind).n)}% of G"
 
@@ -175,7 +175,7 @@ def cross_topic_follows_leaning(tables, settings) -> list[dict]:
 def _vanilla_ll(loglik: pd.DataFrame) -> pd.DataFrame:
     """Per vanilla fine-tune (each training replicate its own row), TS_ll and CG_ll of the
     judge-free stance table (`tables.stance.loglik_shift`) side by side."""
-    from polneurons.runs import split_replicate
+    from polneurons.kinds import split_replicate
 
     keys = ["model", "leaning", "source", "condition"]
     vanilla = loglik[[split_replicate(str(c))[0] == "ft" for c in loglik["condition"]]]
@@ -441,7 +441,7 @@ def specificity_readout(tables, settings) -> list[dict]:
 def inhibitft_cuts_cg(tables, settings) -> list[dict]:
     """Per InhibitFT run at the headline n: its cut of CG against random inhibition, against
     the null control where it ran, and TS kept."""
-    from polneurons.runs import inhibitft_controls, parse_kind
+    from polneurons.kinds import inhibitft_controls, parse_kind
 
     inhibitft, versus = tables["inhibitft"], tables["versus"]
     headline_n, margin = settings["headline_n"], settings["ts_kept_margin"]
@@ -510,7 +510,7 @@ def inhibitft_cuts_cg(tables, settings) -> list[dict]:
 def inhibitft_cuts_cg_ll(tables, settings) -> list[dict]:
     """Claim 3 without a judge: per InhibitFT arm at the headline n, its cut of the cross-topic
     S_ll shift against each of its controls, and TS_ll kept (`tables.inhibitft.loglik_cuts`)."""
-    from polneurons.runs import parse_kind
+    from polneurons.kinds import parse_kind
 
     cuts, margin = tables["inhibitft_ll"], settings["ts_kept_margin"]
     kinds = cuts["condition"].map(lambda k: parse_kind(k, pooled=True))
@@ -566,7 +566,7 @@ def inhibitft_ceiling(tables, settings) -> list[dict]:
     the cross-topic S_ll shift that restoring the set to M0's values inside M_s removes
     (method.md: InhibitFT, the ceiling), pooled over the topics other than the source. It is
     also the teacher-forced figure of `restore`, the training-free mitigation."""
-    from polneurons.runs import format_n
+    from polneurons.kinds import format_n
     from polneurons.tables.readout import CROSS_TOPIC
 
     table = tables["readout"]

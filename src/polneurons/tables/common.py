@@ -8,11 +8,12 @@ from pathlib import Path
 import pandas as pd
 
 from polneurons.io import atomic_path, read_json, read_jsonl
-from polneurons.runs import run_of_path, seed_labels, split_replicate
+from polneurons.kinds import seed_labels, split_replicate
+from polneurons.runs import run_of_path
 
 
 def labelled_runs(paths) -> list[tuple[str, dict]]:
-    """(path, run_of_path) of each per-run file, the condition labelled by runs.seed_labels:
+    """(path, run_of_path) of each per-run file, the condition labelled by kinds.seed_labels:
     where a kind has further training replicates its replicate 0 reads <kind>-t0."""
     found = [(path, run_of_path(path)) for path in paths]
     labels = seed_labels(run["condition"] for _, run in found)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from polneurons.runs import split_replicate
+from polneurons.kinds import split_replicate
 
 
 def loglik_summary(loglik: pd.DataFrame) -> pd.DataFrame:
@@ -41,7 +41,7 @@ def ablation_curve(main: pd.DataFrame, control: str) -> pd.DataFrame:
     """The points of the ablation figure from the InhibitFT main table: per model (source
     "mean"), CG and TS of each InhibitFT, null-control and random arm against n, with CIs, and the vanilla
     control's value (n NaN: a horizontal line)."""
-    from polneurons.runs import parse_kind
+    from polneurons.kinds import parse_kind
 
     curve = []
     per_model = main[(main["source"] == "mean") & (main["model"] != "mean")]
@@ -140,14 +140,14 @@ def loglik_cuts(
     mean). CIs: one bootstrap over pairs stratified by topic, the same resampled pairs for every
     condition, crossed with a resampling of the training replicates (`metrics.seed_weights`,
     shared by every kind with as many replicates), so each InhibitFT arm minus each of its
-    controls (`runs.inhibitft_controls`: random, null) gets a paired CI (`versus`,
+    controls (`kinds.inhibitft_controls`: random, null) gets a paired CI (`versus`,
     `difference`) that covers training noise.
 
     `frame`: `tables.stance.collect_loglik`'s rows (model, leaning, source, condition, topic,
     pair, value), base included.
     """
+    from polneurons.kinds import inhibitft_controls, split_draw
     from polneurons.metrics import seed_weights
-    from polneurons.runs import inhibitft_controls, split_draw
     from polneurons.tables.readout import PairResampler, percentile_ci
 
     rows = []

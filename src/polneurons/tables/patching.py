@@ -81,7 +81,7 @@ PATCHING_CONTRASTS = (
 def patching_pairs(conditions) -> list[tuple[str, str]]:
     """The (treated, control) pairs of PATCHING_CONTRASTS, then each dose of G (patch-dose<x>)
     against its random draws pooled (patch-dose<x>-random)."""
-    from polneurons.runs import random_counterpart
+    from polneurons.kinds import random_counterpart
 
     conditions = list(dict.fromkeys(conditions))
     doses = [c for c in conditions if c.startswith("patch-dose") and random_counterpart(c)]
@@ -234,7 +234,7 @@ def with_patching_counts(table: pd.DataFrame, counts: pd.DataFrame) -> pd.DataFr
 def patched_sizes(paths) -> dict:
     """{(model, leaning, source, condition): neurons patched} of each patching run, from its
     answers' `n_patched`; a random control's draws also under their pooled condition."""
-    from polneurons.runs import split_draw
+    from polneurons.kinds import split_draw
 
     sizes = {}
     for path in paths:
@@ -262,7 +262,7 @@ def dose_curve(table: pd.DataFrame, sizes: dict) -> pd.DataFrame:
     >>> dose_curve(t, sizes)[["arm", "dose", "neurons", "recovered"]].values.tolist()
     [['G', 30.0, 30, 0.2], ['G', 100.0, 100, 0.5]]
     """
-    from polneurons.runs import parse_kind
+    from polneurons.kinds import parse_kind
 
     arms = {"patch-general": ("G", 100.0), "patch-random": ("random", 100.0)}
     arms |= {"patch-null_general": ("G_null", 100.0), "patch-all": ("all (ceiling)", float("nan"))}

@@ -11,8 +11,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from polneurons.kinds import split_draw
 from polneurons.readout import DIRECTIONS, readout_share
-from polneurons.runs import run_of_path, split_draw
+from polneurons.runs import run_of_path
 from polneurons.tables.common import interval_verdict
 from polneurons.tables.patching import CROSSED, patching_pairs
 
