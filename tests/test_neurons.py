@@ -347,14 +347,21 @@ def test_a_dose_is_the_top_share_of_g_and_its_random_control_avoids_all_of_g(tmp
     assert report["overlap"] == 0
 
 
-def test_s_t_random_control_matches_its_layers_and_avoids_all_of_n_t(tmp_path):
-    from polneurons.neuron_store import load_specific, save_localization, specific_random
+def _localized_folder(folder, seed: int):
+    """A neurons folder localized on random contrasts of topics a and b; (folder, G)."""
+    from polneurons.neuron_store import save_localization
 
-    generator = torch.Generator().manual_seed(1)
+    generator = torch.Generator().manual_seed(seed)
     r = {t: torch.rand(4, 16, generator=generator) for t in ("a", "b")}
     general, specific = localize(r, k=30)
-    save_localization(tmp_path / "neurons", general, specific, r, {})
-    folder = tmp_path / "neurons"
+    save_localization(folder, general, specific, r, {})
+    return folder, general
+
+
+def test_s_t_random_control_matches_its_layers_and_avoids_all_of_n_t(tmp_path):
+    from polneurons.neuron_store import load_specific, specific_random
+
+    folder, general = _localized_folder(tmp_path / "neurons", seed=1)
     for topic in ("a", "b"):
         s_t = load_specific(folder, topic, "mlp_output")
         control = specific_random(folder, topic, site="mlp_output", seed=0, draw=0)
@@ -369,13 +376,9 @@ def test_s_t_random_control_matches_its_layers_and_avoids_all_of_n_t(tmp_path):
 
 
 def test_the_judges_s_t_control_is_the_draw_the_readout_scores(tmp_path):
-    from polneurons.neuron_store import patch_set, save_localization, specific_random
+    from polneurons.neuron_store import patch_set, specific_random
 
-    generator = torch.Generator().manual_seed(2)
-    r = {t: torch.rand(4, 16, generator=generator) for t in ("a", "b")}
-    general, specific = localize(r, k=30)
-    save_localization(tmp_path / "neurons", general, specific, r, {})
-    folder = tmp_path / "neurons"
+    folder, _ = _localized_folder(tmp_path / "neurons", seed=2)
     for topic, draw in (("a", 0), ("b", 1)):
         judged = patch_set(folder, f"specific-random-s{draw}", topic, site="mlp_output", seed=3)
         read_out = specific_random(folder, topic, site="mlp_output", seed=3, draw=draw)
