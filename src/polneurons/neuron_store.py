@@ -15,7 +15,7 @@ import torch
 
 from polneurons.errors import ConfigError, IntegrityError
 from polneurons.io import atomic_path, read_json, save_torch, write_json, write_text
-from polneurons.kinds import condition_kind
+from polneurons.kinds import condition_kind, parse_kind
 from polneurons.neurons import (
     NeuronSet,
     control_report,
@@ -88,8 +88,6 @@ def patch_set(
     coordinate but G (`complement`) or the top x% of G by score (`dose<x>`, the same formula
     as F_n), or draw k of S_t's size-matched control (`specific-random-s<k>`, drawn here with
     `seed`: `specific_random`); the other random draws come from `random_control`."""
-    from polneurons.kinds import parse_kind
-
     if condition.startswith("dose"):
         dose = parse_kind(f"patch-{condition}")
         return inhibited_set(neurons_dir, n=dose.n, of="general", site=site)
