@@ -22,13 +22,13 @@ kind                                what it is                                 t
                                     ``null_general``: G_null)
 ``patch-random-s<draw>``            the same with draw <draw> of a random set  no
                                     the size of G, outside G
-``patch-specific-random-s<draw>``   each topic's draw <draw> of a random set   no
-                                    the size of S_t, outside N_t (drawn in
-                                    the job)
 ``patch-dose<x>``                   the same with the top x% of G by score     no
                                     (``patching.dose``)
 ``patch-dose<x>-random-s<draw>``    draw <draw> of a random set the size of    no
                                     the top x% of G, outside G
+``patch-specific-random-s<draw>``   each topic's draw <draw> of a random set   no
+                                    the size of S_t, outside N_t (drawn in
+                                    the job)
 ``restore-n<n>``                    InhibitFT's vanilla control generating     no
                                     with F_n restored to M0's values
                                     (``inhibitft.restore``)
