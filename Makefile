@@ -5,8 +5,8 @@ BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 MIRROR ?=
 CORES ?= all
-# pytest-xdist workers of `make test`: the tests of one workflow run share a worker (xdist_group:
-# the tiny reference run, and each chain of shipped stacks), and the groups spread over the workers
+# pytest-xdist workers of `make test`: the workflow runs of one session fixture share a worker
+# (xdist_group), so two workers overlap the reference runs with the shipped-config runs
 TEST_WORKERS ?= 2
 MIRROR_CONFIG := $(if $(MIRROR),--config 'data={mirror: $(abspath $(MIRROR))}',)
 

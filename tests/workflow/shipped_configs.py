@@ -200,17 +200,6 @@ def prefix_stack(name: str) -> str | None:
     return None
 
 
-def worker_group(name: str) -> str:
-    """The xdist group of a shipped stack: that of the stack it extends, else its own. A chain
-    of stacks that build on each other runs in one worker; separate chains run side by side.
-
-    >>> worker_group("cpu-study-controls") == worker_group("cpu-study") != worker_group("paper")
-    True
-    """
-    prefix = prefix_stack(name)
-    return worker_group(prefix) if prefix else f"shipped-{name}"
-
-
 def shipped_run(name: str, tmp_path_factory, model: Path, fake: FakeOpenAI) -> dict:
     """Run one shipped stack, shrunk, to the end (after the stack it extends, in its folder);
     what the run left right after it: its Workdir, output, and the dry run that follows."""

@@ -21,7 +21,6 @@ from shipped_configs import (  # noqa: F401 - session fixtures
     shipped_run,
     shipped_stacks,
     shrink_overlay,
-    worker_group,
 )
 from workflow_helpers import (  # noqa: F401 - session fixtures
     REPO,
@@ -35,6 +34,8 @@ from workflow_helpers import (  # noqa: F401 - session fixtures
 
 from polneurons.config import validate_config
 
+# one xdist worker runs every shipped stack (the runs build on each other and are made once)
+pytestmark = pytest.mark.xdist_group("shipped")
 STACKS = shipped_stacks()
 
 
@@ -42,14 +43,7 @@ def backend_of(files) -> str:
     return validate_config(merged(files))["judge"]["backend"]
 
 
-# each chain of stacks that build on each other runs in one xdist worker (`worker_group`), where
-# each run is made once; separate chains run side by side
-@pytest.fixture(
-    scope="session",
-    params=[
-        pytest.param(name, marks=pytest.mark.xdist_group(worker_group(name))) for name in STACKS
-    ],
-)
+@pytest.fixture(scope="session", params=list(STACKS))
 def shipped(request, tmp_path_factory, tiny_model_dir, fake_judge):  # noqa: F811
     return request.param, shipped_run(request.param, tmp_path_factory, tiny_model_dir, fake_judge)
 
@@ -143,7 +137,6 @@ def test_each_shipped_configuration_finishes_with_every_table(shipped):
 
 
 @pytest.mark.integration
-@pytest.mark.xdist_group(worker_group("paper"))  # reads the paper stack's run
 def test_the_openai_judge_survives_faults_and_the_judge_table_names_it(
     tmp_path_factory,
     tiny_model_dir,  # noqa: F811

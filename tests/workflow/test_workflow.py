@@ -9,13 +9,7 @@ import subprocess
 import pandas as pd
 import pytest
 import yaml
-from shipped_configs import (  # noqa: F401
-    extended_run,
-    fake_judge,
-    inhibitft_study_run,
-    run_config,
-    worker_group,
-)
+from shipped_configs import extended_run, fake_judge, inhibitft_study_run, run_config  # noqa: F401
 from workflow_helpers import (  # noqa: F401
     REPO,
     SNAKEMAKE,
@@ -184,7 +178,7 @@ def extended_kinds(work) -> dict:
 
 
 @pytest.mark.integration
-@pytest.mark.xdist_group(worker_group("cpu-study-controls"))
+@pytest.mark.xdist_group("shipped")
 def test_training_replicates_train_apart_and_pool_in_the_tables(extended_run):  # noqa: F811
     results, tables = extended_run.results, extended_run.results / "tables"
     run = results / "tiny" / "right" / "crime_and_gun"
@@ -213,7 +207,7 @@ def test_training_replicates_train_apart_and_pool_in_the_tables(extended_run):  
 
 
 @pytest.mark.integration
-@pytest.mark.xdist_group(worker_group("cpu-study-controls"))
+@pytest.mark.xdist_group("shipped")
 def test_the_controls_beyond_the_paper_each_reach_a_table_and_a_claim(extended_run):  # noqa: F811
     results, tables = extended_run.results, extended_run.results / "tables"
     run = results / "tiny" / "right" / "crime_and_gun"
@@ -294,7 +288,7 @@ def test_switching_the_data_mirror_leaves_finished_outputs_up_to_date(tmp_path, 
 
 
 @pytest.mark.integration
-@pytest.mark.xdist_group(worker_group("inhibitft-study"))
+@pytest.mark.xdist_group("shipped")
 def test_the_inhibitft_study_anchors_restores_and_reads_claim_3_both_ways(inhibitft_study_run):  # noqa: F811
     results, tables = inhibitft_study_run.results, inhibitft_study_run.results / "tables"
     run = results / "tiny" / "right" / "crime_and_gun"
