@@ -1,37 +1,28 @@
-"""Fault injection on the real workflow (issue 7): SIGKILL at several points of a tiny run, then
-resume with the command a user types; corrupt a dump shard and an adapter file; kill a judge.
+"""Fault injection on the real workflow: SIGKILL at four points of the tiny run, then resume
+with the command a user types (tests/workflow/resumed_run.py; profiles/local sets
+rerun-incomplete already); corrupt a dump shard and an adapter file; kill a judge.
 
-What a user types after a kill (README "When something fails"):
-
-    snakemake --unlock <same options>                  # the kill left Snakemake's lock behind
-    snakemake <same options> --rerun-incomplete        # drop half-made outputs, continue
-
-(profiles/local sets rerun-incomplete already.) The resumed run must end with the same tables as
-an uninterrupted run, byte for byte.
+The resumed run must end with the same tables as an uninterrupted run, byte for byte.
 """
 
 from __future__ import annotations
 
 import json
-import re
 import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from fake_openai import FakeOpenAI
+from resumed_run import KEEP_DUMPS, KILL_POINTS, RUN, resumed_run  # noqa: F401 - session fixture
 from workflow_helpers import (  # noqa: F401 - session fixtures
-    RESUME_FLAGS,
-    Workdir,
     assert_one_line_error,
     digests,
     final_tables,
     incomplete_outputs,
     kill_group,
-    make_workdir,
     make_writable,
     neuron_files,
     reference_run,
@@ -43,56 +34,6 @@ from workflow_helpers import (  # noqa: F401 - session fixtures
 
 # one xdist worker makes the reference run and every run built from it
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("reference")]
-
-RUN = "tiny/right/crime_and_gun/ft"
-# The kill-and-resume run builds the stance and neuron tables (every kill point lies on their
-# path) and keeps its dumps (--notemp) for the shard test below.
-TARGETS = ("tables/ts_cg.csv", "tables/neuron_sets.csv", "tables/judge_agreement.csv")
-KEEP_DUMPS = "--notemp"
-
-
-@dataclass(frozen=True)
-class KillPoint:
-    """A rule to kill mid-job: its running output (a regex on Snakemake's incomplete markers),
-    the log file of that output, and the log text that says the job's script is at work."""
-
-    rule: str
-    output: str
-    log: str  # format string over the output regex's named groups
-    started: str
-
-    def ready(self, results: Path, running: list[str]) -> str | None:
-        """The output of a job of this rule that is running and has begun its work, if any."""
-        for path in running:
-            match = re.fullmatch(re.escape(str(results)) + "/" + self.output, path)
-            if match:
-                log = results / self.log.format(**match.groupdict())
-                if log.is_file() and self.started in log.read_text():
-                    return path
-        return None
-
-
-KILL_POINTS = (
-    # the first file is in place, the other 24 are being copied (a few ms each)
-    KillPoint("download_data", r"data/raw/.+", "logs/download_data.log", "verified"),
-    KillPoint(
-        "finetune",
-        r"(?P<run>tiny/right/crime_and_gun/ft)/train",
-        "logs/finetune/{run}.log",
-        "fine-tuning:",
-    ),
-    KillPoint(
-        "dump_activations",
-        r"tiny/right/crime_and_gun/ft/dumps/(?P<topic>\w+)",
-        "logs/dump_activations/tiny/right/crime_and_gun/ft/{topic}.log",
-        "rule dump_activations",
-    ),
-    KillPoint("judge", r"(?P<run>tiny/.+)/ratings\.jsonl", "logs/judge/{run}.log", "rule judge"),
-)
-
-
-def targets(work: Workdir) -> list[str]:
-    return [str(work.results / target) for target in TARGETS]
 
 
 def test_incomplete_markers_are_read_back_as_snakemake_writes_them(tmp_path):
@@ -113,87 +54,18 @@ def test_incomplete_markers_are_read_back_as_snakemake_writes_them(tmp_path):
     assert sorted(incomplete_outputs(tmp_path)) == sorted(outputs)
 
 
-def kill_at_next_point(work: Workdir, remaining: list[KillPoint], flags: tuple[str, ...]):
-    """Start the run; SIGKILL it (with every job) as soon as a job of a remaining kill point is
-    at work. Returns the kill point hit and the output its job left unfinished."""
-    proc = work.start(*targets(work), KEEP_DUMPS, *flags)
-    hit: list[tuple[KillPoint, str]] = []
-
-    def reached() -> bool:
-        running = work.running_outputs()
-        for point in remaining:
-            output = point.ready(work.results, running)
-            if output:
-                hit.append((point, output))
-                return True
-        return False
-
-    try:
-        wait_until(reached, proc, poll=0.02, what=f"a job of {[p.rule for p in remaining]}")
-    finally:
-        kill_group(proc)
-    return hit[0]
-
-
-@pytest.fixture(scope="module")
-def resumed_run(tmp_path_factory, tiny_model_dir) -> Workdir:  # noqa: F811
-    """A run killed with SIGKILL during a download, a fine-tuning, a dump and a judge call,
-    resumed after each kill with --unlock and --rerun-incomplete until it completes."""
-    work = make_workdir(tmp_path_factory.mktemp("killed"), tiny_model_dir)
-    work.kills = []
-    remaining = list(KILL_POINTS)
-    started = time.monotonic()
-    flags: tuple[str, ...] = ()
-    while remaining:
-        point, output = kill_at_next_point(work, remaining, flags)
-        remaining.remove(point)
-        # the killed job never finished: Snakemake still marks its output incomplete, and the
-        # output is not there under its final name (written to a temporary name, renamed at the end)
-        assert output in work.running_outputs()
-        if point.rule != "download_data":
-            assert not Path(output).exists(), f"{output} half-written under its final name"
-        work.kills.append(point.rule)
-        if len(work.kills) == 1:
-            # a plain rerun is refused, and the user is told the two flags the README names:
-            # the killed download left files marked incomplete, and Snakemake's lock behind
-            plain = work.run(*targets(work), KEEP_DUMPS, timeout=300)
-            assert plain.returncode != 0, plain.output[-3000:]
-            assert "IncompleteFilesException" in plain.output, plain.output[-3000:]
-            assert "--rerun-incomplete" in plain.output
-            locked = work.run(*targets(work), KEEP_DUMPS, *RESUME_FLAGS, timeout=300)
-            assert locked.returncode != 0, locked.output[-3000:]
-            assert "LockException" in locked.output and "--unlock" in locked.output
-        unlock = work.run("--unlock", timeout=300)
-        assert unlock.returncode == 0, unlock.output[-3000:]
-        flags = RESUME_FLAGS
-    done = work.run(*targets(work), KEEP_DUMPS, *RESUME_FLAGS)
-    assert done.returncode == 0, work.explain(done)
-    work.seconds = time.monotonic() - started
-    return work
-
-
 def test_runs_killed_at_four_points_resume_to_the_reference_tables(resumed_run, reference_run):  # noqa: F811
     assert resumed_run.kills[0] == "download_data"
     assert sorted(resumed_run.kills) == sorted(p.rule for p in KILL_POINTS)
     resumed = final_tables(resumed_run.results)
-    reference = final_tables(reference_run.results)
-    assert set(resumed) == {
-        "tables/ts_cg.csv",
-        "tables/stance_shift.csv",
-        "tables/loglik_shift.csv",
-        "tables/neuron_sets.csv",
-        "tables/general_overlap.csv",
-        "tables/null_overlap.csv",  # empty: the tiny run has no null fine-tune
-        "tables/ts_cg_versus_null.csv",  # empty too
-        "tables/judge_agreement.csv",
-    }
-    assert resumed == {name: reference[name] for name in resumed}
+    assert {"tables/ts_cg.csv", "tables/neuron_sets.csv", "tables/claims.csv"} <= set(resumed)
+    assert resumed == final_tables(reference_run.results)
     assert neuron_files(resumed_run.results) == neuron_files(reference_run.results)
     assert resumed_run.running_outputs() == [], "outputs left marked incomplete"
 
 
-def test_nothing_is_left_to_do_after_the_resumed_run(resumed_run):
-    dry = resumed_run.run(*targets(resumed_run), KEEP_DUMPS, "-n", timeout=300)
+def test_nothing_is_left_to_do_after_the_resumed_run(resumed_run):  # noqa: F811
+    dry = resumed_run.run(KEEP_DUMPS, "-n", timeout=300)
     assert dry.returncode == 0, dry.output[-3000:]
     assert "Nothing to be done" in dry.output, dry.output[-3000:]
 

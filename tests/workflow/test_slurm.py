@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -236,3 +237,27 @@ def test_profile_runs_workflow_on_slurm_with_resources_and_retry(slurm, tmp_path
         i: j["state"] for i, j in watcher.new_jobs().items() if j["state"] not in FINISHED_STATES
     }
     assert not leftovers, leftovers
+
+
+def test_stopping_the_cluster_removes_the_configuration_it_wrote_and_nothing_else(tmp_path):
+    """A slurm.conf naming a controller that no longer runs makes every Slurm client wait about
+    10 s, and the executor plugin runs `scontrol show config` each time snakemake starts: so
+    every later snakemake command, on any executor, would wait too. stop_slurm.sh removes the
+    configuration start_slurm.sh wrote (its marker line) and leaves a site's own alone."""
+    from slurm_cluster import START_SCRIPT, STOP_SCRIPT
+
+    marker = re.search(r'^MARKER="(.+)"$', START_SCRIPT.read_text(), re.M).group(1)
+    conf_dir = tmp_path / "etc-slurm"
+    conf_dir.mkdir()
+    ours = conf_dir / "slurm.conf"
+    ours.write_text(f"{marker}\nClusterName=polneurons\n")
+    sites = conf_dir / "gres.conf"
+    sites.write_text("NodeName=node1 Name=gpu File=/dev/nvidia0\n")
+    env = os.environ | {
+        "POLNEURONS_SLURM_STATE": str(tmp_path / "state"),  # no pid files: nothing to stop
+        "POLNEURONS_SLURM_CONF_DIR": str(conf_dir),
+    }
+    proc = subprocess.run(["bash", str(STOP_SCRIPT)], env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert not ours.exists()
+    assert sites.read_text() == "NodeName=node1 Name=gpu File=/dev/nvidia0\n"
