@@ -2,6 +2,7 @@
 
 import pandas as pd
 
+from polneurons.kinds import split_replicate
 from polneurons.metrics import generalization_with_ci
 from polneurons.plots import stance_heatmap
 from polneurons.rule import rule_context
@@ -14,7 +15,7 @@ from polneurons.tables.common import (
     with_run_counts,
     write_table,
 )
-from polneurons.tables.stance import collect_loglik, loglik_shift, versus_null
+from polneurons.tables.stance import collect_loglik, loglik_shift, loglik_versus, versus_null
 
 p, out = snakemake.params, snakemake.output
 with rule_context(snakemake) as ctx:
@@ -22,7 +23,9 @@ with rule_context(snakemake) as ctx:
     deltas, tscgs, versus = [], [], []
     for leaning, ratings in collect_ratings(snakemake.input.ratings).items():
         # claim 1's control: the null fine-tune (null_finetune), judged like the vanilla one
-        controls = [("ft", "null")] if any(key[1] == "null" for key in ratings) else []
+        controls = (
+            [("ft", "null")] if any(split_replicate(key[1])[0] == "null" for key in ratings) else []
+        )
         tables = generalization_with_ci(
             ratings, p.topics, extra_sets=p.extra_sets, controls=controls, **boot
         )
@@ -64,8 +67,16 @@ with rule_context(snakemake) as ctx:
         title="Claim 1's control: TS and CG of the vanilla fine-tune minus the null fine-tune's "
         "(paired CIs)",
     )
-    loglik = loglik_shift(collect_loglik(snakemake.input.loglik), p.topics, **boot)
+    pairs = collect_loglik(snakemake.input.loglik)
+    loglik = loglik_shift(pairs, p.topics, **boot)
     write_table(loglik, out.loglik_csv, out.loglik_md, title="Judge-free stance shift dS_ll")
+    write_table(
+        loglik_versus(pairs, loglik, p.topics, [("ft", "null")], **boot),
+        out.null_ll_csv,
+        out.null_ll_md,
+        title="Claim 1's control without a judge: TS_ll and CG_ll of the vanilla fine-tune minus "
+        "the null fine-tune's (paired over held-out pairs)",
+    )
     # the heatmap is the vanilla fine-tunes' (the null fine-tune's rows are its control)
     stance_heatmap(
         delta[delta["condition"] == "ft"],

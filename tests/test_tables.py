@@ -636,6 +636,62 @@ def test_claim_one_against_the_null_fine_tune_can_hold_not_show_and_reverse(ts, 
     assert "without politics" in table["claim"].item()
 
 
+@pytest.mark.parametrize(
+    ("ts", "ci", "verdict"),
+    [
+        (0.5, (0.05, 0.3), "holds"),
+        (0.5, (-0.1, 0.3), "not shown"),
+        (-0.5, (0.05, 0.3), "reversed"),
+    ],
+)
+def test_claim_one_against_the_null_fine_tune_without_a_judge_can_hold_not_show_and_reverse(
+    ts, ci, verdict
+):
+    row = dict.fromkeys(stance.LOGLIK_VERSUS_COLUMNS, 0.1) | dict(
+        model="m", leaning="right", source="race", treated="ft-t1", control="null",
+        TS_ll_treated=ts, CG_ll=0.15, CG_ll_lo=ci[0], CG_ll_hi=ci[1],
+    )  # fmt: skip
+    table = claims.claims_table({"tscg_ll_null": pd.DataFrame([row])}, ts_kept_margin=MARGIN)
+    assert table["verdict"].item() == verdict and table["control"].item() == "null"
+    assert table["readout"].item() == claims.TEACHER_FORCED_LL
+    assert table["claim"].item().endswith("without politics (ft-t1)")
+
+
+def _scored_pairs(rng, conditions, topics=("race", "science", "immigration"), n_pairs=6):
+    """Per-pair log-likelihood stances of these conditions, as collect_loglik returns them."""
+    return pd.DataFrame(
+        [dict(model="m", leaning="right", source="race", condition=c, topic=t, pair=i,
+              value=rng.normal())
+         for c in conditions for t in topics for i in range(n_pairs)]
+    )  # fmt: skip
+
+
+def test_claim_one_without_a_judge_is_the_paired_difference_of_each_pairs_scores():
+    rng = np.random.default_rng(0)
+    topics = ["race", "science", "immigration"]
+    frame = _scored_pairs(rng, ["base", "ft-t0", "ft-t1", "null-t0", "null-t1"])
+    shift = stance.loglik_shift(frame, topics, n_boot=200, seed=0, alpha=0.05)
+    table = stance.loglik_versus(frame, shift, topics, [("ft", "null")], 200, 0, 0.05)
+    # each replicate against the control trained with the same seed
+    assert table[["treated", "control"]].values.tolist() == [
+        ["ft-t0", "null-t0"],
+        ["ft-t1", "null-t1"],
+    ]
+    values = frame.set_index(["condition", "topic", "pair"])["value"]
+    for _, row in table.iterrows():
+        diff = values[row["treated"]] - values[row["control"]]
+        assert row["TS_ll"] == pytest.approx(diff["race"].mean())
+        assert row["CG_ll"] == pytest.approx(np.mean([diff[t].mean() for t in topics[1:]]))
+        assert row["CG_ll_lo"] < row["CG_ll"] < row["CG_ll_hi"]
+        # the base model cancels: each arm's CG_ll against it differs by the same amount
+        assert row["CG_ll_treated"] - row["CG_ll_control"] == pytest.approx(row["CG_ll"])
+    unreplicated = frame[~frame["condition"].isin(["null-t1"])].replace({"null-t0": "null"})
+    table = stance.loglik_versus(unreplicated, shift, topics, [("ft", "null")], 50, 0, 0.05)
+    assert set(table["control"]) == {"null"} and len(table) == 2
+    assert stance.loglik_versus(frame[frame["condition"] != "null-t0"].iloc[:0], shift, topics,
+                                [("ft", "null")], 50, 0, 0.05).empty  # fmt: skip
+
+
 def test_the_depth_claim_against_g_null_can_hold_fail_and_not_show():
     rows = [
         dict(model="m", leaning="right", source=s, n_layers=30, layer_q25_G=g, layer_q25_G_null=n)

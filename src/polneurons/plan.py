@@ -474,7 +474,7 @@ class Plan:
         """
         made = {"tscg", "tscg_ll", "neuron_sets"}
         if self.null_kinds:  # the null fine-tune: CG against CG_null, G's depth against G_null's
-            made |= {"tscg_null", "null_overlap"}
+            made |= {"tscg_null", "tscg_ll_null", "null_overlap"}
         if self.patching:
             made |= {"patching", "contrasts"}
             if self.crossed_kinds:  # S_t on the other topics: the specificity table

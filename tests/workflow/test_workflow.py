@@ -23,6 +23,7 @@ from workflow_helpers import (  # noqa: F401
 from polneurons import kinds, runs
 from polneurons.config import validate_config
 from polneurons.neuron_store import inhibited_set
+from polneurons.tables.claims import JUDGE, TEACHER_FORCED_LL
 from polneurons.tables.common import read_table
 
 
@@ -269,7 +270,12 @@ def test_the_controls_beyond_the_paper_each_reach_a_table_and_a_claim(extended_r
     assert (run / "null" / "ratings.jsonl").is_file()
     versus_null = read_table(tables / "ts_cg_versus_null.csv")
     assert len(versus_null) == 1 and versus_null["control"].item() == "null"
-    assert claims.str.contains("beyond a fine-tune without politics").any()
+    # and without a judge: each training replicate of the vanilla fine-tune against the null's
+    versus_ll = read_table(tables / "loglik_versus_null.csv")
+    assert len(versus_ll) == config["training_seeds"] and set(versus_ll["control"]) == {"null"}
+    claim_rows = pd.read_csv(tables / "claims.csv")
+    beyond = claim_rows[claim_rows["claim"].str.match(r"1: .* beyond a fine-tune without politics")]
+    assert set(beyond["readout"]) == {JUDGE, TEACHER_FORCED_LL}
 
 
 @pytest.mark.integration

@@ -53,6 +53,7 @@ rule stance_tables:
         **table_paths("stance_shift", "shift", category="1. Stance shift"),
         **table_paths("ts_cg", "tscg", category="1. Stance shift"),
         **table_paths("ts_cg_versus_null", "null", category="1. Stance shift"),
+        **table_paths("loglik_versus_null", "null_ll", category="1. Stance shift"),
         **table_paths("loglik_shift", "loglik", category="1. Stance shift"),
         **figure_outputs("stance_heatmap", "1. Stance shift", "heatmap", key="heatmap"),
     log:

@@ -76,6 +76,7 @@ def _dose_label(kind: str) -> str:
 TABLE_FILES = {
     "tscg": "ts_cg.csv",
     "tscg_null": "ts_cg_versus_null.csv",
+    "tscg_ll_null": "loglik_versus_null.csv",
     "neuron_sets": "neuron_sets.csv",
     "null_overlap": "null_overlap.csv",
     "patching": "patching.csv",
@@ -233,6 +234,32 @@ def cross_topic_beyond_null(tables, settings) -> list[dict]:
                 diff=(r["CG"], r["CG_lo"], r["CG_hi"]),
                 rule="holds if the paired CI of CG minus CG_null excludes 0 on the side of TS",
                 verdict=interval_verdict(r["CG_lo"], r["CG_hi"], direction),
+            )
+        )
+    return rows
+
+
+@claim("tscg_ll_null")
+def cross_topic_beyond_null_without_a_judge(tables, settings) -> list[dict]:
+    """The same comparison on the held-out pairs' log-likelihoods (no judge): CG_ll of the
+    vanilla fine-tune minus the null fine-tune's, paired over pairs."""
+    rows = []
+    for _, r in tables["tscg_ll_null"].iterrows():
+        direction = "above 0" if r["TS_ll_treated"] >= 0 else "below 0"
+        replicate = "" if r["treated"] == "ft" else f" ({r['treated']})"
+        rows.append(
+            _claim(
+                "1: fine-tuning on one topic shifts the others (CG) beyond a fine-tune without "
+                f"politics{replicate}",
+                r,
+                (r["CG_ll_treated"], r["CG_ll_treated_lo"], r["CG_ll_treated_hi"]),
+                control=r["control"],
+                control_value=r["CG_ll_control"],
+                diff=(r["CG_ll"], r["CG_ll_lo"], r["CG_ll_hi"]),
+                rule="holds if the paired CI of CG_ll minus CG_ll_null (held-out pairs, no "
+                "judge) excludes 0 on the side of TS_ll",
+                verdict=interval_verdict(r["CG_ll_lo"], r["CG_ll_hi"], direction),
+                readout=TEACHER_FORCED_LL,
             )
         )
     return rows

@@ -69,6 +69,104 @@ def loglik_shift(frame: pd.DataFrame, topics, n_boot: int, seed: int, alpha: flo
     return pd.DataFrame(rows)
 
 
+LOGLIK_VERSUS_COLUMNS = [
+    "model", "leaning", "source", "treated", "control", "TS_ll_treated", "CG_ll_treated",
+    "CG_ll_treated_lo", "CG_ll_treated_hi", "CG_ll_control", "TS_ll", "TS_ll_lo", "TS_ll_hi",
+    "CG_ll", "CG_ll_lo", "CG_ll_hi",
+]  # fmt: skip
+
+
+def loglik_versus(
+    frame: pd.DataFrame,
+    shift: pd.DataFrame,
+    topics,
+    controls,
+    n_boot: int,
+    seed: int,
+    alpha: float,
+) -> pd.DataFrame:
+    """TS_ll and CG_ll of each treated run minus its control's, without a judge (claim 1's
+    control: `controls` as in `metrics.generalization_with_ci`, e.g. [("ft", "null")]). Both
+    runs score the same held-out pairs, so the base model cancels: per pair, treated minus
+    control; TS_ll and CG_ll of those differences as in `loglik_shift`, with CIs from one
+    bootstrap over pairs stratified by topic (`tables.readout.PairResampler`, paired). Training
+    replicate k of the treated kind is paired with replicate k of the control where the control
+    has replicates, else with the control; each pairing is a row.
+
+    >>> pairs = pd.DataFrame({"pair": [0, 1] * 2, "topic": ["a"] * 2 + ["b"] * 2})
+    >>> frame = pd.concat([
+    ...     pairs.assign(condition="base", value=0.0),
+    ...     pairs.assign(condition="ft", value=[2.0, 2.0, 1.0, 3.0]),
+    ...     pairs.assign(condition="null", value=1.0),
+    ... ]).assign(model="m", leaning="right", source="a")
+    >>> shift = loglik_shift(frame, ["a", "b"], 50, 0, 0.05)
+    >>> row = loglik_versus(frame, shift, ["a", "b"], [("ft", "null")], 50, 0, 0.05).iloc[0]
+    >>> [float(row[c]) for c in ("CG_ll_treated", "CG_ll_control", "TS_ll", "CG_ll")]
+    [2.0, 1.0, 1.0, 1.0]
+    """
+    from polneurons.kinds import split_replicate
+    from polneurons.tables.readout import PairResampler, percentile_ci
+
+    rows = []
+    runs = frame[frame["condition"] != "base"]
+    for (model, lean, source), arm in runs.groupby(["model", "leaning", "source"]):
+        scores = {
+            condition: group.set_index(["topic", "pair"])["value"]
+            for condition, group in arm.groupby("condition")
+        }
+        for treated_kind, control_kind in controls:
+            for treated in sorted(scores):
+                kind, replicate = split_replicate(treated)
+                if kind != treated_kind:
+                    continue
+                replicated = f"{control_kind}-t{replicate}" if replicate is not None else None
+                control = next((c for c in (replicated, control_kind) if c in scores), None)
+                if control is None:
+                    continue
+                both = pd.concat([scores[treated], scores[control]], axis=1, join="inner")
+                diff = (both.iloc[:, 0] - both.iloc[:, 1]).sort_index()
+                per_topic = {
+                    t: group.droplevel("topic") for t, group in diff.groupby(level="topic")
+                }
+                resample = PairResampler(
+                    {t: d.index.to_numpy() for t, d in per_topic.items()}, n_boot, seed
+                )
+                values = {t: d.to_numpy(float) for t, d in per_topic.items()}
+                others = [t for t in topics if t != source and t in values]
+                ts, ts_boot, cg, cg_boot = resample.source_and_cross(values, source, others)
+                row = dict(
+                    model=model, leaning=lean, source=source, treated=treated, control=control
+                )
+                for name, point, boot in (("TS_ll", ts, ts_boot), ("CG_ll", cg, cg_boot)):
+                    lo, hi = (
+                        percentile_ci(point, boot, alpha) if boot is not None else (np.nan, np.nan)
+                    )
+                    row |= {name: point, f"{name}_lo": lo, f"{name}_hi": hi}
+                rows.append(row)
+    if not rows:
+        return pd.DataFrame(columns=LOGLIK_VERSUS_COLUMNS)
+    keys = ["model", "leaning", "source"]
+    table = pd.DataFrame(rows, columns=[*keys, "treated", "control", *LOGLIK_VERSUS_COLUMNS[-6:]])
+    arms = shift[shift["topic"].isin(["TS_ll", "CG_ll"])].pivot_table(
+        index=[*keys, "condition"], columns="topic", values=["dS_ll", "dS_ll_lo", "dS_ll_hi"]
+    )
+    arms.columns = [f"{topic}{stat.removeprefix('dS_ll')}" for stat, topic in arms.columns]
+    arms = arms.reset_index()
+    for name in ("TS_ll", "CG_ll", "CG_ll_lo", "CG_ll_hi"):
+        if name not in arms:
+            arms[name] = np.nan
+    treated = arms[[*keys, "condition", "TS_ll", "CG_ll", "CG_ll_lo", "CG_ll_hi"]].rename(
+        columns={"condition": "treated", "TS_ll": "TS_ll_treated", "CG_ll": "CG_ll_treated",
+                 "CG_ll_lo": "CG_ll_treated_lo", "CG_ll_hi": "CG_ll_treated_hi"}
+    )  # fmt: skip
+    control = arms[[*keys, "condition", "CG_ll"]].rename(
+        columns={"condition": "control", "CG_ll": "CG_ll_control"}
+    )
+    table = table.merge(treated, on=[*keys, "treated"], how="left")
+    table = table.merge(control, on=[*keys, "control"], how="left")
+    return table[LOGLIK_VERSUS_COLUMNS]
+
+
 def judge_rows(
     backend: str,
     judge: str,
