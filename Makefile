@@ -53,18 +53,10 @@ test: setup lint
 # The CPU study (README "CPU study"): the variant recipe, then the paper's contrast formula on the
 # same fine-tunes. The runs that do not depend on the PNLAC recipe (data, model, judge, the base
 # model's and each vanilla run's training, answers and scores) are hard-linked from the first
-# results into the second instead of being recomputed.
-STUDY := results/cpu-study
-STUDY_RUN := train generations.jsonl health.json loglik.csv perplexity.json ratings.jsonl scores.csv
+# results into the second instead of being recomputed (polneurons.sharing).
 cpu-study: setup
 	$(BIN)/snakemake --cores $(CORES) --configfile configs/cpu-study.yaml $(MIRROR_CONFIG)
-	mkdir -p $(STUDY)/paper-formula/smollm2
-	cp -aln $(addprefix $(STUDY)/variant/,data models judge) $(STUDY)/paper-formula/
-	cp -aln $(STUDY)/variant/smollm2/base $(STUDY)/paper-formula/smollm2/
-	for run in $(STUDY)/variant/smollm2/*/*/ft; do \
-	  to=$(STUDY)/paper-formula/$${run#$(STUDY)/variant/}; mkdir -p $$to; \
-	  for f in $(STUDY_RUN); do if [ -e $$run/$$f ]; then cp -aln $$run/$$f $$to/; fi; done; \
-	done
+	$(BIN)/python -m polneurons.sharing results/cpu-study/variant results/cpu-study/paper-formula
 	$(BIN)/snakemake --cores $(CORES) --configfile configs/cpu-study.yaml configs/cpu-study-paper-formula.yaml $(MIRROR_CONFIG)
 
 # Claim 3 with its controls (configs/inhibitft-study.yaml) on the embedded default's model and data.

@@ -200,11 +200,33 @@ def prefix_stack(name: str) -> str | None:
     return None
 
 
+# the Makefile's `python -m polneurons.sharing FROM TO`: a recipe that hard-links the recipe-free
+# runs of one results folder into another before running the second configuration
+SHARING = re.compile(r"-m polneurons\.sharing\s+(\S+)\s+(\S+)")
+
+
+def sharing_stack(name: str) -> str | None:
+    """The shipped stack whose results this one's recipe hard-links the recipe-free runs from
+    (`polneurons.sharing`, as the Makefile calls it), if any: the first stack of that folder."""
+    folder = results_folder(shipped_stacks()[name])
+    for source, target in SHARING.findall((REPO / "Makefile").read_text()):
+        if target == folder:
+            return next(
+                other
+                for other, files in shipped_stacks().items()
+                if results_folder(files) == source and prefix_stack(other) is None
+            )
+    return None
+
+
 def shipped_run(name: str, tmp_path_factory, model: Path, fake: FakeOpenAI) -> dict:
-    """Run one shipped stack, shrunk, to the end (after the stack it extends, in its folder);
-    what the run left right after it: its Workdir, output, and the dry run that follows."""
+    """Run one shipped stack, shrunk, to the end (after the stack it extends, in its folder; or
+    on the runs its recipe shares from another stack's folder); what the run left right after
+    it: its Workdir, output, and the dry run that follows."""
 
     def run() -> dict:
+        from polneurons.sharing import link_recipe_free_runs
+
         files = shipped_stacks()[name]
         prefix = prefix_stack(name)
         root = (
@@ -212,6 +234,10 @@ def shipped_run(name: str, tmp_path_factory, model: Path, fake: FakeOpenAI) -> d
             if prefix
             else tmp_path_factory.mktemp(f"shipped-{name}")
         )
+        shared = sharing_stack(name)
+        if shared:
+            source = shipped_run(shared, tmp_path_factory, model, fake)["work"].results
+            link_recipe_free_runs(source, root / results_folder(files))
         overlay = root / f"shrink-{name}.yaml"
         overlay.write_text(yaml.safe_dump(shrink_overlay(files, model, fake.base_url)))
         work = Workdir(

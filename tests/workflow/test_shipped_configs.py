@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 
 import pandas as pd
 import pytest
@@ -17,6 +18,7 @@ from shipped_configs import (  # noqa: F401 - session fixtures
     TEST_DATA,
     fake_judge,  # noqa: F811
     merged,
+    sharing_stack,
     shipped_files,
     shipped_run,
     shipped_stacks,
@@ -134,6 +136,28 @@ def test_each_shipped_configuration_finishes_with_every_table(shipped):
     assert overall["n_answers"] > 0
     trained_judge = (work.results / "judge" / "classifier.pkl").exists()
     assert trained_judge == (config["judge"]["backend"] == "classifier")
+
+
+@pytest.mark.integration
+def test_a_recipe_on_shared_runs_recomputes_none_of_them(
+    tmp_path_factory,
+    tiny_model_dir,  # noqa: F811
+    fake_judge,  # noqa: F811
+):
+    """The Makefile's `python -m polneurons.sharing` (the CPU study's paper-formula half): the
+    second configuration localizes, patches and inhibits on the first one's fine-tunes, hard
+    links of the same files, and trains, generates or judges none of the shared runs again."""
+    shared = {name: sharing_stack(name) for name in STACKS if sharing_stack(name)}
+    assert shared == {"cpu-study-paper-formula": "cpu-study"}
+    for name, source in shared.items():
+        run = shipped_run(name, tmp_path_factory, tiny_model_dir, fake_judge)
+        rules = set(re.findall(r"^(?:local)?rule (\w+):", run["output"], re.M))
+        assert not rules & {"download_data", "prepare_model", "train_judge", "finetune"}, rules
+        assert {"localize_neurons", "patch_generate", "inhibitft"} <= rules
+        first = shipped_run(source, tmp_path_factory, tiny_model_dir, fake_judge)["work"].results
+        for path in first.glob("tiny/*/*/ft/ratings.jsonl"):
+            linked = run["work"].results / path.relative_to(first)
+            assert linked.stat().st_ino == path.stat().st_ino, linked
 
 
 @pytest.mark.integration
