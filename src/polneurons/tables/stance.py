@@ -155,16 +155,23 @@ def loglik_versus(
     for name in ("TS_ll", "CG_ll", "CG_ll_lo", "CG_ll_hi"):
         if name not in arms:
             arms[name] = np.nan
-    treated = arms[[*keys, "condition", "TS_ll", "CG_ll", "CG_ll_lo", "CG_ll_hi"]].rename(
-        columns={"condition": "treated", "TS_ll": "TS_ll_treated", "CG_ll": "CG_ll_treated",
-                 "CG_ll_lo": "CG_ll_treated_lo", "CG_ll_hi": "CG_ll_treated_hi"}
+    return _with_arms(table, arms, "TS_ll", "CG_ll")[LOGLIK_VERSUS_COLUMNS]
+
+
+def _with_arms(table: pd.DataFrame, arms: pd.DataFrame, ts: str, cg: str) -> pd.DataFrame:
+    """A table of (treated, control) rows with the treated arm's own TS and CG (and CG's CI) and
+    the control's CG beside each row, from `arms` (a row per model, leaning, source and
+    condition, with columns ts, cg, cg_lo, cg_hi)."""
+    keys = ["model", "leaning", "source"]
+    treated = arms[[*keys, "condition", ts, cg, f"{cg}_lo", f"{cg}_hi"]].rename(
+        columns={"condition": "treated", ts: f"{ts}_treated", cg: f"{cg}_treated",
+                 f"{cg}_lo": f"{cg}_treated_lo", f"{cg}_hi": f"{cg}_treated_hi"}
     )  # fmt: skip
-    control = arms[[*keys, "condition", "CG_ll"]].rename(
-        columns={"condition": "control", "CG_ll": "CG_ll_control"}
+    control = arms[[*keys, "condition", cg]].rename(
+        columns={"condition": "control", cg: f"{cg}_control"}
     )
     table = table.merge(treated, on=[*keys, "treated"], how="left")
-    table = table.merge(control, on=[*keys, "control"], how="left")
-    return table[LOGLIK_VERSUS_COLUMNS]
+    return table.merge(control, on=[*keys, "control"], how="left")
 
 
 def judge_rows(
@@ -278,15 +285,4 @@ def versus_null(versus: list[pd.DataFrame], tscg: pd.DataFrame) -> pd.DataFrame:
     if not versus:
         return pd.DataFrame(columns=VERSUS_NULL_COLUMNS)
     table = pd.concat(versus, ignore_index=True)
-    keys = ["model", "leaning", "source"]
-    arm = tscg[[*keys, "condition", "TS", "CG", "CG_lo", "CG_hi"]]
-    treated = arm.rename(
-        columns={"condition": "treated", "TS": "TS_treated", "CG": "CG_treated",
-                 "CG_lo": "CG_treated_lo", "CG_hi": "CG_treated_hi"}
-    )  # fmt: skip
-    control = arm[[*keys, "condition", "CG"]].rename(
-        columns={"condition": "control", "CG": "CG_control"}
-    )
-    table = table.merge(treated, on=[*keys, "treated"], how="left")
-    table = table.merge(control, on=[*keys, "control"], how="left")
-    return table[VERSUS_NULL_COLUMNS]
+    return _with_arms(table, tscg, "TS", "CG")[VERSUS_NULL_COLUMNS]
