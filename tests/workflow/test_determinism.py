@@ -3,8 +3,8 @@ give bit-identical neuron sets, adapters, ratings and scores and identical table
 
 The second run is the fault-injection tests' resumed run (tests/workflow/resumed_run.py): the
 whole tiny run made again in its own folder, killed at four points on the way. It makes every
-output itself, so a difference here is either nondeterminism or a lossy resume; the
-fault-injection tests tell which (they fail only on the second).
+output itself, so a difference means the workflow is not deterministic or a resume lost
+something; either is a bug, and the file that differs says where to look.
 """
 
 from __future__ import annotations
