@@ -218,7 +218,16 @@ def claims_inputs(wc):
     return {key: f"{RES}/tables/{table}" for key, table in PLAN.claim_tables().items()}
 
 
+REPORT_CAPTIONS = Path(workflow.basedir) / "workflow" / "report"
+
+
 def report_item(path, category, subcategory, caption):
+    # Snakemake reads a caption only when --report runs: a missing one fails here, at parse time
+    if not (REPORT_CAPTIONS / caption).is_file():
+        raise ValueError(
+            f"no report caption workflow/report/{caption} for {path}: a table or figure "
+            "marked for the report needs one"
+        )
     return report(
         path, category=category, subcategory=subcategory, caption=f"../report/{caption}"
     )
